@@ -1,0 +1,1 @@
+"""genbench: train and compare GAN, VAE, RealNVP and DDPM on equal terms."""

@@ -1,0 +1,180 @@
+"""genbench's command line (`genbench ...` or `python run_bench.py ...`); logging is set up here.
+
+    genbench validate SUITE [--data-root DIR]
+    genbench run SUITE [--results DIR] [--address ADDR] [--resume | --restart] [--data-root DIR]
+    genbench list
+    genbench report RESULTS_DIR
+
+Exit status: 0 success; 2 invalid input (suite, paths, arguments: one line on stderr naming the
+file and field; nothing was started); 1 an unexpected error (traceback); for `run`, 100 + n when
+n trials failed (capped at 199; diverged trials are measurements, not failures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.errors import GenbenchError
+
+log = logging.getLogger(__name__)
+
+EXIT_INVALID = 2
+EXIT_FAILED_TRIALS = 100  # + number of failed trials
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose - args.quiet)
+    try:
+        return args.command(args)
+    except GenbenchError as exc:
+        print(f"genbench: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genbench", description="Train and compare GAN, VAE, RealNVP and DDPM on equal terms.",
+        epilog="Exit status: 0 ok; 2 invalid input (nothing started); 1 unexpected error; "
+               "run: 100 + number of failed trials.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug log output")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors")
+    sub = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    data_root = {"metavar": "DIR", "default": None,
+                 "help": "folder that relative dataset roots and weight paths are resolved against "
+                         "(default: $GENBENCH_DATA_ROOT, else ./data)"}
+
+    p = sub.add_parser("validate", help="check a suite file without running anything",
+                       description="Check a suite file: every field, registry names, data roots. "
+                                   "Prints the grid size; exit status 2 with a one-line error if "
+                                   "invalid.")
+    p.add_argument("suite", type=Path, help="suite file (TOML), e.g. suites/quick.toml")
+    p.add_argument("--data-root", **data_root)
+    p.add_argument("--cells", action="store_true", help="also list the grid cells and trial_ids")
+    p.set_defaults(command=cmd_validate)
+
+    p = sub.add_parser("run", help="run a suite's grid with Ray Tune (resumes by default)",
+                       description="Run one Ray Tune trial per grid cell. Rows go to "
+                                   "RESULTS/<suite name>/trials.parquet (and .csv); the report is "
+                                   "written at the end. Cells with an ok or diverged row are "
+                                   "skipped.")
+    p.add_argument("suite", type=Path, help="suite file (TOML)")
+    p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
+                   help="parent folder of the suite's results folder (default: results)")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="join a running Ray cluster ('auto' after `ray start`); default: a local "
+                        "Ray with this machine's CPUs")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", dest="restart", action="store_false", default=False,
+                      help="skip cells that already have an ok/diverged row (default)")
+    mode.add_argument("--restart", dest="restart", action="store_true",
+                      help="delete the suite's earlier rows, weights and samples; run every cell")
+    p.add_argument("--data-root", **data_root)
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="skip the report at the end")
+    p.set_defaults(command=cmd_run)
+
+    p = sub.add_parser("list", help="list registered families and datasets",
+                       description="Registered families with their NLL estimator; datasets with "
+                                   "their per-example shape and NLL unit.")
+    p.set_defaults(command=cmd_list)
+
+    p = sub.add_parser("report", help="write the report of a results folder",
+                       description="Write report.md/.html, tables.tex, claims.csv, summary.csv and "
+                                   "figures/ into RESULTS_DIR (a suite's folder, e.g. "
+                                   "results/quick).")
+    p.add_argument("results_dir", type=Path, metavar="RESULTS_DIR")
+    p.set_defaults(command=cmd_report)
+    return parser
+
+
+def _configure_logging(level: int) -> None:
+    levels = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
+    logging.basicConfig(level=levels[max(-1, min(1, level))],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+
+
+# --- commands -----------------------------------------------------------------------------------
+def cmd_validate(args: argparse.Namespace) -> int:
+    from bench.suite import load_suite
+
+    suite = load_suite(args.suite, data_root=args.data_root)
+    print(f"{args.suite}: ok, {suite.describe()}")
+    if args.cells:
+        for cell in suite.cells():
+            print(f"  {cell.trial_id}  {cell.name}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.suite import load_suite
+
+    suite = load_suite(args.suite, data_root=args.data_root)  # invalid: exit 2, Ray not imported
+    from bench.runner import run_suite
+
+    summary = run_suite(suite, args.results, address=args.address, restart=args.restart,
+                        report=args.report)
+    print(summary.describe())
+    if summary.report_path is not None:
+        print(f"report: {summary.report_path}")
+    return EXIT_FAILED_TRIALS + min(summary.failed, 99) if summary.failed else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from bench.datasets import DATASETS
+    from bench.families import FAMILIES
+
+    print("families (NLL estimator):")
+    for name in FAMILIES.names():
+        cls = FAMILIES.get(name)
+        print(f"  {name:14s} {cls.nll_kind or 'none':8s} {cls.__module__}.{cls.__name__}")
+    print("datasets (per-example shape, NLL unit):")
+    for name in DATASETS.names():
+        spec, note = _dataset_spec(name)
+        shape = str(spec.shape) if spec else "?"
+        unit = spec.nll_unit if spec else "?"
+        print(f"  {name:14s} {shape:14s} {unit:14s} {note}".rstrip())
+    return 0
+
+
+def _dataset_spec(name: str):
+    """(DataSpec with default options, note); datasets that need a root get their spec from the
+    options alone (no files are read)."""
+    from bench.datasets import DATASETS, build_options
+    from bench.datasets.base import Dataset
+
+    cls = DATASETS.get(name)
+    options = build_options(name, {})
+    try:
+        return cls(options).spec, ""
+    except GenbenchError:
+        pass
+    try:
+        bare = cls.__new__(cls)
+        Dataset.__init__(bare, options)
+        return bare.spec, "(needs options.root)"
+    except Exception as exc:  # a spec that depends on the files themselves
+        return None, f"(needs options.root; shape from the data: {type(exc).__name__})"
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    folder = args.results_dir
+    if not folder.is_dir():
+        raise GenbenchError(f"{folder}: results folder does not exist")
+    try:
+        from bench.report import write_report
+    except ImportError as exc:
+        print(f"genbench: error: the report module (bench.report) is not available: {exc}",
+              file=sys.stderr)
+        return 1
+    print(f"report: {write_report(folder)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The shared dataset interface.
+
+Conventions (the whole package relies on them):
+- Every dataset yields float32 tensors of shape (N, *spec.shape) in *model space*.
+- Point clouds ("points") are unscaled coordinates; their NLL unit is nats.
+- Images ("image") have `levels` discrete intensities per channel, mapped to model space as
+  x = level / (levels - 1) * 2 - 1, a grid on [-1, 1] with bin width Δ = 2 / (levels - 1).
+  Their NLL unit is bits/dim of the discrete data; `to_levels` maps model space back to integers.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+
+Kind = Literal["points", "image"]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a family needs to know about its data to build networks and likelihoods."""
+
+    name: str
+    shape: tuple[int, ...]  # per-example shape: (2,) for points, (C, H, W) for images
+    kind: Kind
+    levels: int | None = None  # discrete intensity levels per channel (images only)
+
+    @property
+    def dim(self) -> int:
+        """D, the number of scalar dimensions per example."""
+        return math.prod(self.shape)
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind == "image"
+
+    @property
+    def bin_width(self) -> float | None:
+        """Δ, the model-space width of one intensity level (images only)."""
+        return None if self.levels is None else 2.0 / (self.levels - 1)
+
+    @property
+    def nll_unit(self) -> str:
+        return "bits_per_dim" if self.is_image else "nats"
+
+    def to_levels(self, x: torch.Tensor) -> torch.Tensor:
+        """Model-space images -> integer levels (uint8 when levels <= 256), clamped to range."""
+        assert self.levels is not None, f"{self.name} is not an image dataset"
+        q = torch.round((x.clamp(-1, 1) + 1) / 2 * (self.levels - 1))
+        return q.to(torch.uint8 if self.levels <= 256 else torch.int32)
+
+    def from_levels(self, q: torch.Tensor) -> torch.Tensor:
+        assert self.levels is not None, f"{self.name} is not an image dataset"
+        return q.float() / (self.levels - 1) * 2 - 1
+
+
+class Dataset(ABC):
+    """A fixed train/test split in model space. Constructed from a typed `Options` dataclass."""
+
+    Options: ClassVar[type]  # dataclass of loader options (root, n_train, ...), checked like hparams
+
+    def __init__(self, options):
+        self.options = options
+
+    @property
+    @abstractmethod
+    def spec(self) -> DataSpec: ...
+
+    @abstractmethod
+    def train(self) -> torch.Tensor:
+        """(N_train, *shape) float32, model space."""
+
+    @abstractmethod
+    def test(self) -> torch.Tensor:
+        """(N_test, *shape) float32, model space."""
+
+    def train_labels(self) -> torch.Tensor | None:
+        """(N_train,) int64 class labels where the dataset has them, else None.
+
+        bench.metrics trains its offline classifier feature extractor on these (train split only).
+        """
+        return None
+
+    def test_labels(self) -> torch.Tensor | None:
+        """(N_test,) int64 class labels where the dataset has them (digits, MNIST), else None."""
+        return None
+
+    def log_density(self, x: torch.Tensor) -> torch.Tensor | None:
+        """True log-density in nats at x, (N,), for datasets of known density; else None."""
+        return None
+
+    def true_nll_nats(self) -> tuple[float, float] | None:
+        """(true NLL = entropy in nats, its standard error) for known densities; else None."""
+        return None

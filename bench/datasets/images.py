@@ -1,0 +1,310 @@
+"""Image datasets, all offline: sklearn digits (bundled), MNIST / CIFAR-10 (torchvision,
+download=False from a local root) and a folder of PNG/JPEG files.
+
+Images are integer levels mapped to model space with `DataSpec.from_levels` ([-1, 1], bin width Δ);
+their NLL unit is bits/dim of the discrete data. Splits are fixed so every trial sees the same data.
+Loading is lazy (first call of train()/test()) and cached; a missing root fails at construction.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image, ImageOps, UnidentifiedImageError
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from tqdm.auto import tqdm
+
+from bench.datasets.base import Dataset, DataSpec
+from bench.errors import DataError
+
+log = logging.getLogger(__name__)
+
+# What torchvision raises when a downloaded file is missing, truncated or not in its format.
+_READ_ERRORS = (
+    RuntimeError,
+    OSError,
+    ValueError,
+    TypeError,
+    AssertionError,
+    KeyError,
+    EOFError,
+    pickle.UnpicklingError,
+)
+
+
+def _existing_root(root: str, name: str, expected: str) -> Path:
+    """The root as a Path; a one-line DataError naming path and dataset when it is unusable."""
+    if not root:
+        raise DataError(
+            f"dataset {name!r}: option 'root' is required (a local folder holding {expected})"
+        )
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DataError(
+            f"dataset {name!r}: root {str(path)!r} does not exist or is not a directory "
+            f"(expected it to hold {expected})"
+        )
+    return path
+
+
+def _head(x: torch.Tensor, n: int) -> torch.Tensor:
+    """The first n rows (n = 0 keeps all): a deterministic cap."""
+    return x[:n] if n > 0 else x
+
+
+def _first_line(exc: BaseException) -> str:
+    """The cause in one line, without torchvision's download advice (we never download)."""
+    line = (str(exc).splitlines() or [""])[0].split(" You can use download=True")[0]
+    return line or type(exc).__name__
+
+
+@dataclass
+class SplitCaps:
+    n_train: int = 0  # keep at most the first n_train training images (0 = all)
+    n_test: int = 0  # keep at most the first n_test test images (0 = all)
+
+    def validate(self) -> None:
+        if self.n_train < 0 or self.n_test < 0:
+            raise ValueError(
+                f"n_train and n_test must be >= 0 (0 = all), got {self.n_train}, {self.n_test}"
+            )
+
+
+class Digits(Dataset):
+    """scikit-learn's 8×8 handwritten digits (1797 images, 17 intensity levels 0..16), (1, 8, 8)."""
+
+    @dataclass
+    class Options:
+        test_fraction: float = 0.2  # held-out share, stratified by digit class
+        split_seed: int = 0  # fixes the split so every trial sees the same images
+
+        def validate(self) -> None:
+            if not 0 < self.test_fraction < 1:
+                raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(name="digits", shape=(1, 8, 8), kind="image", levels=17)
+
+    @cached_property
+    def _data(self) -> dict[str, torch.Tensor]:
+        digits = load_digits()  # bundled with sklearn: no network
+        levels = torch.from_numpy(digits.data.astype(np.int64)).view(-1, *self.spec.shape)
+        labels = torch.from_numpy(digits.target.astype(np.int64))
+        idx_train, idx_test = train_test_split(
+            np.arange(len(labels)),
+            test_size=self.options.test_fraction,
+            random_state=self.options.split_seed,
+            stratify=digits.target,
+        )
+        idx_train, idx_test = torch.from_numpy(idx_train), torch.from_numpy(idx_test)
+        return {
+            "train": self.spec.from_levels(levels[idx_train]),
+            "test": self.spec.from_levels(levels[idx_test]),
+            "train_labels": labels[idx_train],
+            "test_labels": labels[idx_test],
+        }
+
+    def train(self) -> torch.Tensor:
+        """(N_train, 1, 8, 8) float32 in [-1, 1]."""
+        return self._data["train"]
+
+    def test(self) -> torch.Tensor:
+        """(N_test, 1, 8, 8) float32 in [-1, 1]."""
+        return self._data["test"]
+
+    def train_labels(self) -> torch.Tensor:
+        """(N_train,) int64 digit classes."""
+        return self._data["train_labels"]
+
+    def test_labels(self) -> torch.Tensor:
+        """(N_test,) int64 digit classes."""
+        return self._data["test_labels"]
+
+
+class _TorchvisionDataset(Dataset):
+    """MNIST / CIFAR-10 through torchvision with download=False; its errors become DataErrors."""
+
+    name = "torchvision"
+    shape: tuple[int, int, int] = (1, 1, 1)
+    layout = "folder"  # what the root must contain, for error messages
+
+    @dataclass
+    class Options(SplitCaps):
+        root: str = ""  # local folder holding the dataset in torchvision's layout (required)
+
+    def __init__(self, options):
+        super().__init__(options)
+        self.root = _existing_root(options.root, self.name, self.layout)
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(name=self.name, shape=self.shape, kind="image", levels=256)
+
+    def _read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uint8 (N, C, H, W), int64 labels (N,)) from torchvision's object."""
+        raise NotImplementedError
+
+    def _load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        split = "train" if train else "test"
+        try:
+            q, y = self._read(train)
+        except _READ_ERRORS as exc:
+            raise DataError(
+                f"dataset {self.name!r}: cannot read the {split} split from "
+                f"{str(self.root / self.layout)!r} ({_first_line(exc)})"
+            ) from exc
+        if tuple(q.shape[1:]) != self.shape or q.dtype != torch.uint8:
+            raise DataError(
+                f"dataset {self.name!r}: {str(self.root / self.layout)!r} holds {split} "
+                f"images of shape {tuple(q.shape[1:])} {q.dtype}, expected {self.shape} uint8"
+            )
+        n = self.options.n_train if train else self.options.n_test
+        q, y = _head(q, n), _head(y, n)
+        log.info("%s %s: %d images from %s", self.name, split, len(q), self.root)
+        return self.spec.from_levels(q), y
+
+    @cached_property
+    def _train(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._load(train=True)
+
+    @cached_property
+    def _test(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._load(train=False)
+
+    def train(self) -> torch.Tensor:
+        """(N_train, *shape) float32 in [-1, 1]."""
+        return self._train[0]
+
+    def test(self) -> torch.Tensor:
+        """(N_test, *shape) float32 in [-1, 1]."""
+        return self._test[0]
+
+    def train_labels(self) -> torch.Tensor:
+        """(N_train,) int64 classes."""
+        return self._train[1]
+
+    def test_labels(self) -> torch.Tensor:
+        """(N_test,) int64 classes."""
+        return self._test[1]
+
+
+class MNIST(_TorchvisionDataset):
+    """MNIST, (1, 28, 28), 256 levels.
+
+    Root holds MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (the unzipped files;
+    torchvision checks that they exist, not their checksums)."""
+
+    name = "mnist"
+    shape = (1, 28, 28)
+    layout = "MNIST/raw"
+
+    def _read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        tv = torchvision.datasets.MNIST(root=str(self.root), train=train, download=False)
+        return tv.data.unsqueeze(1), tv.targets.long()
+
+
+class CIFAR10(_TorchvisionDataset):
+    """CIFAR-10, (3, 32, 32), 256 levels.
+
+    Root holds cifar-10-batches-py/ (data_batch_1..5, test_batch, batches.meta) as unpacked
+    from the official python tarball.
+
+    torchvision verifies every batch file against the official md5 sums; we keep that check (a
+    truncated or foreign file fails loudly as a DataError) rather than bypass it. Tests write fake
+    batches in the same pickle format and substitute their md5s in torchvision's checksum table.
+    """
+
+    name = "cifar10"
+    shape = (3, 32, 32)
+    layout = "cifar-10-batches-py"
+
+    def _read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        tv = torchvision.datasets.CIFAR10(root=str(self.root), train=train, download=False)
+        q = torch.from_numpy(np.ascontiguousarray(tv.data)).permute(0, 3, 1, 2)  # HWC -> CHW
+        return q.contiguous(), torch.as_tensor(tv.targets, dtype=torch.int64)
+
+
+class ImageFolder(Dataset):
+    """Every *.png / *.jpg / *.jpeg under `root` (recursively), centre-cropped to a square and
+    resized to image_size, 256 levels, shape (channels, image_size, image_size). No labels."""
+
+    SUFFIXES = (".png", ".jpg", ".jpeg")
+
+    @dataclass
+    class Options:
+        root: str = ""  # folder searched recursively for images (required)
+        image_size: int = (
+            32  # side after crop+resize; divisible by 4 for the conv nets' 2 downsamplings
+        )
+        channels: int = 3  # 3 = RGB, 1 = greyscale (PIL mode "L")
+        test_fraction: float = 0.1  # held-out share (at least one image each side)
+        seed: int = 0  # fixes the shuffled split so every trial sees the same images
+
+        def validate(self) -> None:
+            if self.image_size < 4 or self.image_size % 4:
+                raise ValueError(
+                    f"image_size must be a positive multiple of 4, got {self.image_size}"
+                )
+            if self.channels not in (1, 3):
+                raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+            if not 0 < self.test_fraction < 1:
+                raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+
+    def __init__(self, options):
+        super().__init__(options)
+        self.root = _existing_root(options.root, "folder", "*.png / *.jpg images")
+        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in self.SUFFIXES)
+        if len(self.files) < 2:
+            raise DataError(
+                f"dataset 'folder': {str(self.root)!r} holds {len(self.files)} png/jpg "
+                "images; need at least 2 (one train, one test)"
+            )
+
+    @property
+    def spec(self) -> DataSpec:
+        s = self.options.image_size
+        return DataSpec(
+            name="folder", shape=(self.options.channels, s, s), kind="image", levels=256
+        )
+
+    def _read(self, path: Path) -> np.ndarray:
+        """One image as uint8 (C, S, S)."""
+        size = self.options.image_size
+        try:
+            with Image.open(path) as img:
+                img = img.convert("L" if self.options.channels == 1 else "RGB")
+                img = ImageOps.fit(img, (size, size), Image.Resampling.BICUBIC)
+                a = np.asarray(img, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(
+                f"dataset 'folder': cannot read image {str(path)!r} ({_first_line(exc)})"
+            ) from exc
+        return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+    @cached_property
+    def _data(self) -> dict[str, torch.Tensor]:
+        files = tqdm(
+            self.files, desc=f"loading {self.root.name}", unit="img", disable=None, leave=False
+        )
+        q = torch.from_numpy(np.stack([self._read(p) for p in files]))
+        order = torch.from_numpy(np.random.default_rng(self.options.seed).permutation(len(q)))
+        n_test = min(max(1, round(len(q) * self.options.test_fraction)), len(q) - 1)
+        x = self.spec.from_levels(q[order])
+        return {"train": x[n_test:], "test": x[:n_test]}
+
+    def train(self) -> torch.Tensor:
+        """(N_train, C, S, S) float32 in [-1, 1]."""
+        return self._data["train"]
+
+    def test(self) -> torch.Tensor:
+        """(N_test, C, S, S) float32 in [-1, 1]."""
+        return self._data["test"]

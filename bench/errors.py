@@ -1,0 +1,13 @@
+"""Error types. Every message is one line that names the thing at fault (file, field, key)."""
+
+
+class GenbenchError(Exception):
+    """Base class: errors a user can fix by changing their input."""
+
+
+class ConfigError(GenbenchError, ValueError):
+    """Bad configuration: unknown key, wrong type, out-of-range value, unknown name."""
+
+
+class DataError(GenbenchError, FileNotFoundError):
+    """A dataset cannot be loaded (missing root, wrong on-disk format)."""

@@ -1,0 +1,120 @@
+"""The one interface every model family implements.
+
+A family owns its networks and optimizers. The trial loop only calls `attach`, `train_step`,
+`sample`, `nll` and `state_dict`; nothing outside a family's module knows how it trains.
+
+Tensor conventions: x is (B, *spec.shape) float32 in model space (see bench.datasets.base).
+NLLs are per example, in nats; for images they bound the NLL of the *discrete* data.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from bench.datasets.base import DataSpec
+
+
+class Family(ABC):
+    """Base class of a model family. Subclasses set `Hparams` and `nll_kind`."""
+
+    Hparams: ClassVar[type]  # @dataclass of hyper-parameters with a comment on each default
+    # headline NLL estimator: "exact", "elbo", "iwae", "vlb", or None (the GAN has no likelihood)
+    nll_kind: ClassVar[str | None]
+
+    def __init__(self, spec: DataSpec, hparams: Any):
+        self.spec = spec
+        self.hp = hparams
+        self.accelerator = None  # set by attach(); plain PyTorch when None
+
+    # --- what a family provides ------------------------------------------------------------
+    @abstractmethod
+    def modules(self) -> dict[str, nn.Module]:
+        """Named networks (their parameters are counted, saved and moved to the device)."""
+
+    @abstractmethod
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Named optimizers, one per independently stepped module group."""
+
+    @abstractmethod
+    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+        """One optimizer step (the GAN: its D/G alternation) on batch x; returns finite floats."""
+
+    @abstractmethod
+    def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None) -> torch.Tensor:
+        """(n, *spec.shape) float32 samples in model space; images clamped to [-1, 1].
+
+        `steps` is the number of sampling steps for iterative samplers (DDPM: strided ancestral
+        sampling); one-shot families raise ValueError when it is given.
+        """
+
+    def nll(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Per-example NLL estimates in nats, {estimator label: (B,)}, headline estimator first.
+
+        Labels: "exact", "elbo", "iwae-K", "vlb". The default (no likelihood) returns {}: a family
+        without a likelihood reports none rather than a made-up number.
+        """
+        return {}
+
+    def nfe_per_sample(self, steps: int | None = None) -> int:
+        """Network function evaluations to draw one sample (1 for one-shot generators)."""
+        return 1
+
+    def sampling_steps(self) -> int | None:
+        """Default number of sampling steps for iterative samplers (DDPM: T), None for one-shot."""
+        return None
+
+    def impute(
+        self, x: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor | None:
+        """Fill the entries of x where `known` (bool, x's shape) is False; None if unsupported."""
+        return None
+
+    # key of train_step's dict whose trajectory measures training (in)stability
+    main_loss: ClassVar[str] = "loss"
+
+    def check_divergence(self, losses: dict[str, float]) -> str | None:
+        """Reason training diverged after this step's losses, or None. Subclasses may add checks."""
+        bad = [k for k, v in losses.items() if not torch.isfinite(torch.tensor(v))]
+        return f"non-finite loss: {', '.join(bad)}" if bad else None
+
+    # --- shared machinery -------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(next(iter(self.modules().values())).parameters()).device
+
+    def attach(self, accelerator) -> None:
+        """Hand modules and optimizers to an `accelerate.Accelerator` (device, mixed precision)."""
+        mods, opts = self.modules(), self.optimizers()
+        prepared = accelerator.prepare(*mods.values(), *opts.values())
+        if len(mods) + len(opts) == 1:
+            prepared = (prepared,)
+        self._replace(dict(zip(mods, prepared[: len(mods)])), dict(zip(opts, prepared[len(mods) :])))
+        self.accelerator = accelerator
+
+    def _replace(self, modules: dict[str, nn.Module], optimizers: dict[str, Any]) -> None:
+        """Store prepared objects back; default: attributes named like the dict keys."""
+        for name, obj in {**modules, **optimizers}.items():
+            setattr(self, name, obj)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.accelerator is not None:
+            self.accelerator.backward(loss)
+        else:
+            loss.backward()
+
+    def param_count(self) -> int:
+        return sum(p.numel() for m in self.modules().values() for p in m.parameters())
+
+    def state_dict(self) -> dict[str, Any]:
+        def unwrap(m):
+            return self.accelerator.unwrap_model(m) if self.accelerator is not None else m
+
+        return {name: unwrap(m).state_dict() for name, m in self.modules().items()}
+
+    def train(self, mode: bool = True) -> None:
+        for m in self.modules().values():
+            m.train(mode)

@@ -1,0 +1,394 @@
+"""Denoising diffusion probabilistic model (Ho et al. 2020) with strided sampling (Nichol & Dhariwal 2021).
+
+Notation (the errata's corrected forms; maths time t = 1..T, code index i = t − 1 = 0..T−1):
+    α_t = 1 − β_t,  ᾱ_t = ∏_{s≤t} α_s,  q(x_t|x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I)
+    q(x_{t−1}|x_t, x_0) = N(μ̃_t, β̃_t I),  μ̃_t = √ᾱ_{t−1} β_t/(1−ᾱ_t)·x_0 + √α_t (1−ᾱ_{t−1})/(1−ᾱ_t)·x_t,
+    β̃_t = (1−ᾱ_{t−1})/(1−ᾱ_t)·β_t;  model p_θ(x_{t−1}|x_t) = N(μ_θ, σ_t² I) with
+    μ_θ = (1/√α_t)(x_t − β_t/√(1−ᾱ_t)·ε_θ(x_t, t)) and σ_t² = β_t or β̃_t (Algorithm 2).
+Training: L_simple = E‖ε − ε_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖² (Algorithm 1).
+Likelihood, per example in nats: L_VLB = L_T + Σ_{t=2}^T L_{t−1} + L_0 with
+    L_T = KL(q(x_T|x_0) ‖ N(0, I)),  L_{t−1} = E_q KL(q(x_{t−1}|x_t, x_0) ‖ p_θ(x_{t−1}|x_t)),
+    L_0 = −log p_θ(x_0|x_1): a Gaussian density N(x_0; μ_θ(x_1, 1), σ_1²) for points, the discretized
+    Gaussian of Ho et al. eq. 13 (bin width Δ = spec.bin_width) for images, so the bound is on the
+    discrete likelihood. β̃_1 = 0, so the decoder uses σ_1² = β_1 whatever `sigma` is.
+The diffusion maths lives in `GaussianDiffusion`, which takes any ε-predictor callable
+`eps_fn(x_t (B, *shape), t (B,) int64 original timestep index) -> (B, *shape)`, so tests can plug
+in an analytic predictor.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from bench.datasets.base import DataSpec
+from bench.families.base import Family
+from bench.likelihood import discretized_gaussian_log_likelihood, gaussian_log_prob, normal_kl
+from bench.nets import SmallUNet, TimeMLP
+
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+MAX_BETA = 0.999  # β cap (Nichol & Dhariwal): keeps α_t > 0 at the end of short or cosine schedules
+
+
+def linear_betas(timesteps: int) -> torch.Tensor:
+    """Ho et al.'s 1e-4 -> 0.02 at T = 1000; endpoints scaled by 1000/T so ᾱ_T stays near 0. (T,) f64."""
+    scale = 1000.0 / timesteps
+    return torch.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=torch.float64).clamp(max=MAX_BETA)
+
+
+def cosine_betas(timesteps: int, s: float = 0.008) -> torch.Tensor:
+    """Nichol & Dhariwal's ᾱ(t) = cos²((t/T + s)/(1 + s)·π/2) / ᾱ(0), as β_t = 1 − ᾱ_t/ᾱ_{t−1}. (T,) f64."""
+    u = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
+    f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+    return (1 - f[1:] / f[:-1]).clamp(max=MAX_BETA)
+
+
+BETA_SCHEDULES: dict[str, Callable[[int], torch.Tensor]] = {"linear": linear_betas, "cosine": cosine_betas}
+
+
+class GaussianDiffusion:
+    """The schedule and every closed form of the forward and reverse processes.
+
+    All schedule tensors are float64 (T,) on the CPU; `_at` casts one entry per example to the
+    dtype/device of the data and shapes it (B, 1, ..., 1) for broadcasting. `t` arguments are
+    (B,) int64 code indices 0..T−1 into *this* schedule; `timestep_map[t]` is the timestep of the
+    original schedule that the ε-network sees (the identity unless this is a respaced schedule).
+    """
+
+    def __init__(self, betas: torch.Tensor, sigma: str = "beta_tilde", timestep_map: torch.Tensor | None = None):
+        b = betas.to(torch.float64)
+        self.T = len(b)
+        self.sigma = sigma
+        self.timestep_map = torch.arange(self.T) if timestep_map is None else timestep_map.long()
+        ac = torch.cumprod(1 - b, 0)
+        ac_prev = torch.cat([torch.ones(1, dtype=torch.float64), ac[:-1]])
+        post_var = (1 - ac_prev) / (1 - ac) * b  # β̃_t; exactly 0 at t = 1
+        # β̃_1 = 0 is a degenerate Gaussian: the decoder (index 0) uses σ_1² = β_1 under both choices.
+        model_var = {"beta": b, "beta_tilde": torch.cat([b[:1], post_var[1:]])}[sigma]
+        self.buf = {
+            "betas": b,
+            "alphas_cumprod": ac,
+            "alphas_cumprod_prev": ac_prev,
+            "sqrt_ac": ac.sqrt(),
+            "sqrt_1m_ac": (1 - ac).sqrt(),
+            "post_var": post_var,
+            # log β̃ with the t = 1 entry (log 0) replaced by t = 2's, as in Ho et al.'s code; only
+            # the KL uses it and the KL is never evaluated at t = 1 (that is the decoder term).
+            "post_log_var": torch.log(torch.cat([post_var[1:2], post_var[1:]])),
+            "post_coef_x0": ac_prev.sqrt() * b / (1 - ac),
+            "post_coef_xt": (1 - b).sqrt() * (1 - ac_prev) / (1 - ac),
+            "recip_sqrt_alpha": (1 - b).rsqrt(),
+            "eps_coef": b / (1 - ac).sqrt(),
+            "model_var": model_var,
+            "model_log_var": model_var.log(),
+        }
+        self._cache: dict[tuple, dict[str, torch.Tensor]] = {}
+
+    @property
+    def betas(self) -> torch.Tensor:
+        return self.buf["betas"]
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        return self.buf["alphas_cumprod"]
+
+    def _at(self, name: str, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """buf[name][t] as (B, 1, ..., 1) in like's dtype/device (tables cached per device: no syncs)."""
+        key = (like.device, like.dtype)
+        if key not in self._cache:
+            self._cache[key] = {k: v.to(device=like.device, dtype=like.dtype) for k, v in self.buf.items()}
+        return self._cache[key][name][t.to(like.device)].view(-1, *([1] * (like.dim() - 1)))
+
+    # --- forward process ---------------------------------------------------------------------------
+    def q_mean_variance(self, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean (B, *shape) and variance (B, 1, ...) of q(x_t|x_0)."""
+        return self._at("sqrt_ac", t, x0) * x0, 1 - self._at("alphas_cumprod", t, x0)
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε, (B, *shape)."""
+        return self._at("sqrt_ac", t, x0) * x0 + self._at("sqrt_1m_ac", t, x0) * noise
+
+    def q_posterior_mean_variance(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor):
+        """(μ̃_t (B, *shape), β̃_t (B, 1, ...), clipped log β̃_t (B, 1, ...)) of q(x_{t−1}|x_t, x_0)."""
+        mean = self._at("post_coef_x0", t, xt) * x0 + self._at("post_coef_xt", t, xt) * xt
+        return mean, self._at("post_var", t, xt), self._at("post_log_var", t, xt)
+
+    def predict_x0(self, eps: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x̂_0 = (x_t − √(1−ᾱ_t) ε)/√ᾱ_t, the q_sample relation solved for x_0."""
+        return (xt - self._at("sqrt_1m_ac", t, xt) * eps) / self._at("sqrt_ac", t, xt)
+
+    # --- reverse process ---------------------------------------------------------------------------
+    def p_mean_variance(self, eps: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, clip_x0: bool = False):
+        """(μ_θ, σ_t², log σ_t²) of p_θ(x_{t−1}|x_t) given the predicted noise eps (B, *shape).
+
+        μ_θ = (1/√α_t)(x_t − β_t/√(1−ᾱ_t)·ε). With clip_x0 (image sampling only), x̂_0 is clipped
+        to [−1, 1] and μ_θ = μ̃_t(x̂_0, x_t) — the same value when nothing is clipped.
+        """
+        if clip_x0:
+            mean = self.q_posterior_mean_variance(self.predict_x0(eps, xt, t).clamp(-1, 1), xt, t)[0]
+        else:
+            mean = self._at("recip_sqrt_alpha", t, xt) * (xt - self._at("eps_coef", t, xt) * eps)
+        return mean, self._at("model_var", t, xt), self._at("model_log_var", t, xt)
+
+    def eps(self, eps_fn: EpsFn, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The predictor at this schedule's index t (it sees the original timestep), in xt's dtype."""
+        return eps_fn(xt, self.timestep_map.to(xt.device)[t.to(xt.device)]).to(xt.dtype)
+
+    def sample_loop(self, eps_fn: EpsFn, noise: Callable[[tuple[int, ...]], torch.Tensor], shape: tuple[int, ...],
+                    clip_x0: bool = False, x0: torch.Tensor | None = None, known: torch.Tensor | None = None):
+        """Ancestral sampling (Algorithm 2) from x_T ~ N(0, I); returns x_0, (n, *shape).
+
+        `noise(shape)` draws N(0, I) on the data device. The last step returns the mean (no noise).
+        With x0 and known (bool, x0's shape), entries where known is True are replaced after every
+        step by a draw of q(x_{t−1}|x_0) (RePaint-style inpainting without resampling).
+        """
+        x = noise(shape)
+        if known is not None:
+            x = torch.where(known, self.q_sample(x0, torch.full((shape[0],), self.T - 1), x), x)
+        for i in reversed(range(self.T)):
+            t = torch.full((shape[0],), i, dtype=torch.long, device=x.device)
+            mean, _, log_var = self.p_mean_variance(self.eps(eps_fn, x, t), x, t, clip_x0)
+            x = mean + (0.5 * log_var).exp() * noise(shape) if i > 0 else mean
+            if known is not None:
+                x_known = self.q_sample(x0, t - 1, noise(shape)) if i > 0 else x0
+                x = torch.where(known, x_known, x)
+        return x
+
+    def respaced(self, steps: int) -> GaussianDiffusion:
+        """The schedule on `steps` evenly spaced timesteps τ (always including τ = T), keeping ᾱ_τ.
+
+        β'_i = 1 − ᾱ_{τ_i}/ᾱ_{τ_{i−1}} (ᾱ_{τ_0} = 1), as in improved DDPM; steps = T gives back β.
+        """
+        if not 1 <= steps <= self.T:
+            raise ValueError(f"steps must be in [1, {self.T}] (got {steps})")
+        tau = torch.linspace(self.T - 1, 0, steps, dtype=torch.float64).round().long().flip(0)
+        ac = self.alphas_cumprod[tau]
+        prev = torch.cat([torch.ones(1, dtype=torch.float64), ac[:-1]])
+        return GaussianDiffusion(1 - ac / prev, self.sigma, self.timestep_map[tau])
+
+    # --- variational bound ------------------------------------------------------------------------
+    def prior_kl(self, x0: torch.Tensor) -> torch.Tensor:
+        """L_T = KL(q(x_T|x_0) ‖ N(0, I)) summed over data dims: (B, *shape) -> (B,) nats."""
+        t = torch.full((len(x0),), self.T - 1, dtype=torch.long)
+        mean, var = self.q_mean_variance(x0, t)
+        kl = normal_kl(mean, var.log().expand_as(mean), torch.zeros_like(mean), torch.zeros_like(mean))
+        return kl.flatten(1).sum(1)
+
+    def vlb_terms(self, eps_fn: EpsFn, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+                  bin_width: float | None = None) -> torch.Tensor:
+        """One-sample estimate of L_{t−1} per row (x_t = q_sample(x0, t, noise)); (B,) nats.
+
+        Index 0 gives the decoder term L_0 (discretized with bin_width, else a Gaussian density);
+        index i ≥ 1 the KL between the true posterior and p_θ at maths time t = i + 1.
+        """
+        xt = self.q_sample(x0, t, noise)
+        mean, _, log_var = self.p_mean_variance(self.eps(eps_fn, xt, t), xt, t)
+        true_mean, _, true_log_var = self.q_posterior_mean_variance(x0, xt, t)
+        kl = normal_kl(true_mean, true_log_var, mean, log_var).flatten(1).sum(1)
+        log_std = (0.5 * log_var).expand_as(mean)
+        if bin_width is None:
+            dec = -gaussian_log_prob(x0, mean, log_std)
+        else:
+            dec = -discretized_gaussian_log_likelihood(x0, mean, log_std, bin_width)
+        return torch.where(t.to(x0.device) == 0, dec.flatten(1).sum(1), kl)
+
+    def vlb_timesteps(self, n: int, k: int, generator: torch.Generator | None = None):
+        """Timestep indices (n, m) and weights (n, m) whose weighted sum estimates Σ_{i=0}^{T−1} L_i.
+
+        k = 0 (or k ≥ T − 1): all T indices, weight 1 (every term). Otherwise L_0 always plus one
+        index drawn uniformly from each of k near-equal strata of 1..T−1, weighted by the stratum
+        size: an unbiased stratified estimate of Σ_{t=2}^T L_{t−1}.
+        """
+        if k == 0 or k >= self.T - 1:
+            return torch.arange(self.T).expand(n, -1), torch.ones(n, self.T, dtype=torch.float64)
+        edges = torch.linspace(1, self.T, k + 1, dtype=torch.float64).round().long()
+        lo, size = edges[:-1], edges[1:] - edges[:-1]  # (k,) stratum starts and sizes, sizes >= 1
+        dev = generator.device if generator is not None else "cpu"
+        u = torch.rand(n, k, generator=generator, dtype=torch.float64, device=dev)
+        t = lo + (u.cpu() * size).long().clamp(max=size - 1)
+        w = torch.cat([torch.ones(n, 1, dtype=torch.float64), size.double().expand(n, -1)], 1)
+        return torch.cat([torch.zeros(n, 1, dtype=torch.long), t], 1), w
+
+    def vlb(self, eps_fn: EpsFn, x0: torch.Tensor, k: int = 0, generator: torch.Generator | None = None,
+            bin_width: float | None = None, max_rows: int = 8192) -> torch.Tensor:
+        """L_VLB per example, (B, *shape) -> (B,) nats, in x0's dtype: L_T + Σ L_{t−1} + L_0.
+
+        The (example, timestep) pairs are evaluated as flat rows, max_rows per predictor call, so
+        small models see large batches; x_t is drawn independently for every pair.
+        """
+        t, w = self.vlb_timesteps(len(x0), k, generator)
+        row_ex = torch.arange(len(x0)).repeat_interleave(t.shape[1])
+        t, w = t.reshape(-1), w.reshape(-1).to(device=x0.device, dtype=x0.dtype)
+        total = self.prior_kl(x0)
+        for rows in torch.arange(len(t)).split(max_rows):
+            xr = x0[row_ex[rows].to(x0.device)]
+            dev = generator.device if generator is not None else x0.device
+            noise = torch.randn(xr.shape, generator=generator, device=dev, dtype=x0.dtype).to(x0.device)
+            terms = self.vlb_terms(eps_fn, xr, t[rows], noise, bin_width)
+            total.index_add_(0, row_ex[rows].to(x0.device), w[rows.to(x0.device)] * terms)
+        return total
+
+
+@dataclass
+class DDPMHparams:
+    timesteps: int = 1000  # T: diffusion steps for training, the VLB and default sampling (Ho et al.)
+    # linear: Ho et al.'s 1e-4 -> 0.02 at T = 1000 (endpoints ×1000/T); cosine: Nichol & Dhariwal 2021
+    beta_schedule: Literal["linear", "cosine"] = "linear"
+    # reverse variance σ_t² (Algorithm 2): β_t, β̃_t, or "auto" = β for points, β̃ for images. Why: at
+    # small t continuous data is locally smooth, so q(x_{t-1}|x_t) has variance ≈ β_t, and β̃ costs ≈ D/2
+    # nats of VLB on N(0, s²I) (measured and closed form, tests/test_ddpm.py); discrete images are
+    # nearly determined by x_t at small t, where q(x_{t-1}|x_t) → q(x_{t-1}|x_t, x_0) with variance β̃_t.
+    sigma: Literal["auto", "beta", "beta_tilde"] = "auto"
+    hidden: int = 128  # width of the points TimeMLP
+    layers: int = 3  # hidden layers of the points TimeMLP
+    width: int = 32  # base channels of the image SmallUNet
+    lr: float = 1e-3  # Adam learning rate
+    batch_size: int = 256  # examples per optimizer step (drawn by the trial loop)
+    ema_decay: float = 0.999  # EMA of the weights used for sampling, NLL and imputation; 0 = raw weights
+    # VLB terms evaluated per example: 0 = every one of the T terms (one x_t draw each); k > 0 = L_T, L_0
+    # and an unbiased stratified estimate of Σ L_{t-1} from k timesteps (full T on 8×8 images at T=1000:
+    # ~260 CPU-s per 1000 examples; k = 50: ~13 s; on 2-D points full T costs ~1.5 CPU-s per 1000)
+    vlb_timesteps: int = 0
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    clip_x0: bool = True  # images: clip x̂_0 to [-1, 1] in each sampling step (Ho et al.'s sampler); VLB never clips
+
+    def validate(self) -> None:
+        for name in ("timesteps", "hidden", "width", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.timesteps < 2:
+            raise ValueError(f"timesteps must be >= 2 (got {self.timesteps})")
+        for name in ("layers", "vlb_timesteps", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0 (got {self.lr})")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1) (got {self.ema_decay})")
+
+
+class DDPM(Family):
+    """ε-prediction DDPM: L_simple training, ancestral (optionally strided) sampling, VLB likelihood."""
+
+    Hparams = DDPMHparams
+    nll_kind = "vlb"
+
+    def __init__(self, spec: DataSpec, hparams: DDPMHparams):
+        super().__init__(spec, hparams)
+        hp = hparams
+        sigma = hp.sigma if hp.sigma != "auto" else ("beta_tilde" if spec.is_image else "beta")
+        self.diffusion = GaussianDiffusion(BETA_SCHEDULES[hp.beta_schedule](hp.timesteps), sigma)
+        if spec.is_image:
+            self.net: nn.Module = SmallUNet(spec.shape[0], hp.width)
+        else:
+            self.net = TimeMLP(spec.dim, hp.hidden, hp.layers)
+        # EMA copy: not in modules() (not trained, not counted, not wrapped by accelerate)
+        self.ema = copy.deepcopy(self.net).requires_grad_(False).eval()
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=hp.lr)
+        self.steps = 0  # optimizer steps taken (drives the EMA warm-up)
+        self._respaced: dict[int, GaussianDiffusion] = {}
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt": self.opt}
+
+    def attach(self, accelerator) -> None:
+        super().attach(accelerator)
+        self.ema.to(accelerator.device)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "ema": self.ema.state_dict()}
+
+    # --- training ----------------------------------------------------------------------------------
+    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+        """Algorithm 1: t ~ U{1..T}, ε ~ N(0, I), one Adam step on ‖ε − ε_θ(x_t, t)‖² (mean per element)."""
+        self.net.train()
+        x = x.to(self.device).float()
+        t = torch.randint(0, self.diffusion.T, (len(x),), device=x.device)
+        noise = torch.randn_like(x)
+        pred = self.net(self.diffusion.q_sample(x, t, noise), t)
+        loss = (pred.float() - noise).pow(2).mean()
+        self.opt.zero_grad(set_to_none=True)
+        self.backward(loss)
+        if self.hp.grad_clip > 0:
+            clip = self.accelerator.clip_grad_norm_ if self.accelerator is not None else nn.utils.clip_grad_norm_
+            clip(self.net.parameters(), self.hp.grad_clip)
+        self.opt.step()
+        self._update_ema()
+        self.steps += 1
+        return {"loss": loss.item()}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # warm-up (TF's num_updates rule) so that short runs are not dominated by the initial weights
+        decay = min(self.hp.ema_decay, (1 + self.steps) / (10 + self.steps))
+        net = self.accelerator.unwrap_model(self.net) if self.accelerator is not None else self.net
+        for e, p in zip(self.ema.parameters(), net.parameters()):
+            e.lerp_(p.detach().to(e.dtype), 1 - decay)
+        for e, b in zip(self.ema.buffers(), net.buffers()):
+            e.copy_(b)
+
+    # --- generation, likelihood, missing data -------------------------------------------------------
+    def _eps_fn(self) -> EpsFn:
+        """The EMA network as an fp32 ε-predictor (outside any autocast: sampling and NLL in fp32)."""
+        def eps(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(xt.device.type, enabled=False):
+                return self.ema(xt.float(), t)
+        return eps
+
+    def _noise(self, generator: torch.Generator | None) -> Callable[[tuple[int, ...]], torch.Tensor]:
+        """shape -> N(0, I) drawn on the generator's device (reproducible), moved to the model's."""
+        dev = generator.device if generator is not None else self.device
+        return lambda shape: torch.randn(shape, generator=generator, device=dev).to(self.device)
+
+    def _schedule(self, steps: int | None) -> GaussianDiffusion:
+        """The full schedule for steps=None, else the respaced one (cached; steps=T is respaced too)."""
+        if steps is None:
+            return self.diffusion
+        if steps not in self._respaced:
+            self._respaced[steps] = self.diffusion.respaced(steps)
+        return self._respaced[steps]
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None) -> torch.Tensor:
+        """(n, *shape) float32 by ancestral sampling on `steps` strided timesteps (None: all T)."""
+        clip = self.spec.is_image and self.hp.clip_x0
+        x = self._schedule(steps).sample_loop(self._eps_fn(), self._noise(generator), (n, *self.spec.shape), clip)
+        return x.clamp(-1, 1) if self.spec.is_image else x
+
+    def nfe_per_sample(self, steps: int | None = None) -> int:
+        return self._schedule(steps).T
+
+    def sampling_steps(self) -> int:
+        return self.diffusion.T
+
+    @torch.no_grad()
+    def nll(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """{"vlb": L_VLB} per example, (B,) nats in fp32; all T terms or stratified (hp.vlb_timesteps).
+
+        Images: a bound on the discrete NLL (discretized L_0). Rows per network call: 32768 points
+        (the MLP is cheap; fewer calls = less per-op overhead), or 2·batch_size images (U-Net memory).
+        """
+        rows = 2 * self.hp.batch_size if self.spec.is_image else 32768
+        vlb = self.diffusion.vlb(self._eps_fn(), x.to(self.device).float(), self.hp.vlb_timesteps, generator,
+                                 self.spec.bin_width if self.spec.is_image else None, rows)
+        return {"vlb": vlb.to(x.device)}
+
+    @torch.no_grad()
+    def impute(self, x: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None = None,
+               *, steps: int | None = None) -> torch.Tensor:
+        """Fill x where `known` is False: sample while replacing known entries by q(x_{t−1}|x_0) draws."""
+        x0, known = x.to(self.device).float(), known.to(self.device, torch.bool)
+        clip = self.spec.is_image and self.hp.clip_x0
+        out = self._schedule(steps).sample_loop(self._eps_fn(), self._noise(generator), tuple(x0.shape),
+                                                clip, x0=x0, known=known)
+        out = torch.where(known, x0, out)
+        return (out.clamp(-1, 1) if self.spec.is_image else out).to(x.device)

@@ -1,0 +1,304 @@
+"""RealNVP (Dinh et al. 2017): a stack of affine coupling layers with an exact log-likelihood.
+
+One coupling layer with a binary mask m (1 = conditioning entries x_{1:d}, 0 = transformed ones):
+
+    y = x ⊙ exp(s(m ⊙ x)) + t(m ⊙ x),   s and t zero wherever m = 1,
+    x = (y − t(m ⊙ y)) ⊙ exp(−s(m ⊙ y)),  log|det ∂y/∂x| = Σ_j s_j
+
+(the errata's corrected form; the lecture's `x ⊙ exp(s + t)` is a typo). Masks alternate from layer
+to layer (points: alternating dimensions; images: a checkerboard of alternating parity), so every
+dimension is transformed. Between couplings sits an ActNorm layer (Kingma & Dhariwal 2018), a
+per-dimension (points) or per-channel (images) affine map with log-det Σ log-scale, initialised from
+the first training batch so the stack starts near whitened data. The base distribution is N(0, I).
+
+NLL in nats per example: points, the exact continuous NLL −log N(z; 0, I) − log|det ∂z/∂x|. Images,
+uniform dequantization x + u, u ~ U(−Δ/2, Δ/2)^D, plus −D·log Δ, a bound on the NLL of the discrete
+data (single-sample; exact for the dequantized density). Training on images dequantizes likewise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from bench.datasets.base import DataSpec
+from bench.errors import ConfigError
+from bench.families.base import Family
+from bench.likelihood import LOG_2PI
+from bench.nets import ConvNet, mlp
+from bench.units import dequantization_correction_nats
+
+
+@dataclass
+class FlowHparams:
+    coupling_layers: int = 8  # affine couplings; >= 2 so every dimension is transformed at least once
+    hidden: int = 128  # width of each point s/t MLP
+    layers: int = 2  # hidden layers of each point s/t MLP
+    act: Literal["relu", "silu", "tanh"] = "relu"  # point MLP activation; piecewise-linear relu
+    # fits the sharp gaps between 8gaussians modes best (SiLU: +0.05 nats at equal steps)
+    width: int = 32  # channels of each image s/t conv net (bench.nets.ConvNet)
+    blocks: int = 2  # residual blocks of each image s/t conv net
+    s_clamp: float = 2.0  # |s| < s_clamp per coupling (soft tanh bound): exp(±s) stays finite
+    actnorm: bool = True  # ActNorm before each coupling (data-initialised; exact log-det)
+    lr: float = 1e-3  # Adam(W) learning rate
+    lr_decay_steps: int = 8000  # cosine-anneal lr to lr_min over this many steps, then hold
+    # lr_min; 0 = constant lr. 8000 = the 8gaussians benchmark budget (set it to a trial's steps)
+    lr_min: float = 1e-5  # learning rate at and after the end of the cosine decay
+    batch_size: int = 256  # examples per optimizer step (drawn by the trial loop)
+    weight_decay: float = 0.0  # AdamW decoupled weight decay; 0 = plain Adam
+    grad_clip: float = 100.0  # max global gradient norm of the per-dim loss; 0 disables clipping
+
+    def validate(self) -> None:
+        if self.coupling_layers < 2:
+            raise ValueError(f"coupling_layers must be >= 2 (got {self.coupling_layers})")
+        for name in ("hidden", "width", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
+        for name in ("layers", "blocks"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")
+        for name in ("s_clamp", "lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0 (got {getattr(self, name)})")
+        if not 0 <= self.lr_min <= self.lr:
+            raise ValueError(f"lr_min must lie in [0, lr] (got {self.lr_min}, lr {self.lr})")
+        for name in ("weight_decay", "grad_clip", "lr_decay_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")
+
+
+class ActNorm(nn.Module):
+    """y = (x + bias) ⊙ exp(log_scale), parameters of shape `param_shape` broadcast over the example.
+
+    log|det| = Σ log_scale × (entries per example sharing each parameter). Before `initialize`
+    it is the identity.
+    """
+
+    def __init__(self, param_shape: tuple[int, ...], example_dim: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(param_shape))
+        self.log_scale = nn.Parameter(torch.zeros(param_shape))
+        self.reps = example_dim // math.prod(param_shape)  # e.g. H·W for per-channel image params
+        self.register_buffer("initialized", torch.tensor(False))
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor) -> None:
+        """Set bias/scale so the batch x (B, *shape) leaves with zero mean and unit variance."""
+        reduce = [0] + [i + 1 for i, n in enumerate(self.bias.shape) if n == 1]
+        self.bias.copy_(-x.mean(reduce).view_as(self.bias))
+        self.log_scale.copy_(-x.std(reduce).clamp_min(1e-3).log().view_as(self.log_scale))
+        self.initialized.fill_(True)
+
+    def logdet(self, batch: int) -> torch.Tensor:
+        return (self.log_scale.sum() * self.reps).expand(batch)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (x + self.bias) * self.log_scale.exp(), self.logdet(x.shape[0])
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y * (-self.log_scale).exp() - self.bias
+
+
+class AffineCoupling(nn.Module):
+    """Affine coupling with a fixed binary `mask` (1 = conditioning, 0 = transformed).
+
+    `net` maps m ⊙ x (B, *shape) to (B, 2·C, ...) = raw s and t stacked along dim 1.
+    """
+
+    def __init__(self, mask: torch.Tensor, net: nn.Module, s_clamp: float):
+        super().__init__()
+        self.register_buffer("mask", mask)
+        self.net = net
+        self.s_clamp = s_clamp
+
+    def _s_t(self, x_cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raw_s, t = self.net(x_cond).chunk(2, dim=1)
+        free = 1 - self.mask
+        # soft bound: ≈ raw_s near 0, never beyond ±s_clamp, so exp(s) cannot overflow
+        s = self.s_clamp * torch.tanh(raw_s / self.s_clamp)
+        return s * free, t * free
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s, t = self._s_t(x * self.mask)
+        return x * s.exp() + t, s.flatten(1).sum(1)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        s, t = self._s_t(y * self.mask)  # y and x agree on the conditioning entries
+        return (y - t) * (-s).exp()
+
+
+class FlowNet(nn.Module):
+    """The invertible stack: `encode` x -> (z, log|det ∂z/∂x|), `decode` z -> x; shapes (B, *shape)."""
+
+    def __init__(self, spec: DataSpec, hp: FlowHparams):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for k in range(hp.coupling_layers):
+            channels = spec.shape[0]  # point coordinates, or image channels
+            if hp.actnorm:
+                layers.append(ActNorm((channels, 1, 1) if spec.is_image else (channels,), spec.dim))
+            layers.append(AffineCoupling(_mask(spec, parity=k % 2), _conditioner(spec, hp), hp.s_clamp))
+        self.layers = nn.ModuleList(layers)
+        # optimizer steps taken; a buffer so a restored state_dict resumes the lr schedule
+        self.register_buffer("steps", torch.tensor(0, dtype=torch.long))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logdet = x.new_zeros(x.shape[0])
+        for layer in self.layers:
+            x, ld = layer(x)
+            logdet = logdet + ld
+        return x, logdet
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        for layer in reversed(self.layers):
+            z = layer.inverse(z)
+        return z
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training entry point (the one Accelerate wraps with autocast/DDP)."""
+        return self.encode(x)
+
+    @torch.no_grad()
+    def data_init(self, x: torch.Tensor) -> None:
+        """Initialise every ActNorm from the batch x as it arrives at that layer."""
+        for layer in self.layers:
+            if isinstance(layer, ActNorm) and not layer.initialized:
+                layer.initialize(x)
+            x, _ = layer(x)
+
+    def needs_init(self) -> bool:
+        return any(isinstance(m, ActNorm) and not m.initialized for m in self.layers)
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
+
+
+def _mask(spec: DataSpec, parity: int) -> torch.Tensor:
+    """Points: alternating dimensions (D=2: alternating halves). Images: a checkerboard (1,1,H,W)."""
+    if spec.is_image:
+        _, h, w = spec.shape
+        ij = torch.arange(h)[:, None] + torch.arange(w)[None, :]
+        return ((ij + parity) % 2).float()[None, None]
+    return ((torch.arange(spec.dim) + parity) % 2).float()
+
+
+def _conditioner(spec: DataSpec, hp: FlowHparams) -> nn.Module:
+    """s/t network whose last layer starts at zero, so each coupling starts as the identity."""
+    if spec.is_image:
+        net = ConvNet(spec.shape[0], 2 * spec.shape[0], hp.width, hp.blocks)
+        last = net.out
+    else:
+        net = mlp(spec.dim, 2 * spec.dim, hp.hidden, hp.layers, act=ACTIVATIONS[hp.act])
+        last = net[-1]
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return net
+
+
+class RealNVP(Family):
+    """RealNVP flow; `nll` gives {"exact": (B,) nats} (images: dequantized bound on discrete NLL)."""
+
+    Hparams = FlowHparams
+    nll_kind = "exact"
+
+    def __init__(self, spec: DataSpec, hparams: FlowHparams):
+        super().__init__(spec, hparams)
+        if spec.dim < 2:
+            raise ConfigError(f"family 'flow' needs data with >= 2 dimensions, {spec.name!r} has {spec.dim}")
+        self.net = FlowNet(spec, hparams)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=hparams.lr, weight_decay=hparams.weight_decay)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt": self.opt}
+
+    # --- the bijection -------------------------------------------------------------------------
+    def _flow(self) -> FlowNet:
+        """The bare FlowNet (fp32, no autocast/DDP wrapper) for evaluation and sampling."""
+        if self.accelerator is None:
+            return self.net
+        return self.accelerator.unwrap_model(self.net, keep_fp32_wrapper=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, *shape) -> z (B, *shape), log|det ∂z/∂x| (B,) in nats."""
+        return self._flow().encode(x)
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, *shape) -> x (B, *shape), the exact inverse of `forward`."""
+        return self._flow().decode(z)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Continuous log-density log p(x) in nats, (B,): log N(z; 0, I) + log|det ∂z/∂x|."""
+        z, logdet = self.forward(x)
+        return _std_normal_log_prob(z) + logdet
+
+    def dequantize(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x + u, u ~ U(−Δ/2, Δ/2) per entry (drawn on the generator's device)."""
+        dev = generator.device if generator is not None else x.device
+        u = torch.rand(x.shape, generator=generator, device=dev).to(x.device)
+        return x + (u - 0.5) * self.spec.bin_width
+
+    # --- Family interface ----------------------------------------------------------------------
+    def _correction(self) -> float:
+        """Nats added to the continuous NLL: −D·log Δ for dequantized images, 0 for points."""
+        if not self.spec.is_image:
+            return 0.0
+        return dequantization_correction_nats(self.spec.dim, self.spec.bin_width)
+
+    def _set_lr(self) -> float:
+        """Cosine annealing from hp.lr to hp.lr_min over hp.lr_decay_steps steps, then constant."""
+        hp, k = self.hp, int(self._flow().steps)
+        if hp.lr_decay_steps == 0:
+            lr = hp.lr
+        else:
+            frac = min(k / hp.lr_decay_steps, 1.0)
+            lr = hp.lr_min + 0.5 * (hp.lr - hp.lr_min) * (1 + math.cos(math.pi * frac))
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+        self.net.train()
+        x = x.to(self.device)
+        if self.spec.is_image:
+            x = self.dequantize(x)
+        if self._flow().needs_init():
+            self._flow().data_init(x)
+        z, logdet = self.net(x)  # through the (possibly) Accelerate-wrapped module
+        loss = self._correction() - (_std_normal_log_prob(z.float()) + logdet.float()).mean()
+        self._set_lr()
+        self.opt.zero_grad(set_to_none=True)
+        self.backward(loss / self.spec.dim)  # per-dim scale: one lr fits 2-D points and images
+        if self.hp.grad_clip > 0:
+            clip = self.accelerator.clip_grad_norm_ if self.accelerator is not None else nn.utils.clip_grad_norm_
+            clip(self.net.parameters(), self.hp.grad_clip)
+        self.opt.step()
+        self._flow().steps += 1
+        return {"loss": loss.item()}
+
+    @torch.no_grad()
+    def nll(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        x = x.to(self.device).float()
+        if self.spec.is_image:
+            x = self.dequantize(x, generator)
+        return {"exact": self._correction() - self.log_prob(x)}
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None) -> torch.Tensor:
+        if steps is not None:
+            raise ValueError(f"RealNVP samples in one pass; steps must be None, got {steps}")
+        dev = generator.device if generator is not None else self.device
+        z = torch.randn((n, *self.spec.shape), generator=generator, device=dev).to(self.device)
+        x = self.inverse(z).float()
+        return x.clamp(-1, 1) if self.spec.is_image else x
+
+
+def _std_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) summed over all but the batch dimension: (B, ...) -> (B,)."""
+    return -0.5 * (z.flatten(1) ** 2 + LOG_2PI).sum(1)

@@ -1,0 +1,173 @@
+"""Generative adversarial network (Goodfellow et al. 2014) with the non-saturating generator loss.
+
+Discriminator D(x) = sigmoid(d(x)) (d returns a logit), generator G(z), z ~ N(0, I). Natural logs:
+    value     L(G, D) = E_{p_r} log D(x) + E_{p_g} log(1 − D(x))     (the errata's corrected sign)
+    D loss    −L(G, D)                          (minimax; its optimum is D* = p_r / (p_r + p_g))
+    G loss    −E_z log D(G(z))                  (non-saturating: strong gradients when D wins)
+At D*, L = 2·JS(p_r ‖ p_g) − 2 log 2, so a batch gives the Jensen–Shannon estimate (L + 2 log 2)/2
+in nats, a lower bound on JS for any D (a sub-optimal D under-estimates it).
+
+Points: MLP discriminator and generator. Images: ConvEncoder as D, ConvDecoder + tanh as G (so
+samples lie in [-1, 1]). A GAN has no likelihood: `nll` returns {} (nll_kind None).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bench.datasets.base import DataSpec
+from bench.families.base import Family
+from bench.nets import ConvDecoder, ConvEncoder, mlp
+
+LOG_4 = 2 * math.log(2.0)
+
+
+def js_estimate(value: float) -> float:
+    """Jensen–Shannon divergence (nats) implied by a value L(G, D): (L + 2 log 2) / 2."""
+    return (value + LOG_4) / 2
+
+
+@dataclass
+class GANHparams:
+    latent: int = 16  # dimension of the generator's N(0, I) noise z
+    hidden: int = 128  # width of the D and G MLPs (points)
+    layers: int = 3  # hidden layers of the D and G MLPs (points)
+    width: int = 32  # base channels of the conv D and G (images)
+    lr: float = 2e-4  # Adam learning rate of both D and G
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam betas; β1 = 0.5 (DCGAN) damps oscillation
+    batch_size: int = 256  # real examples per train_step (drawn by the trial loop)
+    d_steps: int = 1  # discriminator steps per generator step
+    grad_clip: float = 0.0  # max gradient norm per network; 0 disables clipping
+
+    def validate(self) -> None:
+        for name in ("latent", "hidden", "width", "batch_size", "d_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.layers < 0:
+            raise ValueError(f"layers must be >= 0 (got {self.layers})")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0 (got {self.lr})")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1) (got {self.betas})")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0 (got {self.grad_clip})")
+
+
+class GAN(Family):
+    """GAN whose train_step holds the D/G alternation: hp.d_steps D steps, then one G step."""
+
+    Hparams = GANHparams
+    nll_kind = None
+    main_loss = "loss_d"
+    # Collapse: loss_d < COLLAPSE_LOSS_D means D puts > 99.5 % on the right side of both batches
+    # (at equilibrium loss_d = 2 log 2 ≈ 1.39). Held for COLLAPSE_STEPS consecutive steps the
+    # generator is no longer catching up — the "discriminator wins" failure — even though every
+    # loss is still finite, so the non-finite check alone would miss it.
+    COLLAPSE_LOSS_D = 0.01
+    COLLAPSE_STEPS = 500
+
+    def __init__(self, spec: DataSpec, hparams: GANHparams):
+        super().__init__(spec, hparams)
+        hp = hparams
+        if spec.is_image:
+            self.d_net: nn.Module = ConvEncoder(spec.shape, 1, hp.width)
+            g_body = ConvDecoder(hp.latent, spec.shape, hp.width)
+            self.g_net: nn.Module = nn.Sequential(g_body, nn.Tanh())
+        else:
+            self.d_net = mlp(spec.dim, 1, hp.hidden, hp.layers)
+            self.g_net = mlp(hp.latent, spec.dim, hp.hidden, hp.layers)
+        self.opt_d = torch.optim.Adam(self.d_net.parameters(), lr=hp.lr, betas=tuple(hp.betas))
+        self.opt_g = torch.optim.Adam(self.g_net.parameters(), lr=hp.lr, betas=tuple(hp.betas))
+        self._collapsed_steps = 0  # consecutive steps with loss_d < COLLAPSE_LOSS_D
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"d_net": self.d_net, "g_net": self.g_net}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt_d": self.opt_d, "opt_g": self.opt_g}
+
+    # --- pieces -----------------------------------------------------------------------------------
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Discriminator logits d(x), D(x) = sigmoid(d(x)): (B, *shape) -> (B,) float32."""
+        return self.d_net(x).float().squeeze(-1)
+
+    def _loss_d(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """−L(G, D) on the batches; log D = −softplus(−d) and log(1 − D) = −softplus(d), stably."""
+        return F.softplus(-self.logits(real)).mean() + F.softplus(self.logits(fake)).mean()
+
+    def _noise(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        """(n, latent) N(0, I), drawn on the generator's device when one is given, on `device`."""
+        device = device if device is not None else self.device
+        dev = generator.device if generator is not None else device
+        return torch.randn((n, self.hp.latent), generator=generator, device=dev).to(device)
+
+    def _clip(self, net: nn.Module) -> None:
+        if self.hp.grad_clip > 0:
+            acc = self.accelerator
+            clip = acc.clip_grad_norm_ if acc is not None else nn.utils.clip_grad_norm_
+            clip(net.parameters(), self.hp.grad_clip)
+
+    @torch.no_grad()
+    def value(self, real: torch.Tensor, fake: torch.Tensor) -> float:
+        """L(G, D) = mean log D(real) + mean log(1 − D(fake)), nats, at the current D (no step)."""
+        return -self._loss_d(real, fake).item()
+
+    def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+        """One Adam step of D on the minimax loss −L; real (B, *shape), fake (B', *shape).
+
+        `fake` is treated as data (detached), so D can be trained against any fixed distribution.
+        Returns loss_d, value = −loss_d and js, all of the batch before the step (nats).
+        """
+        loss_d = self._loss_d(real, fake.detach())
+        self.opt_d.zero_grad(set_to_none=True)
+        self.backward(loss_d)
+        self._clip(self.d_net)
+        self.opt_d.step()
+        value = -loss_d.item()
+        return {"loss_d": -value, "value": value, "js": js_estimate(value)}
+
+    # --- the Family interface --------------------------------------------------------------------
+    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+        """hp.d_steps D steps on x against fresh fakes (same real batch each time), then one G step.
+
+        Returns loss_d, value and js of the last D step, and loss_g = −mean log D(G(z)) (nats).
+        """
+        b = x.shape[0]
+        for _ in range(self.hp.d_steps):
+            with torch.no_grad():
+                fake = self.g_net(self._noise(b, device=x.device))
+            stats = self.discriminator_step(x, fake)
+        # G's backward also fills D's .grad; discriminator_step zeroes those before D's next step.
+        loss_g = F.softplus(-self.logits(self.g_net(self._noise(b, device=x.device)))).mean()
+        self.opt_g.zero_grad(set_to_none=True)
+        self.backward(loss_g)
+        self._clip(self.g_net)
+        self.opt_g.step()
+        return {**stats, "loss_g": loss_g.item()}
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None
+    ) -> torch.Tensor:
+        """(n, *shape) float32 samples G(z), z ~ N(0, I); images in [-1, 1]; steps must be None."""
+        if steps is not None:
+            raise ValueError(f"the GAN samples in one pass; steps must be None, got {steps}")
+        x = self.g_net(self._noise(n, generator)).float().view(n, *self.spec.shape)
+        return x.clamp(-1, 1) if self.spec.is_image else x
+
+    def check_divergence(self, losses: dict[str, float]) -> str | None:
+        """Non-finite losses (base check) or a collapsed discriminator; call once per train_step."""
+        reason = super().check_divergence(losses)
+        if reason is not None:
+            return reason
+        low = losses.get("loss_d", math.inf) < self.COLLAPSE_LOSS_D
+        self._collapsed_steps = self._collapsed_steps + 1 if low else 0
+        if self._collapsed_steps >= self.COLLAPSE_STEPS:
+            return (f"discriminator collapsed: loss_d < {self.COLLAPSE_LOSS_D} for "
+                    f"{self._collapsed_steps} consecutive steps (generator no longer competes)")
+        return None

@@ -1,0 +1,72 @@
+"""Typed hyper-parameter dataclasses built from plain mappings (TOML tables, dicts).
+
+`build(cls, mapping, owner=...)` rejects unknown keys (naming the key, the owner and the known
+keys) and values of the wrong type, so a misspelt key can never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from bench.errors import ConfigError
+
+H = TypeVar("H")
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is getattr(__import__("types"), "UnionType", None):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    if origin in (tuple, list):
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        return isinstance(value, (list, tuple)) and all(_type_ok(v, inner) for v in value)
+    if tp is Any:
+        return True
+    if tp is type(None):
+        return value is None
+    if tp is float:  # ints are fine where a float is expected; bools are not
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _describe(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def build(cls: type[H], mapping: Mapping[str, Any] | None, *, owner: str) -> H:
+    """Instantiate dataclass `cls` from `mapping`; `owner` names it in errors ("family 'flow'")."""
+    mapping = dict(mapping or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
+    for key, value in mapping.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"unknown hyper-parameter {key!r} for {owner}; known: {known}")
+        if not _type_ok(value, hints[key]):
+            raise ConfigError(
+                f"hyper-parameter {key!r} for {owner} must be {_describe(hints[key])}, "
+                f"got {value!r} ({type(value).__name__})"
+            )
+        if isinstance(value, list):
+            mapping[key] = tuple(value)
+    obj = cls(**mapping)
+    check = getattr(obj, "validate", None)
+    if check is not None:
+        try:
+            check()
+        except (ValueError, AssertionError) as exc:
+            raise ConfigError(f"{owner}: {exc}") from None
+    return obj
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """The dataclass as a plain dict (for result rows and config hashes)."""
+    return dataclasses.asdict(obj)

@@ -1,0 +1,54 @@
+"""Evaluation settings of a suite's `[eval]` table (checked like hyper-parameters)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class EvalConfig:
+    n_samples: int = 2000  # generated samples for FID/KID/PRC/mode coverage (n_fake)
+    n_real: int = 2000  # real test examples for the metrics (capped at the test-set size)
+    sample_batch: int = 500  # batch size of the samples/s measurement (recorded on the row)
+    speed_repeats: int = 3  # timed sampling batches after one warm-up batch
+    nll_examples: int = 1000  # test examples for the NLL (capped at the test-set size)
+    iwae_k: int = 64  # importance samples for the VAE's IWAE-K bound
+    ddpm_steps: tuple[int, ...] = (10, 50, 200)  # DDPM sampling-step counts for the cost/quality curve (T is added)
+    feature_extractor: str = (
+        "auto"  # auto | raw | classifier | inception-v3-compat ("auto": raw for points, classifier for images)
+    )
+    feature_extractor_weights_path: str = ""  # local Inception weights; required for inception-v3-compat
+    kid_subset_size: int = 1000  # clamped to the sample count
+    prc_neighborhood: int = 3  # k of the k-NN manifolds for precision/recall
+    impute: bool = True  # run the missing-data imputation measurement
+    impute_examples: int = 500  # test examples to mask and impute
+    save_samples_png: bool = True  # PNG grid of samples for image datasets
+    nll_batch: int = 200  # test examples per NLL call (IWAE: iwae_k × this many decoder passes)
+    kid_subsets: int = 100  # random subsets averaged by KID (torch-fidelity's default)
+    classifier_steps: int = 1000  # optimizer steps of the offline classifier (trained once per dataset)
+    classifier_seed: int = 0  # seed of the classifier's init and batches (fixed: one extractor for all)
+
+    def validate(self) -> None:
+        for name in (
+            "n_samples",
+            "n_real",
+            "sample_batch",
+            "speed_repeats",
+            "nll_examples",
+            "iwae_k",
+            "kid_subset_size",
+            "prc_neighborhood",
+            "impute_examples",
+            "nll_batch",
+            "kid_subsets",
+            "classifier_steps",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"eval.{name} must be positive, got {getattr(self, name)}")
+        if any(s <= 0 for s in self.ddpm_steps):
+            raise ValueError(f"eval.ddpm_steps must be positive, got {self.ddpm_steps}")
+        allowed = ("auto", "raw", "classifier", "inception-v3-compat")
+        if self.feature_extractor not in allowed:
+            raise ValueError(f"eval.feature_extractor must be one of {allowed}, got {self.feature_extractor!r}")
+        if self.feature_extractor == "inception-v3-compat" and not self.feature_extractor_weights_path:
+            raise ValueError("eval.feature_extractor_weights_path is required for inception-v3-compat")

@@ -1,0 +1,166 @@
+"""Training cost of one trial: wall time (evaluation excluded), steps, throughput, peak memory,
+divergence, loss oscillation and a downsampled loss curve.
+
+Usage inside the trial loop:
+
+    mon = TrainMonitor(family, device, batch_size=hp.batch_size)
+    mon.start()
+    for step in range(steps):
+        reason = mon.step(step, family.train_step(next_batch()))
+        if reason: break                      # diverged: the trial records it
+        if step % every == 0:
+            with mon.paused(): ...            # checkpoints, previews: not training time
+    mon.stop(); row |= mon.summary()
+
+`step` must stay cheap (the harness loop targets <= 1.03× a bare loop): it appends floats and
+polls RSS only every `RSS_EVERY` steps. Peak memory on CPU is the growth of the process's peak RSS
+over its value at start(); on a GPU, torch.cuda.max_memory_allocated after a reset at start().
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+
+RSS_EVERY = (
+    50  # steps between RSS polls (ru_maxrss catches peaks between polls once it exceeds the start)
+)
+
+
+class TrainMonitor:
+    def __init__(self, family, device: torch.device | str, batch_size: int, max_points: int = 300):
+        self.family = family
+        self.device = torch.device(device)
+        self.batch_size = batch_size  # examples per optimizer step (for examples/s)
+        self.max_points = max_points  # loss-curve points kept per loss
+        self.steps: list[int] = []
+        self.losses: dict[str, list[float]] = {}
+        self.diverged_step = -1
+        self.diverged_reason: str | None = None
+        self._t0 = self._t1 = None
+        self._paused_s = 0.0
+        self._proc = psutil.Process()
+        self._rss0 = self._rss_max = 0
+        self._maxrss0 = 0
+
+    # --- timing --------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self._rss0 = self._rss_max = self._proc.memory_info().rss
+        self._maxrss0 = _ru_maxrss_bytes()
+        self._paused_s = 0.0
+        self._t1 = None
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self._t1 = time.perf_counter()
+        self._poll_rss()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent inside is not training time (evaluation, checkpointing, sample previews)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self._paused_s += time.perf_counter() - t
+
+    @property
+    def train_s(self) -> float:
+        if self._t0 is None:
+            return math.nan
+        end = self._t1 if self._t1 is not None else time.perf_counter()
+        return end - self._t0 - self._paused_s
+
+    # --- per step ------------------------------------------------------------------------------
+    def step(self, step: int, losses: dict[str, float]) -> str | None:
+        """Record this step's losses; return the family's divergence reason (first one is kept)."""
+        self.steps.append(step)
+        for name, value in losses.items():
+            series = self.losses.setdefault(name, [])
+            series.extend(
+                [math.nan] * (len(self.steps) - 1 - len(series))
+            )  # a loss that appears late
+            series.append(float(value))
+        if len(self.steps) % RSS_EVERY == 0:
+            self._poll_rss()
+        reason = self.family.check_divergence(losses)
+        if reason is not None and self.diverged_step < 0:
+            self.diverged_step, self.diverged_reason = step, reason
+        return reason
+
+    def _poll_rss(self) -> None:
+        self._rss_max = max(self._rss_max, self._proc.memory_info().rss)
+
+    # --- results -------------------------------------------------------------------------------
+    def peak_mem_mb(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        maxrss = _ru_maxrss_bytes()
+        peak = (
+            maxrss if maxrss > self._maxrss0 else self._rss_max
+        )  # the process peak was set during training
+        return max(0, peak - self._rss0) / 2**20
+
+    def loss_oscillation(self) -> float:
+        """std / |mean| of the main loss over the last half of the steps (finite values only)."""
+        values = np.asarray(self.losses.get(self.family.main_loss, []), dtype=np.float64)
+        tail = values[len(values) // 2 :]
+        tail = tail[np.isfinite(tail)]
+        if len(tail) < 2 or tail.mean() == 0:
+            return math.nan
+        return float(tail.std() / abs(tail.mean()))
+
+    def loss_curve(self) -> str:
+        """JSON {loss name: [[step, value], ...]} at <= max_points even steps, ends kept."""
+        n = len(self.steps)
+        keep = (
+            np.unique(np.linspace(0, n - 1, num=min(n, self.max_points)).round().astype(int))
+            if n
+            else []
+        )
+        curve = {}
+        for name, series in self.losses.items():
+            series = series + [math.nan] * (n - len(series))
+            curve[name] = [[self.steps[i], _finite_or_none(series[i])] for i in keep]
+        return json.dumps(curve)
+
+    def summary(self) -> dict[str, Any]:
+        train_s = self.train_s
+        n = len(self.steps)
+        return {
+            "train_s": train_s,
+            "train_steps": n,
+            "examples_per_s": n * self.batch_size / train_s if train_s > 0 else math.nan,
+            "peak_mem_mb": self.peak_mem_mb(),
+            "diverged_step": self.diverged_step,
+            "loss_oscillation": self.loss_oscillation(),
+            "loss_curve": self.loss_curve(),
+        }
+
+
+def _finite_or_none(v: float) -> float | None:
+    return v if math.isfinite(v) else None  # JSON has no NaN; a diverged point shows as null
+
+
+def _ru_maxrss_bytes() -> int:
+    scale = 1 if sys.platform == "darwin" else 1024  # Linux reports KiB, macOS bytes
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale

@@ -1,0 +1,56 @@
+"""Sampling cost: samples per second at a fixed batch size, after a warm-up batch.
+
+Timing is wall clock around whole `sample` calls under `torch.inference_mode`; on a GPU the device
+is synchronised before reading the clock, otherwise asynchronous kernels would be timed as free.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def samples_per_second(
+    sample: Callable[[int], object],
+    batch: int,
+    repeats: int,
+    device: torch.device,
+    *,
+    warmup: bool = True,
+) -> float:
+    """`batch` × `repeats` / seconds for `repeats` calls of sample(batch); one untimed call first.
+
+    The warm-up batch absorbs one-off costs (allocator growth, cuDNN autotuning, lazy init) that a
+    long sampling run does not pay per batch.
+    """
+    with torch.inference_mode():
+        if warmup:
+            sample(batch)
+        synchronize(device)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            sample(batch)
+        synchronize(device)
+        elapsed = time.perf_counter() - t0
+    return batch * repeats / elapsed
+
+
+def steps_grid(requested: tuple[int, ...], default_steps: int) -> list[int]:
+    """Sorted, distinct step counts of the cost curve: the requested ones up to T, plus T itself."""
+    return sorted({s for s in requested if s <= default_steps} | {default_steps})
+
+
+def draw(sample: Callable[[int], torch.Tensor], n: int, batch: int) -> torch.Tensor:
+    """n samples from sample(b) in batches of at most `batch`, concatenated on the CPU."""
+    out = []
+    with torch.inference_mode():
+        for start in range(0, n, batch):
+            out.append(sample(min(batch, n - start)).float().cpu())
+    return torch.cat(out)[:n].clone()  # clone: a normal tensor, usable outside inference mode

@@ -1,0 +1,402 @@
+"""The lecture's pros/cons as claims: an explicit registry of small pure functions of the results.
+
+Each claim's `evaluate(df)` returns the comparisons it could make (bench.report.evidence.Evidence,
+one per dataset/budget context and pair of models) and notes on what it could not compare; the
+verdict then follows from `evidence.combine`. Models are suite labels (a family may appear under
+several labels); only `status == "ok"` rows give metric values, `diverged` rows count as
+divergences. Claim texts are quoted from the lecture (section 4.1 "Summary"; the flow claim from
+section 3), "what is measured" from the claims table in errata.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bench.report import evidence as ev
+from bench.report.data import finite, parse_json
+from bench.report.evidence import HIGHER, LOWER, Evidence
+
+FID_PROTOCOL = ("extractor", "extractor_hash", "n_real", "n_fake")  # FID depends on all four
+SPEED_PROTOCOL = ("sample_batch", "device")  # samples/s only compares at equal batch and device
+MASS_TOLERANCE = 0.01  # |∫p − 1| allowed for a normalised density on the grid (±1 %)
+
+Outcome = tuple[list[Evidence], list[str]]  # comparisons made, notes on what could not be compared
+
+
+@dataclass(frozen=True)
+class Claim:
+    claim_id: str  # stable id, the row key of claims.csv
+    family: str  # family the lecture attributes the pro/con to
+    text: str  # as the lecture states it
+    measured_as: str  # what is measured (errata claims table)
+    compared: str  # the sides, e.g. "gan vs flow"
+    metric: str  # result columns the verdict uses
+    evaluate: Callable[[pd.DataFrame], Outcome]
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claim: Claim
+    evidence: tuple[Evidence, ...]
+    verdict: str
+    reason: str
+
+
+# ---------------------------------------------------------------- row selection helpers
+
+
+def _ok(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["status"] == "ok"]
+
+
+def _contexts(df: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    """(dataset/budget label, rows) — models are only ever compared within one context."""
+    for (dataset, budget), rows in df.groupby(["dataset", "budget"], sort=True):
+        yield f"{dataset}/{budget}", rows
+
+
+def _models(rows: pd.DataFrame, families: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
+    """(label, rows) for each label of the given families, sorted by label."""
+    sub = rows[rows["family"].isin(list(families))]
+    return [(str(label), g) for label, g in sub.groupby("label", sort=True)]
+
+
+def _families_with(df: pd.DataFrame, col: str) -> list[str]:
+    rows = df[np.isfinite(df[col].to_numpy(dtype=float))]
+    return sorted(rows["family"].unique())
+
+
+def _protocol_mismatch(a: pd.DataFrame, b: pd.DataFrame, cols: Sequence[str]) -> str:
+    """'' when both sides share one value of every protocol column, else what differs."""
+    for col in cols:
+        va, vb = sorted(set(map(str, a[col]))), sorted(set(map(str, b[col])))
+        if len(set(va) | set(vb)) > 1:
+            return f"{col} differs ({'/'.join(va)} vs {'/'.join(vb)})"
+    return ""
+
+
+def _missing(df: pd.DataFrame, families: Sequence[str], col: str) -> str:
+    have = set(_families_with(_ok(df), col))
+    status = ", ".join(f"{f} {'yes' if f in have else 'no'}" for f in families)
+    return (
+        f"needs ok trials with {col} from {' and '.join(families)} in one dataset/budget ({status})"
+    )
+
+
+def _pairwise(
+    df: pd.DataFrame,
+    a_family: str,
+    b_families: Sequence[str] | None,
+    col: str,
+    expect: str,
+    protocol: Sequence[str] = (),
+) -> Outcome:
+    """Every model of `a_family` against every model of each b family (None: every other family
+    with values) in each context, on column `col` (Welch t across seeds)."""
+    ok = _ok(df)
+    b_fams = (
+        b_families
+        if b_families is not None
+        else [f for f in _families_with(ok, col) if f != a_family]
+    )
+    found, notes = [], []
+    for ctx, rows in _contexts(ok):
+        rows = rows[np.isfinite(rows[col].to_numpy(dtype=float))]
+        for a_name, a_rows in _models(rows, [a_family]):
+            for b_name, b_rows in _models(rows, b_fams):
+                bad = _protocol_mismatch(a_rows, b_rows, protocol)
+                if bad:
+                    notes.append(f"{ctx}: {a_name} vs {b_name} not comparable, {bad}")
+                    continue
+                found.append(
+                    ev.compare_means(
+                        ctx, col, a_name, finite(a_rows, col), b_name, finite(b_rows, col), expect
+                    )
+                )
+    if not found and not notes:
+        notes.append(_missing(df, [a_family, *(b_fams or ["another family"])], col))
+    return found, notes
+
+
+# ---------------------------------------------------------------- claim functions
+
+
+def gan_faster_than_flow(df: pd.DataFrame) -> Outcome:
+    return _pairwise(df, "gan", ["flow"], "samples_per_s", HIGHER, SPEED_PROTOCOL)
+
+
+def gan_less_biased_than_vae(df: pd.DataFrame) -> Outcome:
+    return _pairwise(df, "gan", ["vae"], "fid", LOWER, FID_PROTOCOL)
+
+
+def vae_blurrier_than_gan(df: pd.DataFrame) -> Outcome:
+    return _pairwise(df, "vae", ["gan"], "sharpness_ratio", LOWER)
+
+
+def ddpm_complex_samples(df: pd.DataFrame) -> Outcome:
+    return _pairwise(df, "ddpm", None, "fid", LOWER, FID_PROTOCOL)
+
+
+def _log_spread(rows: pd.DataFrame) -> np.ndarray:
+    """|log FID − mean log FID| per seed: the Levene transform on the log scale, so the spread
+    is relative (≈ coefficient of variation) and comparable across families. Empty for < 2 seeds."""
+    x = finite(rows, "fid")
+    x = np.log(x[x > 0])
+    return np.abs(x - x.mean()) if len(x) >= 2 else np.empty(0)
+
+
+def _cv(rows: pd.DataFrame) -> str:
+    x = finite(rows, "fid")
+    return f"{np.std(x, ddof=1) / np.mean(x):.3g}" if len(x) >= 2 and np.mean(x) > 0 else "n/a"
+
+
+def gan_training_unstable(df: pd.DataFrame) -> Outcome:
+    """Three indicators per context, each model labelled gan against all other families pooled:
+    FID spread over seeds, divergence rate, loss oscillation (all predicted higher for the GAN)."""
+    found, notes = [], []
+    for ctx, rows in _contexts(df):
+        ran = rows[rows["status"].isin(["ok", "diverged"])]
+        others = ran[ran["family"] != "gan"]
+        if others.empty:
+            continue
+        other_models = _models(_ok(others), sorted(others["family"].unique()))
+        o_name = "others (" + ", ".join(sorted(others["label"].unique())) + ")"
+        for g_name, g_rows in _models(ran, ["gan"]):
+            g_ok = _ok(g_rows)
+            if len(finite(g_ok, "fid")) and any(len(finite(m, "fid")) for _, m in other_models):
+                spread = [_log_spread(m) for _, m in other_models]
+                cvs = ", ".join(f"{n} {_cv(m)}" for n, m in [(g_name, g_ok), *other_models])
+                found.append(
+                    ev.compare_means(
+                        ctx,
+                        "fid seed spread (abs. log-FID deviation)",
+                        g_name,
+                        _log_spread(g_ok),
+                        o_name,
+                        np.concatenate(spread),
+                        HIGHER,
+                        note=f"FID CV over seeds: {cvs}",
+                    )
+                )
+            n_div = int((g_rows["status"] == "diverged").sum())
+            o_div = int((others["status"] == "diverged").sum())
+            found.append(
+                ev.compare_rates(
+                    ctx,
+                    "divergence rate",
+                    g_name,
+                    n_div,
+                    len(g_rows),
+                    o_name,
+                    o_div,
+                    len(others),
+                    HIGHER,
+                )
+            )
+            osc = finite(g_ok, "loss_oscillation")
+            o_osc = finite(_ok(others), "loss_oscillation")
+            if len(osc) and len(o_osc):
+                found.append(
+                    ev.compare_means(ctx, "loss_oscillation", g_name, osc, o_name, o_osc, HIGHER)
+                )
+    if not found:
+        notes.append("needs ok/diverged gan trials and another family in one dataset/budget")
+    return found, notes
+
+
+def vae_handles_missing_data(df: pd.DataFrame) -> Outcome:
+    """VAE imputation error vs mean imputation on the same masked inputs (paired by trial), and
+    vs every other family that imputes (Welch); lower is predicted in both."""
+    found, notes = [], []
+    ok = _ok(df)
+    imputers = [f for f in _families_with(ok, "impute_mse") if f != "vae"]
+    for ctx, rows in _contexts(ok):
+        rows = rows[np.isfinite(rows["impute_mse"].to_numpy(dtype=float))]
+        for v_name, v_rows in _models(rows, ["vae"]):
+            found.append(
+                ev.compare_paired(
+                    ctx,
+                    "impute_mse vs impute_mse_baseline",
+                    v_name,
+                    v_rows["impute_mse"].to_numpy(),
+                    "mean imputation",
+                    v_rows["impute_mse_baseline"].to_numpy(),
+                    LOWER,
+                )
+            )
+            for o_name, o_rows in _models(rows, imputers):
+                found.append(
+                    ev.compare_means(
+                        ctx,
+                        "impute_mse",
+                        v_name,
+                        finite(v_rows, "impute_mse"),
+                        o_name,
+                        finite(o_rows, "impute_mse"),
+                        LOWER,
+                    )
+                )
+    if not found:
+        notes.append(_missing(df, ["vae"], "impute_mse"))
+    return found, notes
+
+
+def cost_exponent(curve_text: str) -> float:
+    """Slope of log(seconds per sample) on log(steps) over a steps_curve: 1 = cost linear in the
+    number of sampling steps, 0 = no growth. NaN with fewer than 2 distinct step counts."""
+    points = parse_json(curve_text) or []
+    pairs = [
+        (float(p["steps"]), float(p["samples_per_s"]))
+        for p in points
+        if isinstance(p, dict) and p.get("steps") and p.get("samples_per_s")
+    ]
+    pairs = [(s, v) for s, v in pairs if s > 0 and v > 0 and np.isfinite(s) and np.isfinite(v)]
+    if len({s for s, _ in pairs}) < 2:
+        return float("nan")
+    steps, speed = np.array(pairs).T
+    return float(np.polyfit(np.log(steps), -np.log(speed), 1)[0])
+
+
+def ddpm_sampling_expensive(df: pd.DataFrame) -> Outcome:
+    """DDPM samples/s lower than each other family (equal batch/device), and sampling cost growing
+    with the number of steps (cost exponent > 0 across seeds)."""
+    found, notes = _pairwise(df, "ddpm", None, "samples_per_s", LOWER, SPEED_PROTOCOL)
+    for ctx, rows in _contexts(_ok(df)):
+        for d_name, d_rows in _models(rows, ["ddpm"]):
+            exps = np.array([cost_exponent(c) for c in d_rows["steps_curve"]])
+            if np.isfinite(exps).any():
+                found.append(
+                    ev.compare_to_reference(
+                        ctx,
+                        "cost exponent d log(s/sample) / d log steps",
+                        d_name,
+                        exps,
+                        "0 (no growth)",
+                        0.0,
+                        HIGHER,
+                        note="1 = linear in steps",
+                    )
+                )
+    if found:  # the pairwise "missing" note is moot once the steps curve gave evidence
+        notes = [n for n in notes if not n.startswith("needs ")]
+    return found, notes
+
+
+def flow_exact_likelihood(df: pd.DataFrame) -> Outcome:
+    """The flow's density integrates to 1 (±1 %) on the 2-D grid (density_mass, one comparison
+    per context), it reports nll_kind 'exact', and GAN/VAE do not: a wrong kind is one more,
+    contradicting, comparison (so wrong kinds alone -> contradicted; with a good mass -> mixed)."""
+    ok = _ok(df)
+    found, notes = [], []
+    kinds = {
+        f: sorted(set(ok.loc[ok["family"] == f, "nll_kind"]) - {""}) for f in ("flow", "gan", "vae")
+    }
+    notes.append("nll_kind: " + "; ".join(f"{f} {'/'.join(k) or 'n/a'}" for f, k in kinds.items()))
+    wrong = [f"flow reports {k!r}" for k in kinds["flow"] if k != "exact"]
+    wrong += [f"{f} reports 'exact'" for f in ("gan", "vae") if "exact" in kinds[f]]
+    for ctx, rows in _contexts(ok):
+        for f_name, f_rows in _models(rows, ["flow"]):
+            mass = finite(f_rows, "density_mass")
+            if len(mass):
+                found.append(ev.check_mass(ctx, "density_mass", f_name, mass, MASS_TOLERANCE))
+    if wrong and kinds["flow"]:
+        found.append(ev.label_mismatch("all", "nll_kind", "flow", "exact", "; ".join(wrong)))
+    if not found:
+        notes.insert(0, "needs ok flow trials on 2-D data with density_mass")
+    return found, notes
+
+
+# ---------------------------------------------------------------- the registry
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "gan-faster-than-flow",
+        "gan",
+        "Sample generation is faster compared with flow-based methods as it does not need to "
+        "generate the full sequence.",
+        "samples/s, GAN vs flow, same batch size and device",
+        "gan vs flow",
+        "samples_per_s",
+        gan_faster_than_flow,
+    ),
+    Claim(
+        "gan-no-bias-vs-vae",
+        "gan",
+        "Don't introduce any deterministic bias compared with VAE",
+        "sample sharpness / FID, GAN vs VAE",
+        "gan vs vae",
+        "fid",
+        gan_less_biased_than_vae,
+    ),
+    Claim(
+        "gan-nash-equilibrium-hard",
+        "gan",
+        "Training a GAN requires finding a Nash equilibrium(hard)",
+        "spread across seeds, divergence rate, loss oscillation",
+        "gan vs other families",
+        "fid (seed spread), status=diverged, loss_oscillation",
+        gan_training_unstable,
+    ),
+    Claim(
+        "vae-missing-data",
+        "vae",
+        "Can handle missing data effectively, allowing for more robust analysis.",
+        "imputation error on masked test inputs",
+        "vae vs mean imputation and other imputing families",
+        "impute_mse, impute_mse_baseline",
+        vae_handles_missing_data,
+    ),
+    Claim(
+        "vae-samples-blurred",
+        "vae",
+        "The generated samples are much more blurred than those coming from GANs",
+        "sharpness of samples relative to real data, VAE vs GAN",
+        "vae vs gan",
+        "sharpness_ratio",
+        vae_blurrier_than_gan,
+    ),
+    Claim(
+        "ddpm-complex-samples",
+        "ddpm",
+        "Can generate complex samples",
+        "FID / KID / mode coverage against the other families",
+        "ddpm vs each other family",
+        "fid",
+        ddpm_complex_samples,
+    ),
+    Claim(
+        "ddpm-sampling-expensive",
+        "ddpm",
+        "rely on a long Markov chain of diffusion steps to generate samples, thus quite "
+        "expensive in terms of time and computation.",
+        "samples/s against the other families; cost growth with steps",
+        "ddpm vs each other family; ddpm steps curve",
+        "samples_per_s, steps_curve",
+        ddpm_sampling_expensive,
+    ),
+    Claim(
+        "flow-exact-likelihood",
+        "flow",
+        "Now the exact log-likelihood of input data log p(x) becomes tractable.",
+        "NLL kind per family; the flow's density integrates to 1",
+        "flow (nll_kind vs gan, vae)",
+        "density_mass, nll_kind",
+        flow_exact_likelihood,
+    ),
+)
+
+
+def evaluate_claims(df: pd.DataFrame, claims: Sequence[Claim] = CLAIMS) -> list[ClaimResult]:
+    """Evaluate every claim on normalized result rows (bench.report.data.normalize)."""
+    if len({c.claim_id for c in claims}) != len(claims):
+        raise ValueError("duplicate claim_id in the claims registry")
+    results = []
+    for claim in claims:
+        found, notes = claim.evaluate(df)
+        verdict, reason = ev.combine(found, notes)
+        results.append(ClaimResult(claim, tuple(found), verdict, reason))
+    return results

@@ -1,0 +1,94 @@
+"""Loading a results folder into the report's DataFrame, and small accessors on result rows.
+
+The rows follow bench.schema: one per trial, NaN / "" where a column does not apply, JSON columns
+as JSON text. `normalize` makes every schema column present with its dtype so the report code can
+index columns without guards, whatever wrote the file (runner, CSV mirror, a test).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import DataError
+from bench.schema import COLUMNS
+
+log = logging.getLogger(__name__)
+
+IDENTITY = ("dataset", "budget", "family", "label", "seed", "trial_id")  # sort key for determinism
+
+
+def load(results_dir: Path) -> pd.DataFrame:
+    """The results folder's trials as a normalized DataFrame (bench.results if available)."""
+    try:
+        from bench.results import load_results
+    except ImportError:  # the results store is optional for the report; read its files directly
+        load_results = _read_trials
+    return normalize(load_results(Path(results_dir)))
+
+
+def _read_trials(results_dir: Path) -> pd.DataFrame:
+    for name, reader in (("trials.parquet", pd.read_parquet), ("trials.csv", pd.read_csv)):
+        if (results_dir / name).is_file():
+            return reader(results_dir / name)
+    raise DataError(f"{results_dir}: no trials.parquet or trials.csv in the results folder")
+
+
+def normalize(df: pd.DataFrame) -> pd.DataFrame:
+    """Every schema column present and typed (float/int/bool as float, str/json as str, "" if
+    missing); rows sorted by identity so every aggregate sums in the same order on a rerun."""
+    out = df.copy()
+    for col in COLUMNS:
+        if col.dtype in ("str", "json"):
+            values = out[col.name] if col.name in out else pd.Series("", index=out.index)
+            out[col.name] = [_as_text(v) for v in values]
+        else:
+            values = out[col.name] if col.name in out else pd.Series(np.nan, index=out.index)
+            out[col.name] = pd.to_numeric(values, errors="coerce").astype(float)
+    for key in ("dataset", "budget", "family", "label", "status"):
+        out[key] = out[key].astype(str)
+    out["label"] = out["label"].where(out["label"] != "", out["family"])
+    return out.sort_values(list(IDENTITY), kind="stable").reset_index(drop=True)
+
+
+def _as_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, (list, dict)):  # a loader that already parsed the JSON text
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def parse_json(text: str) -> Any:
+    """A JSON column's value, or None for "" / invalid text (logged, never raised)."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        log.warning("unparseable JSON cell ignored: %.60s", text)
+        return None
+
+
+def finite(rows: pd.DataFrame, col: str) -> np.ndarray:
+    """Finite values of a numeric column, in row order."""
+    x = rows[col].to_numpy(dtype=float)
+    return x[np.isfinite(x)]
+
+
+def resolve_asset(results_dir: Path, row: pd.Series, col: str) -> Path | None:
+    """Existing file named by a path column (relative to the results folder, or to its suite
+    subfolder when the report is run on the parent folder); None when absent."""
+    rel = row[col]
+    if not rel:
+        return None
+    for base in (results_dir, results_dir / str(row["suite"])):
+        path = base / rel
+        if path.is_file():
+            return path
+    return None

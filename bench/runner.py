@@ -1,0 +1,279 @@
+"""Run a suite's grid with Ray Tune: one trial per cell, rows into the result store, resume.
+
+`run_suite(suite, results_root)`:
+1. results/<suite>/ is the suite's results folder; --restart clears it first (caches are kept).
+2. Cells that already have a finished row (ok / diverged) are skipped: that is the resume, done on
+   the row store rather than Tune's experiment state so that it survives edits of the suite and a
+   SIGKILLed driver (Tune's `Tuner.restore` cannot change the trial set).
+3. The other cells run as one Tune experiment: `tune.with_resources` from [resources],
+   `FailureConfig(max_failures=...)` re-runs a trial whose process died, concurrency up to the
+   cluster's slots (or resources.max_concurrent). Each trial writes its own row (bench.results,
+   atomic) and reports it with `ray.tune.report`; the driver rebuilds trials.parquet/.csv after
+   every trial and shows done / running / failed counts.
+4. A trial still errored after its retries gets a "failed" row written by the driver.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from tqdm.auto import tqdm
+
+from bench import results
+from bench.errors import ConfigError
+from bench.suite import Cell, Suite
+from bench.trial import identity_row, run_trial
+
+log = logging.getLogger(__name__)
+
+_ROW_KEY = "genbench_row"  # reported metric holding the row as JSON (Tune reserves "trial_id")
+
+
+@dataclass
+class RunSummary:
+    results_dir: Path
+    total: int  # cells in the suite
+    skipped: int  # cells with a finished row from an earlier run
+    statuses: Counter = field(default_factory=Counter)  # status -> count over the suite's rows
+    report_path: Path | None = None
+
+    @property
+    def failed(self) -> int:
+        return self.statuses.get("failed", 0)
+
+    def describe(self) -> str:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "no rows"
+        missing = self.total - sum(self.statuses.values())
+        extra = f", {missing} without a row" if missing else ""
+        return (f"{self.total} trials: {counts}{extra} ({self.skipped} skipped as already "
+                f"finished); table: {self.results_dir / results.TABLE}")
+
+
+def run_suite(suite: Suite, results_root: str | os.PathLike, *, address: str | None = None,
+              restart: bool = False, report: bool = True) -> RunSummary:
+    """Run every cell of `suite` without a finished row; returns the counts of the suite's rows."""
+    results_dir = (Path(results_root) / suite.name).resolve()
+    if restart and results_dir.exists():
+        log.info("--restart: clearing earlier results in %s", results_dir)
+        results.clear(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    results.clean_temp_files(results_dir)
+
+    cells = suite.cells()
+    ids = [c.trial_id for c in cells]
+    stale = set(results.read_rows(results_dir)) - set(ids)
+    if stale:
+        log.warning("%s holds %d rows of cells that are not in this suite (edited suite?); they "
+                    "stay in %s/ but not in %s; --restart removes them", results_dir, len(stale),
+                    results.ROWS_DIR, results.TABLE)
+    done = results.finished_ids(results_dir)
+    todo = [c for c in cells if c.trial_id not in done]
+    results.rebuild_tables(results_dir, ids)  # rows a killed run wrote after its last rebuild
+    summary = RunSummary(results_dir=results_dir, total=len(cells), skipped=len(cells) - len(todo))
+    log.info("%s; %d to run, %d already finished", suite.describe(), len(todo), summary.skipped)
+
+    if todo:
+        _fit(suite, todo, ids, results_dir, address)
+    df = results.rebuild_tables(results_dir, ids)
+    summary.statuses = Counter(df["status"].tolist())
+    if report:
+        summary.report_path = write_report(results_dir)
+    return summary
+
+
+def write_report(results_dir: Path) -> Path | None:
+    """bench.report's report of the folder; logged, not raised, when it fails (rows are safe)."""
+    try:
+        from bench.report import write_report as _write
+    except ImportError as exc:
+        log.warning("no report written: bench.report is not available (%s)", exc)
+        return None
+    try:
+        return _write(results_dir)
+    except Exception:
+        log.exception("writing the report failed; the rows are in %s (retry: genbench report %s)",
+                      results_dir, results_dir)
+        return None
+
+
+# --- Ray --------------------------------------------------------------------------------------
+def _fit(suite: Suite, todo: list[Cell], ids: list[str], results_dir: Path,
+         address: str | None) -> None:
+    _init_ray(address)
+    cpus, gpus = _trial_resources(suite, address)
+    trainable = tune.with_resources(tune.with_parameters(_trainable, results_dir=str(results_dir)),
+                                    {"cpu": cpus, "gpu": gpus})
+    # Tune's own console tables and per-trial loggers duplicate our bar and rows; users may override
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new engine has a banner at verbose=0
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard; JSON/CSV
+    by_id = {c.trial_id: c for c in todo}
+    progress = _Progress(results_dir, ids, by_id, total=len(todo))
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"cell": tune.grid_search([c.to_dict() for c in todo])},  # one trial per cell
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=suite.resources.max_concurrent or None,
+            trial_name_creator=lambda t: by_id[_cell_id(t)].name,
+            trial_dirname_creator=_cell_id),
+        run_config=tune.RunConfig(
+            name=_experiment_name(results_dir / "ray"),
+            storage_path=str(results_dir / "ray"),  # absolute: Tune rejects relative paths
+            failure_config=tune.FailureConfig(max_failures=suite.resources.max_retries),
+            callbacks=[progress, JsonLoggerCallback(), CSVLoggerCallback()],
+            verbose=0),  # our progress bar replaces Tune's tables
+    )
+    try:
+        tuner.fit()
+    finally:
+        progress.close()
+
+
+def _experiment_name(storage: Path) -> str:
+    """run-<time>, made unique within the folder (Tune would mix two runs' files otherwise)."""
+    base = time.strftime("run-%Y%m%d-%H%M%S")
+    name, n = base, 1
+    while (storage / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def _init_ray(address: str | None) -> None:
+    if ray.is_initialized():  # tests and notebooks bring their own cluster
+        return
+    try:
+        # trial output stays in Ray's logs: errors reach the console through the rows (progress bar)
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False)  # local: the machine's CPUs
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = (f"--address {address}: cannot join the Ray cluster" if address
+                 else "cannot start a local Ray")
+        raise ConfigError(f"{where} ({' '.join(str(exc).split())})") from None
+
+
+def _trial_resources(suite: Suite, address: str | None) -> tuple[float, float]:
+    """(cpus, gpus) per trial; gpus "auto" = 1 where there is a GPU. Impossible requests fail now
+    rather than leaving trials pending forever."""
+    available = ray.cluster_resources()
+    gpus = suite.resources.gpus_per_trial
+    if gpus == "auto":
+        has_gpu = available.get("GPU", 0) >= 1 if address else torch.cuda.is_available()
+        gpus = 1 if has_gpu else 0
+    cpus = float(suite.resources.cpus_per_trial)
+    for key, need in (("CPU", cpus), ("GPU", float(gpus))):
+        if need > available.get(key, 0):
+            raise ConfigError(f"{suite.source}: resources: a trial needs {need:g} {key} but the "
+                              f"Ray cluster has {available.get(key, 0):g}")
+    log.info("each trial gets %g CPU and %g GPU (cluster: %g CPU, %g GPU)", cpus, gpus,
+             available.get("CPU", 0), available.get("GPU", 0))
+    return cpus, float(gpus)
+
+
+def _trainable(config: dict[str, Any], results_dir: str) -> None:
+    """Tune function trainable: one cell -> one row, stored here and reported to the driver."""
+    cell = Cell.from_dict(config["cell"])
+    folder = Path(results_dir)
+    path = results.row_path(folder, cell.trial_id)
+    stored = results.read_row(path) if path.exists() else None
+    if stored is not None and stored.get("status") in results.FINISHED:
+        row = stored  # a retry after the row was written: never measure a cell twice
+    else:
+        row = run_trial(cell, results_dir=folder)
+        results.write_row(folder, row)
+    tune.report({"status": row["status"], _ROW_KEY: json.dumps(row)})
+
+
+class _Progress(tune.Callback):
+    """Driver side: table rebuilds, failed rows for crashed trials, a done/running/failed bar."""
+
+    def __init__(self, results_dir: Path, ids: list[str], cells: dict[str, Cell], total: int):
+        self.results_dir = results_dir
+        self.ids = ids
+        self.cells = cells
+        self.counts: Counter = Counter()
+        self.total = total
+        self.reported: set[str] = set()  # trials whose row arrived (Tune still calls them RUNNING)
+        self._bar = None
+        self._shown: dict[str, int] = {}
+
+    def __getstate__(self):  # Tune pickles its callbacks with the experiment; a bar holds a stream
+        return {**self.__dict__, "_bar": None}
+
+    @property
+    def bar(self):
+        if self._bar is None:
+            self._bar = tqdm(total=self.total, desc="trials", unit="trial", dynamic_ncols=True)
+        return self._bar
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        row = json.loads(result[_ROW_KEY])
+        # a worker on a node without the shared results folder could not store it itself
+        if not results.row_path(self.results_dir, row["trial_id"]).exists():
+            results.write_row(self.results_dir, row)
+        self._finished(row, trials)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        stored = results.row_path(self.results_dir, _cell_id(trial))
+        if stored.exists() and results.read_row(stored)["status"] in results.FINISHED:
+            self._finished(results.read_row(stored), trials)  # died after storing its row: keep it
+            return
+        row = identity_row(self.cells[_cell_id(trial)])
+        row.update(status="failed", error=f"trial process died ({trial.num_failures} attempts): "
+                                          f"{_last_line(trial.error_file)}")
+        results.write_row(self.results_dir, row)
+        self._finished(row, trials)
+
+    def on_step_end(self, iteration, trials, **info):
+        self._refresh(trials)
+
+    def _finished(self, row: dict[str, Any], trials) -> None:
+        self.counts[row["status"]] += 1
+        self.reported.add(row["trial_id"])
+        results.rebuild_tables(self.results_dir, self.ids)
+        msg = f"{row['status']:8s} {self.cells[row['trial_id']].name}"
+        if row["status"] != "ok":
+            msg += f": {row['error']}"
+        self.bar.write(msg)
+        self.bar.update(1)
+        self._refresh(trials)
+
+    def _refresh(self, trials) -> None:
+        state = Counter("running" if t.status == "RUNNING" else "pending" for t in trials
+                        if t.status in ("RUNNING", "PENDING") and _cell_id(t) not in self.reported)
+        shown = {"done": sum(self.counts.values()), "running": state["running"],
+                 "pending": state["pending"], "failed": self.counts["failed"],
+                 "diverged": self.counts["diverged"]}
+        if shown != self._shown:  # on_step_end runs often; redraw only on change
+            self._shown = shown
+            self.bar.set_postfix(shown, refresh=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _cell_id(trial) -> str:
+    return trial.config["cell"]["trial_id"]
+
+
+def _last_line(error_file: str | None) -> str:
+    """The last line of Tune's error file (the exception), or a note that there is none."""
+    try:
+        text = Path(error_file).read_text() if error_file else ""
+    except OSError:
+        text = ""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "no error file"

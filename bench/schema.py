@@ -1,0 +1,86 @@
+"""The result row: one per trial. The single source of truth for column names, types and units.
+
+The trial (bench.trial) fills it, the results store (bench.results) writes it, the report reads it.
+A column that does not apply is NaN / "" (never 0): e.g. the GAN's `nll` is NaN with nll_kind "none".
+JSON columns hold small structures as JSON text so parquet and CSV carry them unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str  # "str" | "int" | "float" | "bool" | "json"
+    doc: str  # meaning, with the unit
+
+
+COLUMNS: tuple[Column, ...] = (
+    # identity of the grid cell
+    Column("suite", "str", "suite name"),
+    Column("trial_id", "str", "stable hash of the grid cell (model label, dataset, budget, seed, config)"),
+    Column("family", "str", "registered family name"),
+    Column("label", "str", "model label from the suite (defaults to the family name)"),
+    Column("dataset", "str", "registered dataset name"),
+    Column("budget", "str", "budget name from the suite"),
+    Column("seed", "int", "trial seed (torch/numpy/python)"),
+    Column("status", "str", "ok | failed | diverged"),
+    Column("error", "str", "error text of a failed/diverged trial, else ''"),
+    Column("warnings", "str", "'; '-joined notes (e.g. fp16 on CPU fell back to fp32)"),
+    Column("config_hash", "str", "hash of family hparams + dataset options + budget + eval config"),
+    Column("hparams", "json", "the family's full hyper-parameters after defaults"),
+    # likelihood
+    Column("nll", "float", "headline test NLL in nll_unit (NaN for families without a likelihood)"),
+    Column("nll_stderr", "float", "standard error of nll over test examples, in nll_unit"),
+    Column("nll_unit", "str", "nats (points) | bits_per_dim (images, discrete data)"),
+    Column("nll_kind", "str", "exact | elbo | iwae-K | vlb | none"),
+    Column("nll_estimates", "json", "{estimator label: test NLL in nll_unit}, e.g. VAE elbo and iwae-K"),
+    Column("true_nll_nats", "float", "true NLL (entropy) of known-density data in nats, else NaN"),
+    Column("true_nll_stderr_nats", "float", "Monte-Carlo standard error of true_nll_nats"),
+    Column(
+        "density_mass", "float", "integral of the model density on a grid (2-D exact-likelihood families), else NaN"
+    ),
+    # sample quality
+    Column("fid", "float", "Fréchet distance, generated vs real test features (extractor below)"),
+    Column("kid_mean", "float", "kernel inception distance, mean over subsets"),
+    Column("kid_std", "float", "kernel inception distance, std over subsets"),
+    Column("precision", "float", "improved precision (k-NN manifold), in [0, 1]"),
+    Column("recall", "float", "improved recall (k-NN manifold), in [0, 1]"),
+    Column("mode_coverage", "float", "fraction of modes/classes that receive their share of samples, [0, 1]"),
+    Column("mode_kl_nats", "float", "KL(sample mode histogram || uniform) in nats"),
+    Column("sharpness_ratio", "float", "mean Laplacian variance of samples / that of real test images"),
+    Column("impute_mse", "float", "MSE on the masked part of test inputs after imputation (model space)"),
+    Column("impute_mse_baseline", "float", "same, for imputing the training mean"),
+    # cost
+    Column("samples_per_s", "float", "samples per second at sample_batch, after warm-up"),
+    Column("sample_batch", "int", "batch size of the sampling-speed measurement"),
+    Column("nfe", "int", "network function evaluations per sample"),
+    Column("steps_curve", "json", "DDPM: [{steps, nfe, samples_per_s, fid}] over sampling-step counts"),
+    Column("train_s", "float", "training wall time in seconds, evaluation excluded"),
+    Column("train_steps", "int", "optimizer steps taken"),
+    Column("examples_per_s", "float", "training examples per second"),
+    Column("params", "int", "trainable parameter count"),
+    Column("peak_mem_mb", "float", "peak memory in MiB (GPU: max allocated; CPU: peak RSS growth)"),
+    Column("diverged_step", "int", "step at which training diverged, -1 if it did not"),
+    Column("loss_oscillation", "float", "std of the main loss over the last half of training / |mean|"),
+    Column("loss_curve", "json", "{loss name: [[step, value], ...]} downsampled to <= 300 points"),
+    Column("eval_s", "float", "wall time of all evaluations in seconds"),
+    Column("sample_s", "float", "of eval_s: time spent drawing samples for the metrics"),
+    Column("metrics_s", "float", "of eval_s: time spent computing the sample-quality metrics"),
+    Column("nll_s", "float", "of eval_s: time spent evaluating the NLL"),
+    # protocol stamp
+    Column("n_real", "int", "real test examples the metrics used"),
+    Column("n_fake", "int", "generated samples the metrics used"),
+    Column("extractor", "str", "feature extractor of fid/kid/precision/recall"),
+    Column("extractor_hash", "str", "content hash of the extractor weights ('' for raw coordinates)"),
+    Column("device", "str", "cpu | cuda:<name>"),
+    Column("mixed_precision", "str", "no | bf16 | fp16 as actually used for training (NLL is always fp32)"),
+    Column("versions", "json", "{library: version} for torch, torch-fidelity, ray, accelerate, genbench"),
+    Column("weights_path", "str", "saved final weights, relative to the results folder"),
+    Column("samples_png", "str", "PNG grid of samples (images), relative to the results folder"),
+    Column("samples_npy", "str", "up to 2000 samples in model space (.npy), relative to the results folder"),
+)
+
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)

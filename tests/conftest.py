@@ -1,0 +1,26 @@
+"""Shared fixtures. Ray starts at most once per test session, and only for tests marked `ray`."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for the whole session (num_cpus=2: the CI machine); yields its GCS address so
+    subprocess drivers (`run --address ...`) can join it instead of starting their own."""
+    import ray
+
+    ctx = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ctx.address_info["gcs_address"]
+    finally:
+        ray.shutdown()
+
+
+def pytest_collection_modifyitems(items):
+    """A test using the Ray fixture must carry the `ray` marker (so `-m "not ray"` skips Ray)."""
+    for item in items:
+        uses_ray = "ray_cluster" in getattr(item, "fixturenames", ())
+        if uses_ray and item.get_closest_marker("ray") is None:
+            raise pytest.UsageError(f"{item.nodeid} uses ray_cluster but lacks @pytest.mark.ray")

@@ -1,0 +1,45 @@
+"""The command line: `list`, `--help` on every command, `report` without a results folder. No Ray."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bench import cli
+from bench.datasets import DATASETS
+from bench.families import FAMILIES
+
+
+def test_list_shows_families_with_estimator_and_datasets_with_shape_and_unit(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    estimators = {"gan": "none", "vae": "iwae", "flow": "exact", "ddpm": "vlb"}
+    for name in FAMILIES.names():
+        assert re.search(rf"^\s+{name}\s+{estimators[name]}\s", out, re.M), name
+    expected = {"8gaussians": ("(2,)", "nats"), "checkerboard": ("(2,)", "nats"),
+                "moons": ("(2,)", "nats"), "digits": ("(1, 8, 8)", "bits_per_dim"),
+                "mnist": ("(1, 28, 28)", "bits_per_dim"), "cifar10": ("(3, 32, 32)", "bits_per_dim"),
+                "folder": ("(3, 32, 32)", "bits_per_dim")}
+    assert set(expected) == set(DATASETS.names())
+    for name, (shape, unit) in expected.items():
+        assert re.search(rf"^\s+{name}\s+{re.escape(shape)}\s+{unit}", out, re.M), name
+
+
+@pytest.mark.parametrize("command", [[], ["validate"], ["run"], ["list"], ["report"]])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: genbench" in capsys.readouterr().out
+
+
+def test_run_options_resume_and_restart_exclude_each_other(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", "s.toml", "--resume", "--restart"])
+    assert exit_info.value.code == 2
+
+
+def test_report_on_a_missing_folder_is_an_input_error(tmp_path, capsys):
+    assert cli.main(["report", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err

@@ -1,0 +1,132 @@
+"""Training cost (TrainMonitor) and sampling cost (samples/s, cost vs steps) on timed fakes."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+import torch
+from metrics_fakes import GaussianFamily, RingPoints, SleepySampler, one_thread  # noqa: F401  (autouse fixture)
+
+from bench.metrics import TrainMonitor, speed
+
+SPEC = RingPoints(n_train=10, n_test=10).spec
+
+
+def family():
+    return GaussianFamily(SPEC, torch.zeros(2), 1.0)
+
+
+# --- TrainMonitor ---------------------------------------------------------------------------------
+def test_divergence_is_reported_at_the_first_non_finite_loss():
+    mon = TrainMonitor(family(), "cpu", batch_size=8)
+    mon.start()
+    reasons = [
+        mon.step(s, {"loss": float("nan") if s in (7, 9) else 1.0, "aux": 0.5}) for s in range(12)
+    ]
+    mon.stop()
+    assert reasons[:7] == [None] * 7 and "loss" in reasons[7]
+    out = mon.summary()
+    assert out["diverged_step"] == 7 and out["train_steps"] == 12
+    assert json.loads(out["loss_curve"])["loss"][7] == [7, None]  # NaN is null in JSON
+
+
+def test_no_divergence_gives_minus_one():
+    mon = TrainMonitor(family(), "cpu", batch_size=8)
+    mon.start()
+    for s in range(5):
+        assert mon.step(s, {"loss": 1.0}) is None
+    mon.stop()
+    assert mon.summary()["diverged_step"] == -1
+
+
+def test_paused_time_is_excluded_from_train_time():
+    mon = TrainMonitor(family(), "cpu", batch_size=10)
+    mon.start()
+    time.sleep(0.2)
+    mon.step(0, {"loss": 1.0})
+    with mon.paused():
+        time.sleep(0.5)
+    mon.step(1, {"loss": 1.0})
+    mon.stop()
+    out = mon.summary()
+    assert 0.19 <= out["train_s"] < 0.4  # the 0.5 s pause is not in it
+    assert out["examples_per_s"] == pytest.approx(2 * 10 / out["train_s"])
+
+
+def test_loss_curve_is_downsampled_to_max_points_keeping_ends_and_values():
+    mon = TrainMonitor(family(), "cpu", batch_size=1, max_points=300)
+    mon.start()
+    for s in range(1000):
+        mon.step(s, {"loss": float(s), "d_loss": float(-s)})
+    mon.stop()
+    curve = json.loads(mon.summary()["loss_curve"])
+    assert set(curve) == {"loss", "d_loss"}
+    for name, sign in (("loss", 1), ("d_loss", -1)):
+        pts = curve[name]
+        assert 250 <= len(pts) <= 300
+        assert pts[0] == [0, 0.0] and pts[-1] == [999, sign * 999.0]
+        assert all(v == sign * s for s, v in pts)  # each point is the recorded value at its step
+    short = TrainMonitor(family(), "cpu", batch_size=1)
+    short.start()
+    for s in range(10):
+        short.step(s, {"loss": 1.0})
+    assert (
+        len(json.loads(short.summary()["loss_curve"])["loss"]) == 10
+    )  # nothing dropped when short
+
+
+def test_loss_oscillation_is_std_over_abs_mean_of_the_last_half():
+    mon = TrainMonitor(family(), "cpu", batch_size=1)
+    mon.start()
+    for s in range(100):  # first half: wild; last half alternates 1, 3: std 1, mean 2
+        mon.step(s, {"loss": 100.0 * (-1) ** s if s < 50 else (1.0 if s % 2 else 3.0)})
+    assert mon.summary()["loss_oscillation"] == pytest.approx(0.5)
+
+
+def test_peak_memory_sees_an_allocation_held_during_training():
+    mon = TrainMonitor(family(), "cpu", batch_size=1)
+    mon.start()
+    block = torch.ones(64 * 2**20)  # 64 Mi float32 = 256 MiB, written so it is resident
+    for s in range(60):  # crosses an RSS poll while the block is alive
+        mon.step(s, {"loss": 1.0})
+    del block
+    mon.stop()
+    assert mon.summary()["peak_mem_mb"] >= 200
+
+
+# --- sampling speed -------------------------------------------------------------------------------
+def test_samples_per_s_excludes_warmup_and_is_within_10_percent():
+    sampler = SleepySampler(SPEC, per_batch=0.1, first_extra=0.6)
+    sps = speed.samples_per_second(
+        lambda b: sampler.sample(b), batch=50, repeats=3, device=torch.device("cpu")
+    )
+    assert sps == pytest.approx(50 / 0.1, rel=0.10)  # with the warm-up counted it would be ~217
+    assert [n for n, _ in sampler.calls] == [50] * 4  # one warm-up + 3 timed batches
+
+
+def test_sampling_cost_grows_linearly_with_steps():
+    sampler = SleepySampler(SPEC, per_step=0.004, T=50)
+    per_batch = {}
+    for steps in speed.steps_grid((5, 20, 80), sampler.sampling_steps()):
+        sps = speed.samples_per_second(
+            lambda b, s=steps: sampler.sample(b, steps=s),
+            batch=10,
+            repeats=2,
+            device=torch.device("cpu"),
+            warmup=False,
+        )
+        per_batch[steps] = 10 / sps
+    assert sorted(per_batch) == [5, 20, 50]  # 80 > T dropped, T added
+    for steps, seconds in per_batch.items():
+        assert seconds == pytest.approx(0.004 * steps, rel=0.15)
+    assert math.isclose(per_batch[50] / per_batch[5], 10, rel_tol=0.15)
+
+
+def test_draw_returns_exactly_n_normal_tensors():
+    sampler = SleepySampler(SPEC)
+    x = speed.draw(lambda b: sampler.sample(b), 23, 10)
+    assert x.shape == (23, 2) and not x.is_inference()
+    assert [n for n, _ in sampler.calls] == [10, 10, 3]

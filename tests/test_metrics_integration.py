@@ -1,0 +1,170 @@
+"""bench.metrics with the real families and datasets: tiny seeded budgets, bounded checks."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from metrics_fakes import one_thread  # noqa: F401  (autouse fixture)
+
+from bench.datasets import make_dataset
+from bench.families import make_family
+from bench.metrics import EvalConfig, evaluate, speed
+from bench.metrics.impute import imputation_columns
+from bench.schema import COLUMN_NAMES
+
+TINY = {  # as in test_families_smoke: a few seconds per family on one CPU thread
+    "gan": {"hidden": 32, "width": 8},
+    "vae": {"hidden": 32, "width": 8},
+    "flow": {"coupling_layers": 2, "hidden": 32, "width": 8, "blocks": 1},
+    "ddpm": {"hidden": 32, "width": 8, "timesteps": 20},
+}
+CFG = dict(
+    n_samples=200,
+    n_real=200,
+    sample_batch=100,
+    speed_repeats=1,
+    nll_examples=100,
+    iwae_k=4,
+    ddpm_steps=(5, 10),
+    kid_subset_size=100,
+    kid_subsets=5,
+    impute_examples=100,
+    classifier_steps=150,
+)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """Shared by the module's evaluations, as by a suite's trials: one digits classifier."""
+    return tmp_path_factory.mktemp("metric-cache")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return {
+        "8gaussians": make_dataset("8gaussians", {"n_train": 2000, "n_test": 500}),
+        "digits": make_dataset("digits"),
+    }
+
+
+def trained(name: str, ds, steps: int, seed: int = 0, **hp):
+    torch.manual_seed(seed)
+    fam = make_family(name, ds.spec, TINY[name] | {"batch_size": 64} | hp)
+    x, g = ds.train(), torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        fam.train_step(x[torch.randint(len(x), (64,), generator=g)])
+    return fam
+
+
+@pytest.mark.parametrize("dataset", ["8gaussians", "digits"])
+@pytest.mark.parametrize("family", ["gan", "vae", "flow", "ddpm"])
+def test_evaluate_real_family(family, dataset, data, cache_dir, tmp_path):
+    ds = data[dataset]
+    fam = trained(family, ds, steps=20)
+    row = evaluate(
+        fam, ds, EvalConfig(**CFG), cache_dir=cache_dir, out_dir=tmp_path / "out", seed=0
+    )
+    assert set(row) <= set(COLUMN_NAMES)
+    assert row["nll_unit"] == ("bits_per_dim" if ds.spec.is_image else "nats")
+    kind = {"gan": "none", "vae": "iwae-4", "flow": "exact", "ddpm": "vlb"}[family]
+    assert row["nll_kind"] == kind and (
+        math.isnan(row["nll"]) if kind == "none" else math.isfinite(row["nll"])
+    )
+    for col in (
+        "fid",
+        "kid_mean",
+        "precision",
+        "recall",
+        "mode_coverage",
+        "samples_per_s",
+        "impute_mse_baseline",
+    ):
+        assert math.isfinite(row[col]), col
+    assert math.isfinite(row["sharpness_ratio"]) == ds.spec.is_image
+    assert row["extractor"] == ("genbench-classifier" if ds.spec.is_image else "raw")
+    if family == "ddpm":
+        curve = json.loads(row["steps_curve"])
+        assert [c["steps"] for c in curve] == [5, 10, 20] and [c["nfe"] for c in curve] == [
+            5,
+            10,
+            20,
+        ]
+        assert row["nfe"] == 20
+    else:
+        assert row["steps_curve"] == "" and row["nfe"] == 1
+    if family == "flow" and not ds.spec.is_image:  # the lecture's claim: a normalised density
+        assert row["density_mass"] == pytest.approx(1.0, abs=0.02)
+    else:
+        assert math.isnan(row["density_mass"])
+    if ds.spec.is_image:
+        assert row["true_nll_nats"] != row["true_nll_nats"]  # NaN: unknown density
+    else:
+        assert row["true_nll_nats"] == pytest.approx(2.83, abs=0.05)
+
+
+def test_ddpm_sampling_cost_grows_linearly_with_steps(data):
+    ds = data["8gaussians"]
+    fam = trained("ddpm", ds, steps=5, timesteps=100)
+    fam.train(False)
+    g = torch.Generator().manual_seed(0)
+
+    def seconds_per_batch(steps: int) -> float:
+        # best of 5 single timed batches: other processes on the shared cores only ever add time
+        return min(
+            512
+            / speed.samples_per_second(
+                lambda b: fam.sample(b, generator=g, steps=steps),
+                batch=512,
+                repeats=1,
+                device=torch.device("cpu"),
+                warmup=False,
+            )
+            for _ in range(5)
+        )
+
+    fam.sample(512, generator=g, steps=10)  # warm-up
+    seconds = {steps: seconds_per_batch(steps) for steps in (10, 40, 100)}
+    slope = (seconds[100] - seconds[10]) / 90  # seconds per step per batch
+    assert slope > 0, seconds
+    on_line = seconds[10] + 30 * slope
+    assert seconds[40] == pytest.approx(on_line, rel=0.25), seconds  # on the line through the ends
+    assert seconds[10] - 10 * slope < 0.3 * seconds[10], seconds  # small fixed cost: cost ∝ steps
+
+
+def test_vae_imputation_on_8gaussians_can_only_tie_mean_imputation(data):
+    """The issue asks for "VAE imputation beats mean imputation on 8gaussians' masked coordinate,
+    or the test documents why not". Why not: 8gaussians is symmetric under y -> -y and x -> -x,
+    so with one coordinate hidden E[hidden | known] = 0 = the training mean, and the conditional
+    mean is the MSE-optimal imputation (test_metrics_evaluate.py checks this with the exact
+    posterior). No imputer can beat the baseline in expectation; a VAE, which commits to one
+    mode, does worse. What this test asserts is the bound: beating the baseline here would mean
+    the hidden coordinate leaked. The VAE's missing-data claim is measured on images instead."""
+    ds = data["8gaussians"]
+    fam = trained("vae", ds, steps=300)
+    fam.train(False)
+    out = imputation_columns(
+        fam,
+        ds.test()[:400],
+        ds.train().mean(0),
+        ds.spec,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert math.isfinite(out["impute_mse"])
+    assert out["impute_mse"] > 0.97 * out["impute_mse_baseline"]
+
+
+def test_vae_imputation_beats_mean_imputation_on_digits(data):
+    ds = data["digits"]
+    fam = trained("vae", ds, steps=300, latent=8)
+    fam.train(False)
+    out = imputation_columns(
+        fam,
+        ds.test()[:200],
+        ds.train().mean(0),
+        ds.spec,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert out["impute_mse"] < out["impute_mse_baseline"]

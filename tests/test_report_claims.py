@@ -1,0 +1,245 @@
+"""Verdicts on synthetic result tables built so each claim is supported, contradicted,
+inconclusive and not measured: the verdict must follow the numbers, not the claim."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from report_synth import NAN, frame, row, rows_from, steps_curve
+
+from bench.report.claims import CLAIMS, evaluate_claims
+from bench.report.data import normalize
+from bench.report.evidence import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    NOT_MEASURED,
+    SUPPORTED,
+    combine,
+    compare_means,
+)
+
+HIGH, LOW = [1000.0, 1050.0, 980.0], [100.0, 110.0, 95.0]  # clearly separated over 3 seeds
+MID_A, MID_B = [100.0, 200.0, 150.0], [120.0, 180.0, 160.0]  # overlapping
+
+
+def judge(claim_id: str, df: pd.DataFrame):
+    claim = next(c for c in CLAIMS if c.claim_id == claim_id)
+    [result] = evaluate_claims(normalize(df), [claim])
+    return result
+
+
+def ddpm(**cols):
+    return {"steps_curve": [steps_curve(s) for s in range(3)], **cols}
+
+
+CASES = {
+    # claim id: {verdict: rows}
+    "gan-faster-than-flow": {
+        SUPPORTED: rows_from({"gan": {"samples_per_s": HIGH}, "flow": {"samples_per_s": LOW}}),
+        CONTRADICTED: rows_from({"gan": {"samples_per_s": LOW}, "flow": {"samples_per_s": HIGH}}),
+        INCONCLUSIVE: rows_from(
+            {"gan": {"samples_per_s": MID_A}, "flow": {"samples_per_s": MID_B}}
+        ),
+        NOT_MEASURED: rows_from({"gan": {"samples_per_s": HIGH}}),
+    },
+    "gan-no-bias-vs-vae": {
+        SUPPORTED: rows_from({"gan": {"fid": LOW}, "vae": {"fid": HIGH}}),
+        CONTRADICTED: rows_from({"gan": {"fid": HIGH}, "vae": {"fid": LOW}}),
+        INCONCLUSIVE: rows_from({"gan": {"fid": HIGH[:1]}, "vae": {"fid": LOW}}),  # one seed
+        NOT_MEASURED: rows_from({"gan": {"fid": [NAN] * 3}, "vae": {"fid": LOW}}),
+    },
+    "gan-nash-equilibrium-hard": {
+        SUPPORTED: rows_from(
+            {
+                "gan": {"loss_oscillation": [0.5, 0.6, 0.55]},
+                "vae": {"loss_oscillation": [0.05, 0.06, 0.055]},
+                "flow": {"loss_oscillation": [0.04, 0.05, 0.045]},
+            }
+        ),
+        CONTRADICTED: rows_from(
+            {
+                "gan": {"loss_oscillation": [0.01, 0.011, 0.012], "fid": [5.0, 5.01, 4.99]},
+                "vae": {"loss_oscillation": [0.5, 0.6, 0.55], "fid": [2.0, 6.0, 15.0]},
+                "flow": {"loss_oscillation": [0.4, 0.5, 0.45], "fid": [3.0, 9.0, 20.0]},
+            }
+        ),
+        INCONCLUSIVE: rows_from(
+            {
+                "gan": {"loss_oscillation": [0.1, 0.3, 0.2]},
+                "vae": {"loss_oscillation": [0.15, 0.25, 0.2]},
+            }
+        ),
+        NOT_MEASURED: rows_from({"gan": {"loss_oscillation": [0.5, 0.6, 0.55]}}),
+    },
+    "vae-missing-data": {
+        SUPPORTED: rows_from(
+            {"vae": {"impute_mse": [0.3, 0.31, 0.29], "impute_mse_baseline": [1.0, 1.02, 0.98]}}
+        ),
+        CONTRADICTED: rows_from(
+            {"vae": {"impute_mse": [1.5, 1.6, 1.55], "impute_mse_baseline": [1.0, 1.02, 0.98]}}
+        ),
+        INCONCLUSIVE: rows_from(
+            {"vae": {"impute_mse": [0.9, 1.1, 1.0], "impute_mse_baseline": [1.0, 1.0, 1.0]}}
+        ),
+        NOT_MEASURED: rows_from({"vae": {"impute_mse": [NAN] * 3}, "gan": {"fid": LOW}}),
+    },
+    "vae-samples-blurred": {
+        SUPPORTED: rows_from(
+            {
+                "vae": {"sharpness_ratio": [0.4, 0.42, 0.38]},
+                "gan": {"sharpness_ratio": [0.9, 0.92, 0.88]},
+            },
+            "digits",
+        ),
+        CONTRADICTED: rows_from(
+            {
+                "vae": {"sharpness_ratio": [0.9, 0.92, 0.88]},
+                "gan": {"sharpness_ratio": [0.4, 0.42, 0.38]},
+            },
+            "digits",
+        ),
+        INCONCLUSIVE: rows_from(
+            {
+                "vae": {"sharpness_ratio": [0.5, 0.9, 0.7]},
+                "gan": {"sharpness_ratio": [0.6, 0.8, 0.75]},
+            },
+            "digits",
+        ),
+        # 2-D data has no sharpness: the claim cannot be measured there
+        NOT_MEASURED: rows_from({"vae": {"fid": HIGH}, "gan": {"fid": LOW}}, "8gaussians"),
+    },
+    "ddpm-complex-samples": {
+        SUPPORTED: rows_from({"ddpm": {"fid": LOW}, "gan": {"fid": HIGH}, "vae": {"fid": HIGH}}),
+        CONTRADICTED: rows_from({"ddpm": {"fid": HIGH}, "gan": {"fid": LOW}}),
+        INCONCLUSIVE: rows_from({"ddpm": {"fid": MID_A}, "flow": {"fid": MID_B}}),
+        NOT_MEASURED: rows_from({"ddpm": {"fid": LOW}}),
+    },
+    "ddpm-sampling-expensive": {
+        SUPPORTED: rows_from({"ddpm": ddpm(samples_per_s=LOW), "flow": {"samples_per_s": HIGH}}),
+        # DDPM fastest and no steps curve recorded: nothing supports the claim
+        CONTRADICTED: rows_from({"ddpm": {"samples_per_s": HIGH}, "gan": {"samples_per_s": LOW}}),
+        INCONCLUSIVE: rows_from(
+            {"ddpm": {"samples_per_s": MID_A}, "vae": {"samples_per_s": MID_B}}
+        ),
+        NOT_MEASURED: rows_from({"gan": {"samples_per_s": HIGH}, "vae": {"samples_per_s": LOW}}),
+    },
+    "flow-exact-likelihood": {
+        SUPPORTED: rows_from({"flow": {"density_mass": [1.0, 0.995, 1.004]}}),
+        CONTRADICTED: rows_from({"flow": {"density_mass": [1.0, 1.2, 1.001]}}),  # > all mass
+        # below 1 on the grid: the missing mass may lie beyond the grid
+        INCONCLUSIVE: rows_from({"flow": {"density_mass": [1.0, 0.9, 0.7]}}),
+        NOT_MEASURED: rows_from({"flow": {"nll": [1.1, 1.2, 1.15]}}, "digits"),  # no 2-D grid
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("claim_id", "expected"),
+    [(cid, v) for cid, cases in CASES.items() for v in cases],
+)
+def test_verdict_follows_the_numbers(claim_id, expected):
+    result = judge(claim_id, CASES[claim_id][expected])
+    assert result.verdict == expected, result.reason
+    assert result.reason  # every verdict says why
+    if expected == NOT_MEASURED:
+        assert not result.evidence
+
+
+def test_every_registered_claim_has_all_four_cases():
+    assert [c.claim_id for c in CLAIMS] == list(CASES)
+    assert all(
+        set(cases) == {SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED}
+        for cases in CASES.values()
+    )
+
+
+def test_inconclusive_reasons_name_the_rule():
+    few = judge("gan-no-bias-vs-vae", CASES["gan-no-bias-vs-vae"][INCONCLUSIVE])
+    assert "too few seeds" in few.reason
+    overlap = judge("gan-faster-than-flow", CASES["gan-faster-than-flow"][INCONCLUSIVE])
+    assert "p=" in overlap.reason and "significant" in overlap.reason
+
+
+def test_overlapping_intervals_are_inconclusive_even_when_p_is_small():
+    # 10 vs 10 seeds, means 1 apart, s = 1.06: Welch p = 0.040 but the t-intervals overlap
+    base = np.linspace(-1.5, 1.5, 10)
+    ev = compare_means("ctx", "m", "a", base + 1.0, "b", base, "higher")
+    assert ev.p_value == pytest.approx(0.0398, abs=1e-4)
+    assert ev.a.stats.low < ev.b.stats.high
+    assert ev.verdict == INCONCLUSIVE and "overlap" in ev.reason
+
+
+def test_protocol_mismatch_is_not_compared():
+    df = rows_from(
+        {"gan": {"samples_per_s": HIGH}, "flow": {"samples_per_s": LOW, "sample_batch": [250] * 3}}
+    )
+    result = judge("gan-faster-than-flow", df)
+    assert result.verdict == NOT_MEASURED and "sample_batch differs" in result.reason
+    fid = rows_from({"gan": {"fid": LOW}, "vae": {"fid": HIGH, "n_fake": [500] * 3}})
+    assert "n_fake differs" in judge("gan-no-bias-vs-vae", fid).reason
+
+
+def test_models_are_compared_only_within_a_dataset_and_budget():
+    df = pd.concat(
+        [
+            rows_from({"gan": {"samples_per_s": HIGH}}, budget="short"),
+            rows_from({"flow": {"samples_per_s": LOW}}, budget="long"),
+        ]
+    )
+    assert judge("gan-faster-than-flow", df).verdict == NOT_MEASURED
+
+
+def test_divergence_rate_alone_can_support_gan_instability():
+    rows = [row("gan", seed=s, status="diverged", fid=NAN, loss_oscillation=NAN) for s in range(3)]
+    rows += [row(f, seed=s) for f in ("vae", "flow", "ddpm") for s in range(3)]
+    result = judge("gan-nash-equilibrium-hard", frame(rows))
+    assert result.verdict == SUPPORTED
+    [div] = [e for e in result.evidence if e.metric == "divergence rate"]
+    assert div.p_value == pytest.approx(1 / 220) and div.a.stats.mean == 1.0
+
+
+def test_failed_trials_give_no_values():
+    rows = [row("gan", seed=s, samples_per_s=v) for s, v in enumerate(HIGH)]
+    rows += [row("flow", seed=s, status="failed", samples_per_s=v) for s, v in enumerate(LOW)]
+    assert judge("gan-faster-than-flow", frame(rows)).verdict == NOT_MEASURED
+
+
+def test_mixed_evidence_is_inconclusive():
+    # VAE beats mean imputation, but DDPM imputes clearly better than the VAE
+    df = rows_from(
+        {
+            "vae": {"impute_mse": [0.3, 0.31, 0.29], "impute_mse_baseline": [1.0] * 3},
+            "ddpm": {"impute_mse": [0.05, 0.051, 0.049]},
+        }
+    )
+    result = judge("vae-missing-data", df)
+    assert result.verdict == INCONCLUSIVE and result.reason.startswith("mixed")
+    # DDPM faster than the GAN, yet its cost grows with the number of steps
+    df = rows_from({"ddpm": ddpm(samples_per_s=HIGH), "gan": {"samples_per_s": LOW}})
+    assert judge("ddpm-sampling-expensive", df).verdict == INCONCLUSIVE
+
+
+def test_wrong_likelihood_kind_counts_against_the_flow_claim():
+    # the flow's own likelihood is not exact: contradicted
+    df = rows_from({"flow": {"nll_kind": ["elbo"] * 3}}, "digits")
+    result = judge("flow-exact-likelihood", df)
+    assert result.verdict == CONTRADICTED and "flow reports 'elbo'" in result.reason
+    # normalised flow density, but the VAE claims an exact likelihood too ("unlike VAE" fails)
+    df = rows_from(
+        {"flow": {"density_mass": [1.0, 0.999, 1.001]}, "vae": {"nll_kind": ["exact"] * 3}}
+    )
+    result = judge("flow-exact-likelihood", df)
+    assert result.verdict == INCONCLUSIVE and "vae reports 'exact'" in result.reason
+
+
+def test_combine_rules():
+    sup = compare_means("c", "m", "a", HIGH, "b", LOW, "higher")
+    con = compare_means("c", "m", "a", HIGH, "b", LOW, "lower")
+    inc = compare_means("c", "m", "a", MID_A, "b", MID_B, "higher")
+    assert (sup.verdict, con.verdict, inc.verdict) == (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
+    assert combine([sup, inc], [])[0] == SUPPORTED
+    assert combine([con, inc], [])[0] == CONTRADICTED
+    assert combine([sup, con], [])[0] == INCONCLUSIVE
+    assert combine([inc], [])[0] == INCONCLUSIVE
+    assert combine([], ["why"]) == (NOT_MEASURED, "why")
