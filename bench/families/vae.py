@@ -36,9 +36,10 @@ LOG_STD_MAX = 5.0  # ceiling of the encoder's log-std (σ ≤ 148), far outside 
 
 @dataclass
 class VAEHparams:
-    latent: int = 2  # dimension of z
+    latent: int = 8  # dim of z; vs 2: ~0.02 nats worse on 8gaussians, 0.2 bits/dim better on digits
     hidden: int = 128  # width of the encoder/decoder MLPs (points)
-    hidden_layers: int = 2  # hidden layers per MLP (points); 0 = linear maps (probabilistic PCA)
+    hidden_layers: int = 3  # hidden layers per MLP (points; 3 beat 2 by ~0.1 nats on 8gaussians);
+    # 0 = linear maps (probabilistic PCA)
     width: int = 32  # base channels of the conv encoder/decoder (images)
     lr: float = 1e-3  # Adam learning rate
     batch_size: int = 256  # examples per optimizer step (drawn by the trial loop)
