@@ -31,6 +31,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/toy_nll.py
+	$(BIN)/python benchmarks/harness_overhead.py
+	$(BIN)/python benchmarks/metric_cost.py
 
 clean:
 	rm -rf $(VENV) results/*/

@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 import pytest
+import torch
+from threadpoolctl import threadpool_limits
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch and one BLAS thread per test: the networks under test are tiny, and on 2 shared
+    cores contended intra-op threads ran ~20x slower than one. Ray trials set their own count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -10,23 +10,11 @@ import math
 import time
 from dataclasses import dataclass
 
-import pytest
 import torch
-from threadpoolctl import threadpool_limits
 from torch import nn
 
 from bench.datasets.base import Dataset, DataSpec
 from bench.families.base import Family
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch and one BLAS thread: on 2 shared busy cores, contended threads run ~20× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
 
 
 @dataclass

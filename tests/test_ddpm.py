@@ -21,15 +21,6 @@ POINTS = DataSpec("pts", (2,), "points")
 IMAGE = DataSpec("t", (1, 8, 8), "image", levels=17)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: intra-op threads only add synchronisation cost on the busy 2-core machines."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make(spec: DataSpec, **hp) -> DDPM:
     torch.manual_seed(0)
     return DDPM(spec, build(DDPM.Hparams, hp, owner="family 'ddpm'"))

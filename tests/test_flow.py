@@ -25,15 +25,6 @@ TINY_IMAGE = DataSpec("tiny", (1, 4, 4), "image", levels=17)  # D = 16, Δ = 1/8
 SMALL = {"hidden": 32, "width": 8, "blocks": 1, "lr_decay_steps": 0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: on a shared 2-core machine extra intra-op threads only contend (≈25× slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_flow(spec: DataSpec, **hparams) -> RealNVP:
     torch.manual_seed(0)
     return RealNVP(spec, build(RealNVP.Hparams, SMALL | hparams, owner="family 'flow'"))

@@ -23,15 +23,6 @@ LINE = DataSpec("line", (1,), "points")
 IMG = DataSpec("t", (1, 8, 8), "image", levels=17)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: intra-op threads only add synchronisation cost on the busy 2-core machines."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _gan(spec: DataSpec, **hp) -> GAN:
     return GAN(spec, build(GAN.Hparams, hp, owner="family 'gan'"))
 

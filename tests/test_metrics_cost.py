@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from metrics_fakes import GaussianFamily, RingPoints, SleepySampler, one_thread  # noqa: F401  (autouse fixture)
+from metrics_fakes import GaussianFamily, RingPoints, SleepySampler
 
 from bench.metrics import TrainMonitor, speed
 

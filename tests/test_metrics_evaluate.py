@@ -8,14 +8,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from metrics_fakes import (  # noqa: F401  (one_thread: autouse fixture)
+from metrics_fakes import (
     Bars,
     DatasetSampler,
     GaussianFamily,
     IWAEFamily,
     RingPoints,
     SleepySampler,
-    one_thread,
 )
 
 from bench.metrics import EvalConfig, evaluate, quality

@@ -8,7 +8,7 @@ import socket
 import pytest
 import torch
 import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
-from metrics_fakes import Bars, one_thread  # noqa: F401  (autouse fixture)
+from metrics_fakes import Bars
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from bench.errors import ConfigError

@@ -9,7 +9,6 @@ import time
 import numpy as np
 import pytest
 import torch
-from metrics_fakes import one_thread  # noqa: F401  (autouse fixture)
 
 from bench.datasets import make_dataset
 from bench.families import make_family

@@ -23,15 +23,6 @@ D, L, SIGMA = 5, 2, 0.5
 IMG = DataSpec("t", (1, 8, 8), "image", levels=17)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: intra-op threads only add synchronisation cost on the busy 2-core machines."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _ppca_vae(W, b, enc_A, enc_c, enc_log_std) -> VAE:
     """Linear VAE (hidden_layers=0): decoder N(Wz + b, σ²I), encoder mean A x + c, fixed log-std."""
     hp = build(VAE.Hparams, {"latent": L, "hidden_layers": 0}, owner="test")

@@ -330,7 +330,7 @@ class DDPM(Family):
     def _update_ema(self) -> None:
         # warm-up (TF's num_updates rule) so that short runs are not dominated by the initial weights
         decay = min(self.hp.ema_decay, (1 + self.steps) / (10 + self.steps))
-        net = self.accelerator.unwrap_model(self.net) if self.accelerator is not None else self.net
+        net = self.unwrapped(self.net)
         for e, p in zip(self.ema.parameters(), net.parameters()):
             e.lerp_(p.detach().to(e.dtype), 1 - decay)
         for e, b in zip(self.ema.buffers(), net.buffers()):

@@ -221,9 +221,7 @@ class RealNVP(Family):
     # --- the bijection -------------------------------------------------------------------------
     def _flow(self) -> FlowNet:
         """The bare FlowNet (fp32, no autocast/DDP wrapper) for evaluation and sampling."""
-        if self.accelerator is None:
-            return self.net
-        return self.accelerator.unwrap_model(self.net, keep_fp32_wrapper=True)
+        return self.unwrapped(self.net)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, *shape) -> z (B, *shape), log|det ∂z/∂x| (B,) in nats."""
