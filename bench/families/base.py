@@ -117,6 +117,18 @@ class Family(ABC):
         else:
             loss.backward()
 
+    def clip_gradients(self, parameters, max_norm: float) -> None:
+        """Clip the global gradient norm to `max_norm` (0 disables); fp16 gradients are unscaled first.
+
+        One trial is one process without FSDP/DeepSpeed, so this is what Accelerate's
+        clip_grad_norm_ reduces to, minus its per-parameter DTensor scan (~0.5 ms a step).
+        """
+        if max_norm <= 0:
+            return
+        if self.accelerator is not None:
+            self.accelerator.unscale_gradients()
+        nn.utils.clip_grad_norm_(parameters, max_norm)
+
     def param_count(self) -> int:
         return sum(p.numel() for m in self.modules().values() for p in m.parameters())
 

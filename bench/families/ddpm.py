@@ -318,9 +318,7 @@ class DDPM(Family):
         loss = (pred.float() - noise).pow(2).mean()
         self.opt.zero_grad(set_to_none=True)
         self.backward(loss)
-        if self.hp.grad_clip > 0:
-            clip = self.accelerator.clip_grad_norm_ if self.accelerator is not None else nn.utils.clip_grad_norm_
-            clip(self.net.parameters(), self.hp.grad_clip)
+        self.clip_gradients(self.net.parameters(), self.hp.grad_clip)
         self.opt.step()
         self._update_ema()
         self.steps += 1

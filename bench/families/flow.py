@@ -273,9 +273,7 @@ class RealNVP(Family):
         self._set_lr()
         self.opt.zero_grad(set_to_none=True)
         self.backward(loss / self.spec.dim)  # per-dim scale: one lr fits 2-D points and images
-        if self.hp.grad_clip > 0:
-            clip = self.accelerator.clip_grad_norm_ if self.accelerator is not None else nn.utils.clip_grad_norm_
-            clip(self.net.parameters(), self.hp.grad_clip)
+        self.clip_gradients(self.net.parameters(), self.hp.grad_clip)
         self.opt.step()
         self._flow().steps += 1
         return {"loss": loss.item()}

@@ -107,10 +107,7 @@ class GAN(Family):
         return torch.randn((n, self.hp.latent), generator=generator, device=dev).to(device)
 
     def _clip(self, net: nn.Module) -> None:
-        if self.hp.grad_clip > 0:
-            acc = self.accelerator
-            clip = acc.clip_grad_norm_ if acc is not None else nn.utils.clip_grad_norm_
-            clip(net.parameters(), self.hp.grad_clip)
+        self.clip_gradients(net.parameters(), self.hp.grad_clip)
 
     @torch.no_grad()
     def value(self, real: torch.Tensor, fake: torch.Tensor) -> float:

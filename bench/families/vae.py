@@ -216,11 +216,7 @@ class VAE(Family):
         loss = -(rec - self._kl_weight() * kl).mean()
         self.opt.zero_grad(set_to_none=True)
         self.backward(loss)
-        if self.hp.grad_clip > 0:
-            params = [p for m in self.modules().values() for p in m.parameters()]
-            acc = self.accelerator
-            clip = acc.clip_grad_norm_ if acc is not None else nn.utils.clip_grad_norm_
-            clip(params, self.hp.grad_clip)
+        self.clip_gradients([p for m in self.modules().values() for p in m.parameters()], self.hp.grad_clip)
         self.opt.step()
         self.steps += 1
         elbo = (rec - kl).mean().item()
