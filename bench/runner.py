@@ -84,12 +84,40 @@ def run_suite(suite: Suite, results_root: str | os.PathLike, *, address: str | N
     log.info("%s; %d to run, %d already finished", suite.describe(), len(todo), summary.skipped)
 
     if todo:
+        prepare_extractors(todo, results_dir / "cache")
         _fit(suite, todo, ids, results_dir, address)
     df = results.rebuild_tables(results_dir, ids)
     summary.statuses = Counter(df["status"].tolist())
     if report:
         summary.report_path = write_report(results_dir)
     return summary
+
+
+def prepare_extractors(cells, cache_dir: Path) -> None:
+    """Build each dataset's feature extractor once, here, before any trial starts.
+
+    The offline classifier extractor is trained on first use and cached; done inside a trial, its
+    one-off training would be charged to that trial's metrics_s (and parallel trials would wait on
+    its lock). Trials then find it in the cache.
+    """
+    from bench.datasets import make_dataset
+    from bench.hparams import build
+    from bench.metrics import EvalConfig
+    from bench.metrics.extractors import resolve_extractor
+
+    seen = set()
+    for cell in cells:
+        key = (cell.dataset, json.dumps(cell.dataset_options, sort_keys=True), json.dumps(cell.eval, sort_keys=True))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            cfg = build(EvalConfig, cell.eval, owner="[eval]")
+            extractor = resolve_extractor(make_dataset(cell.dataset, cell.dataset_options), cfg, cache_dir)
+        except Exception as exc:  # the trials meet the same error and record it on their rows
+            log.warning("no feature extractor prepared for %s: %s", cell.dataset, exc)
+            continue
+        log.info("feature extractor for %s: %s %s", cell.dataset, extractor.name, extractor.hash)
 
 
 def write_report(results_dir: Path) -> Path | None:
