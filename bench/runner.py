@@ -31,7 +31,11 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from tqdm.auto import tqdm
 
 from bench import results
+from bench.datasets import make_dataset
 from bench.errors import ConfigError
+from bench.hparams import build
+from bench.metrics import EvalConfig
+from bench.metrics.extractors import resolve_extractor
 from bench.suite import Cell, Suite
 from bench.trial import identity_row, run_trial
 
@@ -100,11 +104,6 @@ def prepare_extractors(cells, cache_dir: Path) -> None:
     one-off training would be charged to that trial's metrics_s (and parallel trials would wait on
     its lock). Trials then find it in the cache.
     """
-    from bench.datasets import make_dataset
-    from bench.hparams import build
-    from bench.metrics import EvalConfig
-    from bench.metrics.extractors import resolve_extractor
-
     seen = set()
     for cell in cells:
         key = (cell.dataset, json.dumps(cell.dataset_options, sort_keys=True), json.dumps(cell.eval, sort_keys=True))

@@ -313,3 +313,16 @@ def test_fp32_forward_undoes_accelerates_bf16_autocast():
     assert not torch.equal(wrapped, exact)  # the precondition: Accelerate really computes in bf16
     assert torch.equal(inside, exact)
     assert torch.equal(after, wrapped)  # the wrapper is back afterwards (training goes on in bf16)
+
+
+def test_laplacian_variance_of_white_noise_matches_the_closed_form():
+    # i.i.d. pixels of variance s²: the 4-neighbour Laplacian sums 4 unit and one -4 weight,
+    # so its response has variance (4·1 + 16)·s² = 20·s²; the sharpness ratio of two such sets is s₁²/s₂²
+    from bench.metrics.quality import laplacian_variance, sharpness_ratio
+
+    g = torch.Generator().manual_seed(0)
+    noise = 0.3 * torch.randn(200, 1, 32, 32, generator=g)
+    assert laplacian_variance(noise).mean().item() == pytest.approx(20 * 0.09, rel=0.01)
+    wider = 0.6 * torch.randn(200, 1, 32, 32, generator=g)
+    assert sharpness_ratio(noise, wider) == pytest.approx(0.25, rel=0.02)
+    assert laplacian_variance(torch.full((3, 1, 8, 8), 0.7)).abs().max().item() < 1e-12  # flat image

@@ -133,10 +133,7 @@ class Family(ABC):
         return sum(p.numel() for m in self.modules().values() for p in m.parameters())
 
     def state_dict(self) -> dict[str, Any]:
-        def unwrap(m):
-            return self.unwrapped(m)
-
-        return {name: unwrap(m).state_dict() for name, m in self.modules().items()}
+        return {name: self.unwrapped(m).state_dict() for name, m in self.modules().items()}
 
     def train(self, mode: bool = True) -> None:
         for m in self.modules().values():

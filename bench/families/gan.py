@@ -106,9 +106,6 @@ class GAN(Family):
         dev = generator.device if generator is not None else device
         return torch.randn((n, self.hp.latent), generator=generator, device=dev).to(device)
 
-    def _clip(self, net: nn.Module) -> None:
-        self.clip_gradients(net.parameters(), self.hp.grad_clip)
-
     @torch.no_grad()
     def value(self, real: torch.Tensor, fake: torch.Tensor) -> float:
         """L(G, D) = mean log D(real) + mean log(1 − D(fake)), nats, at the current D (no step)."""
@@ -123,7 +120,7 @@ class GAN(Family):
         loss_d = self._loss_d(real, fake.detach())
         self.opt_d.zero_grad(set_to_none=True)
         self.backward(loss_d)
-        self._clip(self.d_net)
+        self.clip_gradients(self.d_net.parameters(), self.hp.grad_clip)
         self.opt_d.step()
         value = -loss_d.item()
         return {"loss_d": -value, "value": value, "js": js_estimate(value)}
@@ -143,7 +140,7 @@ class GAN(Family):
         loss_g = F.softplus(-self.logits(self.g_net(self._noise(b, device=x.device)))).mean()
         self.opt_g.zero_grad(set_to_none=True)
         self.backward(loss_g)
-        self._clip(self.g_net)
+        self.clip_gradients(self.g_net.parameters(), self.hp.grad_clip)
         self.opt_g.step()
         return {**stats, "loss_g": loss_g.item()}
 
