@@ -70,3 +70,54 @@ def test_unknown_family_dataset_and_hparam_give_one_clear_error():
     with pytest.raises(ConfigError, match=r"unknown hyper-parameter 'coupling_layer' for family 'flow'") as e:
         build_hparams("flow", {"coupling_layer": 4})
     assert "\n" not in str(e.value)
+
+
+
+def _trained_parameters(family, ds, accelerator=None, after_attach=lambda: None, steps=4):
+    """Parameters after `steps` train steps on fixed batches, seeded identically every call."""
+    torch.manual_seed(0)
+    model = make_family(family, ds.spec, TINY[family] | {"batch_size": 16, "grad_clip": 0.5})
+    if accelerator is not None:
+        model.attach(accelerator)
+        after_attach()
+    model.train(True)
+    g = torch.Generator().manual_seed(1)
+    data = ds.train()
+    for _ in range(steps):
+        model.train_step(data[torch.randint(len(data), (16,), generator=g)])
+    return model, [p.detach().clone() for m in model.modules().values() for p in m.parameters()]
+
+
+@pytest.mark.parametrize("scaler", [False, True], ids=["no-scaler", "loss-scaler"])
+@pytest.mark.parametrize("family", ["gan", "vae", "flow", "ddpm"])
+def test_attached_training_equals_bare_pytorch_training(family, scaler, data, monkeypatch):
+    """Accelerate changes where and in what precision a family trains, never what it computes.
+
+    Without a loss scaler the optimizers are the bare ones (no per-step wrapper cost). With one (fp16
+    on CUDA) they stay Accelerate's: the loss is scaled, each optimizer's gradients are unscaled
+    before clipping, and the scaler steps. On CPU that state is built by hand, without fp16 autocast,
+    and a power-of-two scale keeps the fp32 arithmetic exact, so the parameters must match bit for bit.
+    """
+    from accelerate import Accelerator
+    from accelerate.optimizer import AcceleratedOptimizer
+    from accelerate.state import AcceleratorState
+
+    ds = data["8gaussians"]
+    _, bare = _trained_parameters(family, ds)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    accelerator = Accelerator(cpu=True)
+
+    def fp16_scaler_state():  # after prepare(), so that forward is not wrapped in fp16 autocast
+        accelerator.native_amp = True
+        monkeypatch.setattr(Accelerator, "mixed_precision", property(lambda self: "fp16"))
+
+    if scaler:
+        accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    model, attached = _trained_parameters(family, ds, accelerator, fp16_scaler_state if scaler else lambda: None)
+    wrapped = [isinstance(opt, AcceleratedOptimizer) for opt in model.optimizers().values()]
+    assert wrapped == [scaler] * len(wrapped)
+    if scaler:
+        assert accelerator.scaler.get_scale() == 2.0**10  # no step was skipped as overflowing
+    assert len(bare) == len(attached)
+    for b, a in zip(bare, attached):
+        assert torch.equal(b, a)

@@ -42,7 +42,11 @@ class Family(ABC):
 
     @abstractmethod
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
-        """One optimizer step (the GAN: its D/G alternation) on batch x; returns finite floats."""
+        """One optimizer step (the GAN: its D/G alternation) on batch x; returns finite floats.
+
+        The caller sets the mode (`train(True)` before the loop, evaluation restores it), so a step
+        does not re-set it: Module.train walks every submodule, ~5 % of a toy step.
+        """
 
     @abstractmethod
     def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None) -> torch.Tensor:
@@ -93,7 +97,14 @@ class Family(ABC):
         prepared = accelerator.prepare(*mods.values(), *opts.values())
         if len(mods) + len(opts) == 1:
             prepared = (prepared,)
-        self._replace(dict(zip(mods, prepared[: len(mods)])), dict(zip(opts, prepared[len(mods) :])))
+        prepared_opts = prepared[len(mods) :]
+        if accelerator.scaler is None and accelerator.gradient_accumulation_steps == 1:
+            # Without a loss scaler or gradient accumulation, Accelerate's optimizer wrapper steps the
+            # inner optimizer unchanged, after per-step package lookups (is_lomo_available: importlib
+            # find_spec over sys.path, twice a step) and an inspect.signature in zero_grad, 2-3 % of
+            # a toy step. Its device placement of the optimizer state is already done by prepare().
+            prepared_opts = [opt.optimizer for opt in prepared_opts]
+        self._replace(dict(zip(mods, prepared[: len(mods)])), dict(zip(opts, prepared_opts)))
         self.accelerator = accelerator
 
     def _replace(self, modules: dict[str, nn.Module], optimizers: dict[str, Any]) -> None:
@@ -117,17 +128,20 @@ class Family(ABC):
         else:
             loss.backward()
 
-    def clip_gradients(self, parameters, max_norm: float) -> None:
-        """Clip the global gradient norm to `max_norm` (0 disables); fp16 gradients are unscaled first.
+    def clip_gradients(self, optimizer, max_norm: float) -> None:
+        """Clip the global gradient norm of `optimizer`'s parameters to `max_norm` (0 disables).
 
-        One trial is one process without FSDP/DeepSpeed, so this is what Accelerate's
-        clip_grad_norm_ reduces to, minus its per-parameter DTensor scan (~0.5 ms a step).
+        Under a loss scaler (fp16) the optimizer's gradients are unscaled first, and only its own:
+        unscaling every optimizer would touch the GAN's other network mid-step. One trial is one
+        process without FSDP/DeepSpeed, so this is what Accelerate's clip_grad_norm_ reduces to,
+        minus its per-parameter DTensor scan (~0.5 ms a step).
         """
         if max_norm <= 0:
             return
         if self.accelerator is not None:
-            self.accelerator.unscale_gradients()
-        nn.utils.clip_grad_norm_(parameters, max_norm)
+            self.accelerator.unscale_gradients(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        nn.utils.clip_grad_norm_(params, max_norm)
 
     def param_count(self) -> int:
         return sum(p.numel() for m in self.modules().values() for p in m.parameters())

@@ -310,7 +310,6 @@ class DDPM(Family):
     # --- training ----------------------------------------------------------------------------------
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         """Algorithm 1: t ~ U{1..T}, ε ~ N(0, I), one Adam step on ‖ε − ε_θ(x_t, t)‖² (mean per element)."""
-        self.net.train()
         x = x.to(self.device).float()
         t = torch.randint(0, self.diffusion.T, (len(x),), device=x.device)
         noise = torch.randn_like(x)
@@ -318,7 +317,7 @@ class DDPM(Family):
         loss = (pred.float() - noise).pow(2).mean()
         self.opt.zero_grad(set_to_none=True)
         self.backward(loss)
-        self.clip_gradients(self.net.parameters(), self.hp.grad_clip)
+        self.clip_gradients(self.opt, self.hp.grad_clip)
         self.opt.step()
         self._update_ema()
         self.steps += 1

@@ -262,7 +262,6 @@ class RealNVP(Family):
         return lr
 
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
-        self.net.train()
         x = x.to(self.device)
         if self.spec.is_image:
             x = self.dequantize(x)
@@ -273,7 +272,7 @@ class RealNVP(Family):
         self._set_lr()
         self.opt.zero_grad(set_to_none=True)
         self.backward(loss / self.spec.dim)  # per-dim scale: one lr fits 2-D points and images
-        self.clip_gradients(self.net.parameters(), self.hp.grad_clip)
+        self.clip_gradients(self.opt, self.hp.grad_clip)
         self.opt.step()
         self._flow().steps += 1
         return {"loss": loss.item()}

@@ -120,7 +120,7 @@ class GAN(Family):
         loss_d = self._loss_d(real, fake.detach())
         self.opt_d.zero_grad(set_to_none=True)
         self.backward(loss_d)
-        self.clip_gradients(self.d_net.parameters(), self.hp.grad_clip)
+        self.clip_gradients(self.opt_d, self.hp.grad_clip)
         self.opt_d.step()
         value = -loss_d.item()
         return {"loss_d": -value, "value": value, "js": js_estimate(value)}
@@ -140,7 +140,7 @@ class GAN(Family):
         loss_g = F.softplus(-self.logits(self.g_net(self._noise(b, device=x.device)))).mean()
         self.opt_g.zero_grad(set_to_none=True)
         self.backward(loss_g)
-        self.clip_gradients(self.g_net.parameters(), self.hp.grad_clip)
+        self.clip_gradients(self.opt_g, self.hp.grad_clip)
         self.opt_g.step()
         return {**stats, "loss_g": loss_g.item()}
 

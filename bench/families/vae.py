@@ -216,7 +216,7 @@ class VAE(Family):
         loss = -(rec - self._kl_weight() * kl).mean()
         self.opt.zero_grad(set_to_none=True)
         self.backward(loss)
-        self.clip_gradients([p for m in self.modules().values() for p in m.parameters()], self.hp.grad_clip)
+        self.clip_gradients(self.opt, self.hp.grad_clip)
         self.opt.step()
         self.steps += 1
         elbo = (rec - kl).mean().item()
