@@ -184,7 +184,7 @@ def _init_ray(address: str | None) -> None:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(include_dashboard=False, log_to_driver=False)  # local: the machine's CPUs
+            ray.init(address="local", include_dashboard=False, log_to_driver=False)  # private, never a running cluster
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = (f"--address {address}: cannot join the Ray cluster" if address
                  else "cannot start a local Ray")

@@ -255,7 +255,7 @@ def main() -> None:
         loop = loop_overhead(folder, loop_steps, rounds)
         import ray
 
-        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
         try:
             conc = concurrency(folder, conc_steps)
             fixed = fixed_cost(folder, k)

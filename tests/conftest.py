@@ -24,7 +24,8 @@ def ray_cluster():
     subprocess drivers (`run --address ...`) can join it instead of starting their own."""
     import ray
 
-    ctx = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": a private instance, never a `ray start` cluster that runs on the machine
+    ctx = ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ctx.address_info["gcs_address"]
     finally:
