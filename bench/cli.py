@@ -38,55 +38,87 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="genbench", description="Train and compare GAN, VAE, RealNVP and DDPM on equal terms.",
+        prog="genbench",
+        description="Train and compare GAN, VAE, RealNVP and DDPM on equal terms.",
         epilog="Exit status: 0 ok; 2 invalid input (nothing started); 1 unexpected error; "
-               "run: 100 + number of failed trials.")
+        "run: 100 + number of failed trials.",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="debug log output")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors")
     sub = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    data_root = {"metavar": "DIR", "default": None,
-                 "help": "folder that relative dataset roots and weight paths are resolved against "
-                         "(default: $GENBENCH_DATA_ROOT, else ./data)"}
+    data_root = {
+        "metavar": "DIR",
+        "default": None,
+        "help": "folder that relative dataset roots and weight paths are resolved against "
+        "(default: $GENBENCH_DATA_ROOT, else ./data)",
+    }
 
-    p = sub.add_parser("validate", help="check a suite file without running anything",
-                       description="Check a suite file: every field, registry names, data roots. "
-                                   "Prints the grid size; exit status 2 with a one-line error if "
-                                   "invalid.")
+    p = sub.add_parser(
+        "validate",
+        help="check a suite file without running anything",
+        description="Check a suite file: every field, registry names, data roots. "
+        "Prints the grid size; exit status 2 with a one-line error if "
+        "invalid.",
+    )
     p.add_argument("suite", type=Path, help="suite file (TOML), e.g. suites/quick.toml")
     p.add_argument("--data-root", **data_root)
     p.add_argument("--cells", action="store_true", help="also list the grid cells and trial_ids")
     p.set_defaults(command=cmd_validate)
 
-    p = sub.add_parser("run", help="run a suite's grid with Ray Tune (resumes by default)",
-                       description="Run one Ray Tune trial per grid cell. Rows go to "
-                                   "RESULTS/<suite name>/trials.parquet (and .csv); the report is "
-                                   "written at the end. Cells with an ok or diverged row are "
-                                   "skipped.")
+    p = sub.add_parser(
+        "run",
+        help="run a suite's grid with Ray Tune (resumes by default)",
+        description="Run one Ray Tune trial per grid cell. Rows go to "
+        "RESULTS/<suite name>/trials.parquet (and .csv); the report is "
+        "written at the end. Cells with an ok or diverged row are "
+        "skipped.",
+    )
     p.add_argument("suite", type=Path, help="suite file (TOML)")
-    p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
-                   help="parent folder of the suite's results folder (default: results)")
-    p.add_argument("--address", default=None, metavar="ADDR",
-                   help="join a running Ray cluster ('auto' after `ray start`); default: a local "
-                        "Ray with this machine's CPUs")
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        metavar="DIR",
+        help="parent folder of the suite's results folder (default: results)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="join a running Ray cluster ('auto' after `ray start`); default: a local Ray with this machine's CPUs",
+    )
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--resume", dest="restart", action="store_false", default=False,
-                      help="skip cells that already have an ok/diverged row (default)")
-    mode.add_argument("--restart", dest="restart", action="store_true",
-                      help="delete the suite's earlier rows, weights and samples; run every cell")
+    mode.add_argument(
+        "--resume",
+        dest="restart",
+        action="store_false",
+        default=False,
+        help="skip cells that already have an ok/diverged row (default)",
+    )
+    mode.add_argument(
+        "--restart",
+        dest="restart",
+        action="store_true",
+        help="delete the suite's earlier rows, weights and samples; run every cell",
+    )
     p.add_argument("--data-root", **data_root)
-    p.add_argument("--no-report", dest="report", action="store_false",
-                   help="skip the report at the end")
+    p.add_argument("--no-report", dest="report", action="store_false", help="skip the report at the end")
     p.set_defaults(command=cmd_run)
 
-    p = sub.add_parser("list", help="list registered families and datasets",
-                       description="Registered families with their NLL estimator; datasets with "
-                                   "their per-example shape and NLL unit.")
+    p = sub.add_parser(
+        "list",
+        help="list registered families and datasets",
+        description="Registered families with their NLL estimator; datasets with their per-example shape and NLL unit.",
+    )
     p.set_defaults(command=cmd_list)
 
-    p = sub.add_parser("report", help="write the report of a results folder",
-                       description="Write report.md/.html, tables.tex, claims.csv, summary.csv and "
-                                   "figures/ into RESULTS_DIR (a suite's folder, e.g. "
-                                   "results/quick).")
+    p = sub.add_parser(
+        "report",
+        help="write the report of a results folder",
+        description="Write report.md/.html, tables.tex, claims.csv, summary.csv and "
+        "figures/ into RESULTS_DIR (a suite's folder, e.g. "
+        "results/quick).",
+    )
     p.add_argument("results_dir", type=Path, metavar="RESULTS_DIR")
     p.set_defaults(command=cmd_report)
     return parser
@@ -94,9 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _configure_logging(level: int) -> None:
     levels = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
-    logging.basicConfig(level=levels[max(-1, min(1, level))],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=levels[max(-1, min(1, level))],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -117,8 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite, data_root=args.data_root)  # invalid: exit 2, Ray not imported
     from bench.runner import run_suite
 
-    summary = run_suite(suite, args.results, address=args.address, restart=args.restart,
-                        report=args.report)
+    summary = run_suite(suite, args.results, address=args.address, restart=args.restart, report=args.report)
     print(summary.describe())
     if summary.report_path is not None:
         print(f"report: {summary.report_path}")
@@ -169,8 +202,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         from bench.report import write_report
     except ImportError as exc:
-        print(f"genbench: error: the report module (bench.report) is not available: {exc}",
-              file=sys.stderr)
+        print(f"genbench: error: the report module (bench.report) is not available: {exc}", file=sys.stderr)
         return 1
     print(f"report: {write_report(folder)}")
     return 0

@@ -178,6 +178,7 @@ def rebuild_tables(results_dir: Path, trial_ids: Iterable[str] | None = None) ->
     results_dir = Path(results_dir)
     stored = read_rows(results_dir)
     if trial_ids is None:
+
         def identity(t: str) -> tuple:
             r = stored[t]
             return r["label"], r["dataset"], r["budget"], r["seed"], t
@@ -203,11 +204,14 @@ def load_results(results_dir: str | os.PathLike) -> pd.DataFrame:
         rows = list((results_dir / ROWS_DIR).glob("*.json"))
         newer = [p for p in rows if p.stat().st_mtime > table.stat().st_mtime]
         if newer:  # a driver killed between a trial's row and the table's rebuild
-            log.warning("%s: %d row files are newer than %s; `genbench run` on the suite "
-                        "rebuilds it", results_dir, len(newer), TABLE)
+            log.warning(
+                "%s: %d row files are newer than %s; `genbench run` on the suite rebuilds it",
+                results_dir,
+                len(newer),
+                TABLE,
+            )
         df = pd.read_parquet(table)
         return df.astype({c.name: _PANDAS_DTYPE[c.dtype] for c in COLUMNS})
     if (results_dir / ROWS_DIR).is_dir():
         return to_frame(read_rows(results_dir).values())
-    raise DataError(f"{results_dir}: not a results folder (no {TABLE} and no {ROWS_DIR}/); "
-                    "pass results/<suite name>")
+    raise DataError(f"{results_dir}: not a results folder (no {TABLE} and no {ROWS_DIR}/); pass results/<suite name>")

@@ -60,12 +60,20 @@ class RunSummary:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "no rows"
         missing = self.total - sum(self.statuses.values())
         extra = f", {missing} without a row" if missing else ""
-        return (f"{self.total} trials: {counts}{extra} ({self.skipped} skipped as already "
-                f"finished); table: {self.results_dir / results.TABLE}")
+        return (
+            f"{self.total} trials: {counts}{extra} ({self.skipped} skipped as already "
+            f"finished); table: {self.results_dir / results.TABLE}"
+        )
 
 
-def run_suite(suite: Suite, results_root: str | os.PathLike, *, address: str | None = None,
-              restart: bool = False, report: bool = True) -> RunSummary:
+def run_suite(
+    suite: Suite,
+    results_root: str | os.PathLike,
+    *,
+    address: str | None = None,
+    restart: bool = False,
+    report: bool = True,
+) -> RunSummary:
     """Run every cell of `suite` without a finished row; returns the counts of the suite's rows."""
     results_dir = (Path(results_root) / suite.name).resolve()
     if restart and results_dir.exists():
@@ -78,9 +86,14 @@ def run_suite(suite: Suite, results_root: str | os.PathLike, *, address: str | N
     ids = [c.trial_id for c in cells]
     stale = set(results.read_rows(results_dir)) - set(ids)
     if stale:
-        log.warning("%s holds %d rows of cells that are not in this suite (edited suite?); they "
-                    "stay in %s/ but not in %s; --restart removes them", results_dir, len(stale),
-                    results.ROWS_DIR, results.TABLE)
+        log.warning(
+            "%s holds %d rows of cells that are not in this suite (edited suite?); they "
+            "stay in %s/ but not in %s; --restart removes them",
+            results_dir,
+            len(stale),
+            results.ROWS_DIR,
+            results.TABLE,
+        )
     done = results.finished_ids(results_dir)
     todo = [c for c in cells if c.trial_id not in done]
     results.rebuild_tables(results_dir, ids)  # rows a killed run wrote after its last rebuild
@@ -129,18 +142,19 @@ def write_report(results_dir: Path) -> Path | None:
     try:
         return _write(results_dir)
     except Exception:
-        log.exception("writing the report failed; the rows are in %s (retry: genbench report %s)",
-                      results_dir, results_dir)
+        log.exception(
+            "writing the report failed; the rows are in %s (retry: genbench report %s)", results_dir, results_dir
+        )
         return None
 
 
 # --- Ray --------------------------------------------------------------------------------------
-def _fit(suite: Suite, todo: list[Cell], ids: list[str], results_dir: Path,
-         address: str | None) -> None:
+def _fit(suite: Suite, todo: list[Cell], ids: list[str], results_dir: Path, address: str | None) -> None:
     _init_ray(address)
     cpus, gpus = _trial_resources(suite, address)
-    trainable = tune.with_resources(tune.with_parameters(_trainable, results_dir=str(results_dir)),
-                                    {"cpu": cpus, "gpu": gpus})
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, results_dir=str(results_dir)), {"cpu": cpus, "gpu": gpus}
+    )
     # Tune's own console tables and per-trial loggers duplicate our bar and rows; users may override
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new engine has a banner at verbose=0
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard; JSON/CSV
@@ -152,13 +166,15 @@ def _fit(suite: Suite, todo: list[Cell], ids: list[str], results_dir: Path,
         tune_config=tune.TuneConfig(
             max_concurrent_trials=suite.resources.max_concurrent or None,
             trial_name_creator=lambda t: by_id[_cell_id(t)].name,
-            trial_dirname_creator=_cell_id),
+            trial_dirname_creator=_cell_id,
+        ),
         run_config=tune.RunConfig(
             name=_experiment_name(results_dir / "ray"),
             storage_path=str(results_dir / "ray"),  # absolute: Tune rejects relative paths
             failure_config=tune.FailureConfig(max_failures=suite.resources.max_retries),
             callbacks=[progress, JsonLoggerCallback(), CSVLoggerCallback()],
-            verbose=0),  # our progress bar replaces Tune's tables
+            verbose=0,
+        ),  # our progress bar replaces Tune's tables
     )
     try:
         tuner.fit()
@@ -186,8 +202,7 @@ def _init_ray(address: str | None) -> None:
         else:
             ray.init(address="local", include_dashboard=False, log_to_driver=False)  # private, never a running cluster
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = (f"--address {address}: cannot join the Ray cluster" if address
-                 else "cannot start a local Ray")
+        where = f"--address {address}: cannot join the Ray cluster" if address else "cannot start a local Ray"
         raise ConfigError(f"{where} ({' '.join(str(exc).split())})") from None
 
 
@@ -202,10 +217,17 @@ def _trial_resources(suite: Suite, address: str | None) -> tuple[float, float]:
     cpus = float(suite.resources.cpus_per_trial)
     for key, need in (("CPU", cpus), ("GPU", float(gpus))):
         if need > available.get(key, 0):
-            raise ConfigError(f"{suite.source}: resources: a trial needs {need:g} {key} but the "
-                              f"Ray cluster has {available.get(key, 0):g}")
-    log.info("each trial gets %g CPU and %g GPU (cluster: %g CPU, %g GPU)", cpus, gpus,
-             available.get("CPU", 0), available.get("GPU", 0))
+            raise ConfigError(
+                f"{suite.source}: resources: a trial needs {need:g} {key} but the "
+                f"Ray cluster has {available.get(key, 0):g}"
+            )
+    log.info(
+        "each trial gets %g CPU and %g GPU (cluster: %g CPU, %g GPU)",
+        cpus,
+        gpus,
+        available.get("CPU", 0),
+        available.get("GPU", 0),
+    )
     return cpus, float(gpus)
 
 
@@ -258,8 +280,9 @@ class _Progress(tune.Callback):
             self._finished(results.read_row(stored), trials)  # died after storing its row: keep it
             return
         row = identity_row(self.cells[_cell_id(trial)])
-        row.update(status="failed", error=f"trial process died ({trial.num_failures} attempts): "
-                                          f"{_last_line(trial.error_file)}")
+        row.update(
+            status="failed", error=f"trial process died ({trial.num_failures} attempts): {_last_line(trial.error_file)}"
+        )
         results.write_row(self.results_dir, row)
         self._finished(row, trials)
 
@@ -278,11 +301,18 @@ class _Progress(tune.Callback):
         self._refresh(trials)
 
     def _refresh(self, trials) -> None:
-        state = Counter("running" if t.status == "RUNNING" else "pending" for t in trials
-                        if t.status in ("RUNNING", "PENDING") and _cell_id(t) not in self.reported)
-        shown = {"done": sum(self.counts.values()), "running": state["running"],
-                 "pending": state["pending"], "failed": self.counts["failed"],
-                 "diverged": self.counts["diverged"]}
+        state = Counter(
+            "running" if t.status == "RUNNING" else "pending"
+            for t in trials
+            if t.status in ("RUNNING", "PENDING") and _cell_id(t) not in self.reported
+        )
+        shown = {
+            "done": sum(self.counts.values()),
+            "running": state["running"],
+            "pending": state["pending"],
+            "failed": self.counts["failed"],
+            "diverged": self.counts["diverged"],
+        }
         if shown != self._shown:  # on_step_end runs often; redraw only on change
             self._shown = shown
             self.bar.set_postfix(shown, refresh=True)

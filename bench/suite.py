@@ -128,19 +128,30 @@ class Suite:
         out = []
         grid = itertools.product(self.seeds, self.budgets, self.datasets, self.models)
         for seed, budget, ds, model in grid:
-            cell = Cell(suite=self.name, label=model.label, family=model.family,
-                        hparams=model.hparams_for(ds.name), dataset=ds.name,
-                        dataset_options=ds.options, budget=budget.name, steps=budget.steps,
-                        seconds=budget.seconds, seed=seed,
-                        mixed_precision=self.resources.mixed_precision,
-                        cpus=float(self.resources.cpus_per_trial), eval=to_dict(self.eval))
+            cell = Cell(
+                suite=self.name,
+                label=model.label,
+                family=model.family,
+                hparams=model.hparams_for(ds.name),
+                dataset=ds.name,
+                dataset_options=ds.options,
+                budget=budget.name,
+                steps=budget.steps,
+                seconds=budget.seconds,
+                seed=seed,
+                mixed_precision=self.resources.mixed_precision,
+                cpus=float(self.resources.cpus_per_trial),
+                eval=to_dict(self.eval),
+            )
             out.append(_stamp(cell, self.full_hparams[(model.label, ds.name)], ds.full_options))
         return out
 
     def describe(self) -> str:
         n = len(self.models) * len(self.datasets) * len(self.budgets) * len(self.seeds)
-        return (f"suite {self.name!r}: {len(self.models)} models × {len(self.datasets)} datasets × "
-                f"{len(self.budgets)} budgets × {len(self.seeds)} seeds = {n} trials")
+        return (
+            f"suite {self.name!r}: {len(self.models)} models × {len(self.datasets)} datasets × "
+            f"{len(self.budgets)} budgets × {len(self.seeds)} seeds = {n} trials"
+        )
 
 
 # --- hashing ----------------------------------------------------------------------------------
@@ -157,12 +168,20 @@ def _stamp(cell: Cell, full_hparams: dict[str, Any], full_options: dict[str, Any
     """
     no_paths = {k: v for k, v in full_options.items() if k != "root"}
     eval_cfg = {k: v for k, v in cell.eval.items() if k != "feature_extractor_weights_path"}
-    config = {"family": cell.family, "hparams": full_hparams, "dataset": cell.dataset,
-              "options": no_paths, "steps": cell.steps, "seconds": cell.seconds, "eval": eval_cfg,
-              "mixed_precision": cell.mixed_precision}
+    config = {
+        "family": cell.family,
+        "hparams": full_hparams,
+        "dataset": cell.dataset,
+        "options": no_paths,
+        "steps": cell.steps,
+        "seconds": cell.seconds,
+        "eval": eval_cfg,
+        "mixed_precision": cell.mixed_precision,
+    }
     config_hash = _digest(config)
-    trial_id = _digest({"label": cell.label, "dataset": cell.dataset, "budget": cell.budget,
-                        "seed": cell.seed, "config": config_hash})
+    trial_id = _digest(
+        {"label": cell.label, "dataset": cell.dataset, "budget": cell.budget, "seed": cell.seed, "config": config_hash}
+    )
     return dataclasses.replace(cell, config_hash=config_hash, trial_id=trial_id)
 
 
@@ -206,8 +225,7 @@ class _Parser:
             raise self.fail(where, f"expected a table, got {_show(value)}")
         for key in value:
             if key not in allowed:
-                raise self.fail(_join(where, key),
-                                f"unknown key; expected one of: {', '.join(allowed)}")
+                raise self.fail(_join(where, key), f"unknown key; expected one of: {', '.join(allowed)}")
         return value
 
     def tables(self, raw: dict[str, Any], key: str, allowed: tuple[str, ...]) -> list[dict]:
@@ -220,8 +238,7 @@ class _Parser:
 
     def name(self, value: Any, where: str) -> str:
         if not isinstance(value, str) or not _NAME_RE.match(value):
-            raise self.fail(where, "expected a name of letters, digits, '.', '_' or '-', "
-                                   f"got {_show(value)}")
+            raise self.fail(where, f"expected a name of letters, digits, '.', '_' or '-', got {_show(value)}")
         return value
 
     def positive(self, value: Any, where: str, kind: type) -> int | float:
@@ -235,8 +252,7 @@ class _Parser:
         seen = set()
         for i, n in enumerate(names):
             if n in seen:
-                raise self.fail(f"{where}[{i}]",
-                                f"duplicate {what} {n!r}; expected unique {what}s{hint}")
+                raise self.fail(f"{where}[{i}]", f"duplicate {what} {n!r}; expected unique {what}s{hint}")
             seen.add(n)
 
     def path(self, value: str, where: str, what: str) -> str:
@@ -245,8 +261,11 @@ class _Parser:
         p = Path(value).expanduser()
         p = p if p.is_absolute() else self.data_root / p
         if not p.exists():
-            raise self.fail(where, f"missing {what}: {str(p)!r} does not exist (relative paths "
-                                   f"are resolved against the data root {str(self.data_root)!r})")
+            raise self.fail(
+                where,
+                f"missing {what}: {str(p)!r} does not exist (relative paths "
+                f"are resolved against the data root {str(self.data_root)!r})",
+            )
         return str(p)
 
     # --- sections -----------------------------------------------------------------------------
@@ -256,21 +275,30 @@ class _Parser:
             raise self.fail("name", "required: the suite's name (results go to <results>/<name>/)")
         name = self.name(raw["name"], "name")
         seeds = self.seeds(raw.get("seeds"))
-        datasets = tuple(self.dataset(t, f"datasets[{i}]")
-                         for i, t in enumerate(self.tables(raw, "datasets", DATASET_KEYS)))
+        datasets = tuple(
+            self.dataset(t, f"datasets[{i}]") for i, t in enumerate(self.tables(raw, "datasets", DATASET_KEYS))
+        )
         self.unique([d.name for d in datasets], "datasets", "dataset")
-        budgets = tuple(self.budget(t, f"budgets[{i}]")
-                        for i, t in enumerate(self.tables(raw, "budgets", BUDGET_KEYS)))
+        budgets = tuple(self.budget(t, f"budgets[{i}]") for i, t in enumerate(self.tables(raw, "budgets", BUDGET_KEYS)))
         self.unique([b.name for b in budgets], "budgets", "budget name")
-        models = tuple(self.model(t, f"models[{i}]", datasets)
-                       for i, t in enumerate(self.tables(raw, "models", MODEL_KEYS)))
-        self.unique([m.label for m in models], "models", "model label",
-                    " (set `label` to tell two entries of one family apart)")
-        full = {(m.label, d.name): self.hparams(m, d.name, i)
-                for i, m in enumerate(models) for d in datasets}
-        return Suite(name=name, source=self.source, seeds=seeds, datasets=datasets, models=models,
-                     budgets=budgets, resources=self.resources(raw.get("resources", {})),
-                     eval=self.eval(raw.get("eval", {})), full_hparams=full)
+        models = tuple(
+            self.model(t, f"models[{i}]", datasets) for i, t in enumerate(self.tables(raw, "models", MODEL_KEYS))
+        )
+        self.unique(
+            [m.label for m in models], "models", "model label", " (set `label` to tell two entries of one family apart)"
+        )
+        full = {(m.label, d.name): self.hparams(m, d.name, i) for i, m in enumerate(models) for d in datasets}
+        return Suite(
+            name=name,
+            source=self.source,
+            seeds=seeds,
+            datasets=datasets,
+            models=models,
+            budgets=budgets,
+            resources=self.resources(raw.get("resources", {})),
+            eval=self.eval(raw.get("eval", {})),
+            full_hparams=full,
+        )
 
     def seeds(self, value: Any) -> tuple[int, ...]:
         if value is None or value == []:
@@ -322,26 +350,27 @@ class _Parser:
         if not isinstance(family, str):
             raise self.fail(f"{where}.family", f"required: a family name ({known})")
         if family not in FAMILIES:
-            raise self.fail(f"{where}.family",
-                            f"unknown family {family!r}; expected one of: {known}")
+            raise self.fail(f"{where}.family", f"unknown family {family!r}; expected one of: {known}")
         label = self.name(t.get("label", family), f"{where}.label")
         hparams = t.get("hparams", {})
         if not isinstance(hparams, dict):
             raise self.fail(f"{where}.hparams", f"expected a table, got {_show(hparams)}")
         overrides = t.get("overrides", {})
         if not isinstance(overrides, dict):
-            raise self.fail(f"{where}.overrides",
-                            f"expected a table of dataset name -> hparams, got {_show(overrides)}")
+            raise self.fail(
+                f"{where}.overrides", f"expected a table of dataset name -> hparams, got {_show(overrides)}"
+            )
         names = [d.name for d in datasets]
         for ds, table in overrides.items():
             if ds not in names:
-                raise self.fail(f"{where}.overrides.{ds}",
-                                f"not a dataset of this suite; expected one of: {', '.join(names)}")
+                raise self.fail(
+                    f"{where}.overrides.{ds}", f"not a dataset of this suite; expected one of: {', '.join(names)}"
+                )
             if not isinstance(table, dict):
-                raise self.fail(f"{where}.overrides.{ds}",
-                                f"expected a table of hparams, got {_show(table)}")
-        return ModelEntry(label=label, family=family, hparams=dict(hparams),
-                          overrides={k: dict(v) for k, v in overrides.items()})
+                raise self.fail(f"{where}.overrides.{ds}", f"expected a table of hparams, got {_show(table)}")
+        return ModelEntry(
+            label=label, family=family, hparams=dict(hparams), overrides={k: dict(v) for k, v in overrides.items()}
+        )
 
     def hparams(self, model: ModelEntry, dataset: str, i: int) -> dict[str, Any]:
         """Full hparams (defaults filled) of a model on a dataset; errors name the table."""
@@ -359,12 +388,10 @@ class _Parser:
         gpus = r.gpus_per_trial
         number = type(gpus) in (int, float)  # bool is not a GPU count
         if gpus != "auto" and not (number and gpus >= 0):
-            raise self.fail("resources.gpus_per_trial",
-                            f'expected "auto" or a number >= 0, got {_show(gpus)}')
+            raise self.fail("resources.gpus_per_trial", f'expected "auto" or a number >= 0, got {_show(gpus)}')
         if r.mixed_precision not in MIXED_PRECISION:
             allowed = ", ".join(map(repr, MIXED_PRECISION))
-            raise self.fail("resources.mixed_precision",
-                            f"expected one of {allowed}, got {_show(r.mixed_precision)}")
+            raise self.fail("resources.mixed_precision", f"expected one of {allowed}, got {_show(r.mixed_precision)}")
         for key in ("max_retries", "max_concurrent"):
             v = getattr(r, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -378,7 +405,8 @@ class _Parser:
         weights = value.get("feature_extractor_weights_path", "")
         if isinstance(weights, str) and weights:
             value["feature_extractor_weights_path"] = self.path(
-                weights, "eval.feature_extractor_weights_path", "feature-extractor weights file")
+                weights, "eval.feature_extractor_weights_path", "feature-extractor weights file"
+            )
         try:
             return build(EvalConfig, value, owner="[eval]")
         except GenbenchError as exc:  # its message names the [eval] field already
@@ -391,6 +419,5 @@ def _join(where: str, key: str) -> str:
 
 def _show(value: Any) -> str:
     """A value and its TOML-ish type for error messages."""
-    kinds = {str: "string", int: "integer", float: "float", bool: "boolean", list: "array",
-             dict: "table"}
+    kinds = {str: "string", int: "integer", float: "float", bool: "boolean", list: "array", dict: "table"}
     return f"{value!r} ({kinds.get(type(value), type(value).__name__)})"

@@ -61,15 +61,23 @@ def run_trial(cell: Cell, *, results_dir: Path, cache_dir: Path | None = None) -
 def identity_row(cell: Cell) -> dict[str, Any]:
     """A row with the cell's identity filled and every other column 'not applicable'."""
     row = empty_row()
-    row.update(suite=cell.suite, trial_id=cell.trial_id, family=cell.family, label=cell.label,
-               dataset=cell.dataset, budget=cell.budget, seed=cell.seed,
-               config_hash=cell.config_hash, status="running",
-               mixed_precision=cell.mixed_precision, versions=_versions())
+    row.update(
+        suite=cell.suite,
+        trial_id=cell.trial_id,
+        family=cell.family,
+        label=cell.label,
+        dataset=cell.dataset,
+        budget=cell.budget,
+        seed=cell.seed,
+        config_hash=cell.config_hash,
+        status="running",
+        mixed_precision=cell.mixed_precision,
+        versions=_versions(),
+    )
     return row
 
 
-def _run(cell: Cell, row: dict[str, Any], warnings: list[str], results_dir: Path,
-         cache_dir: Path) -> None:
+def _run(cell: Cell, row: dict[str, Any], warnings: list[str], results_dir: Path, cache_dir: Path) -> None:
     torch.set_num_threads(max(1, int(cell.cpus)))  # the CPUs Ray reserved, not the machine's
     set_seed(cell.seed)  # python random, numpy, torch (CPU and CUDA)
     dataset = make_dataset(cell.dataset, cell.dataset_options)
@@ -84,18 +92,17 @@ def _run(cell: Cell, row: dict[str, Any], warnings: list[str], results_dir: Path
     _detach(family, accelerator)  # evaluation runs plain fp32 modules (no autocast wrapper)
     _save_weights(family, results_dir / "weights" / f"{cell.trial_id}.pt", row, results_dir)
     if monitor.diverged_reason is not None:
-        row.update(status="diverged",
-                   error=f"diverged at step {monitor.diverged_step}: {monitor.diverged_reason}")
+        row.update(status="diverged", error=f"diverged at step {monitor.diverged_step}: {monitor.diverged_reason}")
         return
 
     cfg = build(EvalConfig, cell.eval, owner="[eval]")
     family.train(False)
-    measured = evaluate(family, dataset, cfg, cache_dir=cache_dir,
-                        out_dir=results_dir / "samples" / cell.trial_id, seed=cell.seed)
+    measured = evaluate(
+        family, dataset, cfg, cache_dir=cache_dir, out_dir=results_dir / "samples" / cell.trial_id, seed=cell.seed
+    )
     unknown = sorted(set(measured) - set(COLUMN_NAMES))
     if unknown:  # a contract mismatch must not cost the trial its measurements
-        log.warning("evaluate() returned columns outside bench.schema, dropped: %s",
-                    ", ".join(unknown))
+        log.warning("evaluate() returned columns outside bench.schema, dropped: %s", ", ".join(unknown))
     measured = {k: v for k, v in measured.items() if k in COLUMN_NAMES}
     row.update(_relative_paths(measured, results_dir))
     row["status"] = "ok"
@@ -140,8 +147,7 @@ def _train(family, dataset, cell: Cell, accelerator):
 def _detach(family, accelerator) -> None:
     """Swap the prepared modules for the bare ones (mixed precision ends with training)."""
     # keep_fp32_wrapper=False also removes the autocast wrapper around forward
-    bare = {name: accelerator.unwrap_model(m, keep_fp32_wrapper=False)
-            for name, m in family.modules().items()}
+    bare = {name: accelerator.unwrap_model(m, keep_fp32_wrapper=False) for name, m in family.modules().items()}
     family._replace(bare, {})
     family.accelerator = None
 
@@ -182,4 +188,3 @@ def _one_line(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" [{Path(frames[-1].filename).name}:{frames[-1].lineno}]" if frames else ""
     return f"{type(exc).__name__}: {msg}{where}"
-

@@ -58,13 +58,15 @@ impute = false
 def suite(folder: Path, name: str, *, steps: int, seeds: list[int], max_concurrent: int = 0):
     """flow × 8gaussians at the family's default size, `steps` optimizer steps per trial."""
     path = folder / f"{name}.toml"
-    path.write_text(f'name = "{name}"\nseeds = {seeds}\n'
-                    '[[datasets]]\nname = "8gaussians"\n'
-                    "options = { n_train = 20000, n_test = 1000 }\n"
-                    '[[models]]\nfamily = "flow"\n'
-                    f'[[budgets]]\nname = "b"\nsteps = {steps}\n'
-                    f"[resources]\ncpus_per_trial = 1\nmax_concurrent = {max_concurrent}\n"
-                    f"{TINY_EVAL}")
+    path.write_text(
+        f'name = "{name}"\nseeds = {seeds}\n'
+        '[[datasets]]\nname = "8gaussians"\n'
+        "options = { n_train = 20000, n_test = 1000 }\n"
+        '[[models]]\nfamily = "flow"\n'
+        f'[[budgets]]\nname = "b"\nsteps = {steps}\n'
+        f"[resources]\ncpus_per_trial = 1\nmax_concurrent = {max_concurrent}\n"
+        f"{TINY_EVAL}"
+    )
     return load_suite(path)
 
 
@@ -183,8 +185,10 @@ def family_wrapper_cost(folder: Path, number: int = 5000) -> dict[str, float]:
     }
     out = {}
     for name, fn in per_call.items():
-        t = {k: min(timeit.repeat(lambda f=fam, g=fn: g(f), number=number, repeat=5)) / number * 1e6
-             for k, fam in (("bare", bare), ("attached", attached))}
+        t = {
+            k: min(timeit.repeat(lambda f=fam, g=fn: g(f), number=number, repeat=5)) / number * 1e6
+            for k, fam in (("bare", bare), ("attached", attached))
+        }
         out[f"{name}_calls"], out[f"{name}_extra_us"] = calls[name], t["attached"] - t["bare"]
     out["family_extra_us"] = sum(out[f"{n}_calls"] * out[f"{n}_extra_us"] for n in per_call)
     return out
@@ -203,10 +207,17 @@ def loop_overhead(folder: Path, steps: int, rounds: int) -> dict[str, float]:
         for name, fn in arms[i % 3 :] + arms[: i % 3]:
             times[name].append(fn(cell))
     ratio = {name: [t / b for t, b in zip(times[name], times["bare"])] for name in ("harness", "control")}
-    return {"steps": steps, "rounds": rounds, "bare_s": statistics.median(times["bare"]),
-            "harness_s": statistics.median(times["harness"]),
-            **{f"{name}_{stat}": fn(r) for name, r in ratio.items()
-               for stat, fn in (("ratio", statistics.median), ("min", min), ("max", max))}}
+    return {
+        "steps": steps,
+        "rounds": rounds,
+        "bare_s": statistics.median(times["bare"]),
+        "harness_s": statistics.median(times["harness"]),
+        **{
+            f"{name}_{stat}": fn(r)
+            for name, r in ratio.items()
+            for stat, fn in (("ratio", statistics.median), ("min", min), ("max", max))
+        },
+    }
 
 
 # --- 2./3. Ray ---------------------------------------------------------------------------------
@@ -220,12 +231,9 @@ def timed_run(s, results_root: Path) -> float:
 
 
 def concurrency(folder: Path, steps: int) -> dict[str, float]:
-    sequential = timed_run(suite(folder, "seq", steps=steps, seeds=[0, 1], max_concurrent=1),
-                           folder)
-    concurrent = timed_run(suite(folder, "conc", steps=steps, seeds=[0, 1], max_concurrent=2),
-                           folder)
-    return {"steps": steps, "sequential_s": sequential, "concurrent_s": concurrent,
-            "speedup": sequential / concurrent}
+    sequential = timed_run(suite(folder, "seq", steps=steps, seeds=[0, 1], max_concurrent=1), folder)
+    concurrent = timed_run(suite(folder, "conc", steps=steps, seeds=[0, 1], max_concurrent=2), folder)
+    return {"steps": steps, "sequential_s": sequential, "concurrent_s": concurrent, "speedup": sequential / concurrent}
 
 
 def fixed_cost(folder: Path, trials: int) -> dict[str, float]:
@@ -236,13 +244,16 @@ def fixed_cost(folder: Path, trials: int) -> dict[str, float]:
         run_trial(cell, results_dir=folder / "inproc")
         in_process += time.perf_counter() - t
     through_ray = timed_run(s, folder)
-    return {"trials": trials, "ray_s": through_ray, "in_process_s": in_process,
-            "per_trial_s": (through_ray - in_process) / trials}
+    return {
+        "trials": trials,
+        "ray_s": through_ray,
+        "in_process_s": in_process,
+        "per_trial_s": (through_ray - in_process) / trials,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats (smoke)")
     parser.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs for the local Ray")
     args = parser.parse_args()
@@ -262,29 +273,43 @@ def main() -> None:
         finally:
             ray.shutdown()
 
-    print(f"\nharness overhead ({'quick' if args.quick else 'full'}; {args.cpus} CPUs for Ray; "
-          f"torch {torch.__version__}; {time.strftime('%Y-%m-%d')})\n")
+    print(
+        f"\nharness overhead ({'quick' if args.quick else 'full'}; {args.cpus} CPUs for Ray; "
+        f"torch {torch.__version__}; {time.strftime('%Y-%m-%d')})\n"
+    )
     print("| measurement | value | target |\n|---|---|---|")
-    print(f"| train loop, flow on 8gaussians, {loop['steps']} steps x {loop['rounds']} rounds: harness "
-          f"{loop['harness_s']:.2f} s vs bare {loop['bare_s']:.2f} s CPU (medians) | "
-          f"{loop['harness_ratio']:.3f}x (rounds {loop['harness_min']:.3f}-{loop['harness_max']:.3f}) "
-          "| <= 1.03x |")
+    print(
+        f"| train loop, flow on 8gaussians, {loop['steps']} steps x {loop['rounds']} rounds: harness "
+        f"{loop['harness_s']:.2f} s vs bare {loop['bare_s']:.2f} s CPU (medians) | "
+        f"{loop['harness_ratio']:.3f}x (rounds {loop['harness_min']:.3f}-{loop['harness_max']:.3f}) "
+        "| <= 1.03x |"
+    )
     extra_us = parts["loop_extra_us"] + parts["family_extra_us"]
     step_us = loop["bare_s"] / loop["steps"] * 1e6
-    wrappers = ", ".join(f"{n} {parts[n + '_calls']}x {parts[n + '_extra_us']:.2f} us"
-                         for n in ("backward", "clip_gradients", "unwrapped"))
-    print(f"| per-step extra CPU by parts: loop {parts['loop_extra_us']:.1f} us "
-          f"({parts['loop_harness_us']:.1f} vs {parts['loop_bare_us']:.1f}, fastest of repeats); "
-          f"prepared family {parts['family_extra_us']:.1f} us ({wrappers}); over the "
-          f"{step_us / 1e3:.2f} ms bare flow step | {1 + extra_us / step_us:.4f}x | <= 1.03x |")
-    print(f"| A/A control: a second bare loop vs bare, same rounds | {loop['control_ratio']:.3f}x "
-          f"(rounds {loop['control_min']:.3f}-{loop['control_max']:.3f}) | (noise floor) |")
-    print(f"| 2 trials x {conc['steps']} steps, 1 CPU each: sequential "
-          f"{conc['sequential_s']:.1f} s vs concurrent {conc['concurrent_s']:.1f} s "
-          f"| {conc['speedup']:.2f}x throughput | >= 1.8x |")
-    print(f"| Ray fixed cost per trial ({fixed['trials']} one-step trials: {fixed['ray_s']:.1f} s "
-          f"via Ray, {fixed['in_process_s']:.1f} s in-process) | {fixed['per_trial_s']:.1f} s "
-          "| (reported) |")
+    wrappers = ", ".join(
+        f"{n} {parts[n + '_calls']}x {parts[n + '_extra_us']:.2f} us"
+        for n in ("backward", "clip_gradients", "unwrapped")
+    )
+    print(
+        f"| per-step extra CPU by parts: loop {parts['loop_extra_us']:.1f} us "
+        f"({parts['loop_harness_us']:.1f} vs {parts['loop_bare_us']:.1f}, fastest of repeats); "
+        f"prepared family {parts['family_extra_us']:.1f} us ({wrappers}); over the "
+        f"{step_us / 1e3:.2f} ms bare flow step | {1 + extra_us / step_us:.4f}x | <= 1.03x |"
+    )
+    print(
+        f"| A/A control: a second bare loop vs bare, same rounds | {loop['control_ratio']:.3f}x "
+        f"(rounds {loop['control_min']:.3f}-{loop['control_max']:.3f}) | (noise floor) |"
+    )
+    print(
+        f"| 2 trials x {conc['steps']} steps, 1 CPU each: sequential "
+        f"{conc['sequential_s']:.1f} s vs concurrent {conc['concurrent_s']:.1f} s "
+        f"| {conc['speedup']:.2f}x throughput | >= 1.8x |"
+    )
+    print(
+        f"| Ray fixed cost per trial ({fixed['trials']} one-step trials: {fixed['ray_s']:.1f} s "
+        f"via Ray, {fixed['in_process_s']:.1f} s in-process) | {fixed['per_trial_s']:.1f} s "
+        "| (reported) |"
+    )
 
 
 if __name__ == "__main__":

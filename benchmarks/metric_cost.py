@@ -60,25 +60,15 @@ def table(rows: list[dict]) -> str:
             f"{100 * r['metrics_s'] / r['wall_s']:.1f}",
             f"{100 * r['eval_s'] / r['wall_s']:.1f}",
         ]
-        out.append(
-            "| "
-            + " | ".join([r["label"], r["dataset"], str(r["train_steps"]), *vals, *shares])
-            + " |"
-        )
+        out.append("| " + " | ".join([r["label"], r["dataset"], str(r["train_steps"]), *vals, *shares]) + " |")
     return "\n".join(out)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suite", default="suites/quick.toml")
-    ap.add_argument(
-        "--seed", type=int, default=None, help="seed to run (default: the suite's first)"
-    )
-    ap.add_argument(
-        "--families", nargs="*", default=None, help="model labels to keep (default: all)"
-    )
+    ap.add_argument("--seed", type=int, default=None, help="seed to run (default: the suite's first)")
+    ap.add_argument("--families", nargs="*", default=None, help="model labels to keep (default: all)")
     ap.add_argument("--datasets", nargs="*", default=None, help="datasets to keep (default: all)")
     ap.add_argument("--steps", type=int, default=None, help="override the budget's optimizer steps")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown table here")

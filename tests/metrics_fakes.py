@@ -48,9 +48,7 @@ class RingPoints(Dataset):
         self._train, _ = self.draw(n_train, g)
         self._test, self._test_y = self.draw(n_test, g)
 
-    def draw(
-        self, n: int, g: torch.Generator, modes: list[int] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(self, n: int, g: torch.Generator, modes: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         choices = torch.tensor(modes if modes is not None else list(range(len(self.modes))))
         y = choices[torch.randint(len(choices), (n,), generator=g)]
         return self.modes[y] + self.std * torch.randn(n, 2, generator=g), y
@@ -75,9 +73,7 @@ class Bars(Dataset):
     Options = NoOptions
     LEVELS = 17
 
-    def __init__(
-        self, n_train: int = 400, n_test: int = 200, seed: int = 0, name: str = "fake-bars"
-    ):
+    def __init__(self, n_train: int = 400, n_test: int = 200, seed: int = 0, name: str = "fake-bars"):
         super().__init__(NoOptions())
         self.name = name
         g = torch.Generator().manual_seed(seed)
@@ -89,9 +85,7 @@ class Bars(Dataset):
         levels = torch.full((n, 1, 8, 8), 2)
         for k in range(4):
             levels[y == k, :, 2 * k : 2 * k + 2, :] = 14
-        levels = (levels + torch.randint(-1, 2, levels.shape, generator=g)).clamp(
-            0, self.LEVELS - 1
-        )
+        levels = (levels + torch.randint(-1, 2, levels.shape, generator=g)).clamp(0, self.LEVELS - 1)
         return self.spec.from_levels(levels), y
 
     @property
@@ -170,15 +164,9 @@ class DatasetSampler(_FakeFamily):
         self.g = torch.Generator().manual_seed(seed)
 
     def sample(self, n, generator=None, *, steps=None):
-        x = (
-            self.data.draw(n, self.g, self.modes_used)[0]
-            if self.modes_used
-            else self.data.draw(n, self.g)[0]
-        )
+        x = self.data.draw(n, self.g, self.modes_used)[0] if self.modes_used else self.data.draw(n, self.g)[0]
         if self.blur:  # 3×3 box blur: the kind of softness the sharpness ratio must detect
-            x = nn.functional.avg_pool2d(
-                nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1
-            )
+            x = nn.functional.avg_pool2d(nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
         return x
 
 
@@ -207,11 +195,7 @@ class SleepySampler(_FakeFamily):
         if steps is not None and self.T is None:
             raise ValueError("one-shot")
         steps = steps if steps is not None else self.T
-        time.sleep(
-            self.per_batch
-            + (self.first_extra if not self.calls else 0.0)
-            + self.per_step * (steps or 0)
-        )
+        time.sleep(self.per_batch + (self.first_extra if not self.calls else 0.0) + self.per_step * (steps or 0))
         self.calls.append((n, steps))
         return torch.zeros(n, *self.spec.shape)
 

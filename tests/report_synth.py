@@ -76,10 +76,7 @@ def row(
         versions=json.dumps({"torch": "2.15.0", "genbench": "0.1.0"}),
         # a non-finite loss is stored as null by the TrainMonitor
         loss_curve=json.dumps(
-            {
-                "loss": [[s, 2.0 / (1 + s / 100) + 0.01 * seed] for s in range(0, 2000, 100)]
-                + [[2000, None]]
-            }
+            {"loss": [[s, 2.0 / (1 + s / 100) + 0.01 * seed] for s in range(0, 2000, 100)] + [[2000, None]]}
         ),
     )
     if family != "gan":
@@ -96,9 +93,7 @@ def row(
     return r
 
 
-def rows_from(
-    values: dict[str, dict[str, list[float]]], dataset: str = "8gaussians", **common
-) -> pd.DataFrame:
+def rows_from(values: dict[str, dict[str, list[float]]], dataset: str = "8gaussians", **common) -> pd.DataFrame:
     """values = {family: {column: [value per seed]}}: one row per seed, other columns default."""
     out = []
     for family, cols in values.items():
@@ -140,13 +135,9 @@ def quick_like() -> pd.DataFrame:
             for seed in range(3):
                 over = dict(
                     samples_per_s=speed[family] * (1 + 0.05 * rng.standard_normal()),
-                    fid=fid[family]
-                    * (1 + (0.4 if family == "gan" else 0.05) * rng.standard_normal()),
-                    loss_oscillation=(0.4 if family == "gan" else 0.03)
-                    * (1 + 0.1 * rng.standard_normal()),
-                    samples_png=f"samples/{family}-{dataset}-{seed}.png"
-                    if dataset == "digits"
-                    else "",
+                    fid=fid[family] * (1 + (0.4 if family == "gan" else 0.05) * rng.standard_normal()),
+                    loss_oscillation=(0.4 if family == "gan" else 0.03) * (1 + 0.1 * rng.standard_normal()),
+                    samples_png=f"samples/{family}-{dataset}-{seed}.png" if dataset == "digits" else "",
                     samples_npy=f"samples/{family}-{dataset}-{seed}.npy",
                 )
                 if family == "ddpm":
@@ -155,9 +146,7 @@ def quick_like() -> pd.DataFrame:
                     over["impute_mse"] = 0.3 + 0.01 * rng.standard_normal()
                     over["sharpness_ratio"] = 0.4 + 0.02 * rng.standard_normal()
                 if family != "gan":
-                    over["nll"] = (
-                        1.3 if dataset == "digits" else 2.95
-                    ) + 0.02 * rng.standard_normal()
+                    over["nll"] = (1.3 if dataset == "digits" else 2.95) + 0.02 * rng.standard_normal()
                 out.append(row(family, dataset, seed, **over))
     out.append(
         row(

@@ -17,10 +17,15 @@ def test_list_shows_families_with_estimator_and_datasets_with_shape_and_unit(cap
     estimators = {"gan": "none", "vae": "iwae", "flow": "exact", "ddpm": "vlb"}
     for name in FAMILIES.names():
         assert re.search(rf"^\s+{name}\s+{estimators[name]}\s", out, re.M), name
-    expected = {"8gaussians": ("(2,)", "nats"), "checkerboard": ("(2,)", "nats"),
-                "moons": ("(2,)", "nats"), "digits": ("(1, 8, 8)", "bits_per_dim"),
-                "mnist": ("(1, 28, 28)", "bits_per_dim"), "cifar10": ("(3, 32, 32)", "bits_per_dim"),
-                "folder": ("(3, 32, 32)", "bits_per_dim")}
+    expected = {
+        "8gaussians": ("(2,)", "nats"),
+        "checkerboard": ("(2,)", "nats"),
+        "moons": ("(2,)", "nats"),
+        "digits": ("(1, 8, 8)", "bits_per_dim"),
+        "mnist": ("(1, 28, 28)", "bits_per_dim"),
+        "cifar10": ("(3, 32, 32)", "bits_per_dim"),
+        "folder": ("(3, 32, 32)", "bits_per_dim"),
+    }
     assert set(expected) == set(DATASETS.names())
     for name, (shape, unit) in expected.items():
         assert re.search(rf"^\s+{name}\s+{re.escape(shape)}\s+{unit}", out, re.M), name

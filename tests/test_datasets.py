@@ -49,9 +49,7 @@ def test_toy_splits_are_deterministic_float32_and_seeded(name):
     assert torch.equal(make_dataset(name, SMALL | {"n_train": 10}).test(), a.test())
 
 
-@pytest.mark.parametrize(
-    "bad", [{"n_train": 0}, {"n_test": -1}, {"data_seed": -2}, {"n_test": 1.5}]
-)
+@pytest.mark.parametrize("bad", [{"n_train": 0}, {"n_test": -1}, {"data_seed": -2}, {"n_test": 1.5}])
 def test_toy_options_are_checked(bad):
     with pytest.raises(ConfigError, match="dataset '8gaussians'"):
         make_dataset("8gaussians", bad)
@@ -142,9 +140,7 @@ def test_checkerboard_samples_are_uniform_on_the_eight_squares():
     assert (x.abs() <= 4).all()
     assert torch.equal(ds.log_density(x), torch.full((len(x),), -math.log(32)))
     # hand-checked against FFJORD's sampler (e.g. x1/2 = -0.5: odd floor, so x2/2 in [1,2)∪[-1,0))
-    pts = torch.tensor(
-        [[3.0, 3.0], [-3.0, -3.0], [1.0, -1.0], [3.0, 1.0], [-1.0, -1.0], [5.0, 0.0]]
-    )
+    pts = torch.tensor([[3.0, 3.0], [-3.0, -3.0], [1.0, -1.0], [3.0, 1.0], [-1.0, -1.0], [5.0, 0.0]])
     assert torch.isfinite(ds.log_density(pts)).tolist() == [True, True, False, False, True, False]
     # on a grid: support == the set FFJORD's sampler can reach, i.e. x1/2 in [-2, 2) and
     # x2/2 - floor(x1/2) % 2 in [0, 1) ∪ [-2, -1)
@@ -168,9 +164,7 @@ def test_moons_lie_on_sklearns_half_circles_and_have_unknown_density():
     assert torch.allclose(upper.norm(dim=1), torch.ones(len(upper), dtype=torch.float64), atol=1e-6)
     assert (upper[:, 1] >= -1e-6).all()
     centre = torch.tensor([1.0, 0.5], dtype=torch.float64)
-    assert torch.allclose(
-        (lower - centre).norm(dim=1), torch.ones(len(lower), dtype=torch.float64), atol=1e-6
-    )
+    assert torch.allclose((lower - centre).norm(dim=1), torch.ones(len(lower), dtype=torch.float64), atol=1e-6)
     assert ds.log_density(x) is None and ds.true_nll_nats() is None
     noisy = make_dataset("moons", SMALL)  # default noise 0.05
     r = noisy.test()[noisy.test_labels() == 0].double().norm(dim=1) - 1
@@ -211,9 +205,7 @@ def test_digits_is_sklearns_data_on_17_levels_with_a_fixed_stratified_split():
 
 def write_idx(path, array: np.ndarray) -> None:
     """The MNIST idx-ubyte format: magic (0, 0, 0x08 = ubyte, ndim), big-endian dims, raw bytes."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
-        f">{array.ndim}I", *array.shape
-    )
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
@@ -242,9 +234,7 @@ def test_mnist_loads_fake_idx_files_through_torchvision(tmp_path):
     ds = make_dataset("mnist", {"root": str(tmp_path)})
     assert ds.spec.shape == (1, 28, 28) and ds.spec.levels == 256
     assert ds.train().shape == (12, 1, 28, 28) and ds.train().dtype == torch.float32
-    assert torch.equal(
-        ds.spec.to_levels(ds.train()), torch.from_numpy(fake["train"]).to(torch.uint8)[:, None]
-    )
+    assert torch.equal(ds.spec.to_levels(ds.train()), torch.from_numpy(fake["train"]).to(torch.uint8)[:, None])
     assert torch.equal(ds.test(), ds.spec.from_levels(torch.from_numpy(fake["test"])[:, None]))
     assert torch.equal(ds.test_labels(), torch.from_numpy(fake["test_labels"]))
     assert torch.equal(ds.train_labels(), torch.from_numpy(fake["train_labels"]))
@@ -260,15 +250,11 @@ def test_mnist_errors_name_the_path(tmp_path):
     with pytest.raises(DataError, match="'mnist': option 'root' is required"):
         make_dataset("mnist")
     ds = make_dataset("mnist", {"root": str(tmp_path)})  # exists, but holds no MNIST/raw
-    with pytest.raises(
-        DataError, match=f"'mnist'.*{re.escape(str(tmp_path / 'MNIST' / 'raw'))}.*not found"
-    ) as e:
+    with pytest.raises(DataError, match=f"'mnist'.*{re.escape(str(tmp_path / 'MNIST' / 'raw'))}.*not found") as e:
         ds.train()
     assert "download=True" not in str(e.value) and "\n" not in str(e.value)
     write_fake_mnist(tmp_path)
-    write_idx(
-        tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte", np.zeros((3, 784))
-    )  # wrong ndim
+    write_idx(tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte", np.zeros((3, 784)))  # wrong ndim
     with pytest.raises(DataError, match="'mnist'.*test split"):
         make_dataset("mnist", {"root": str(tmp_path)}).test()
 
@@ -290,9 +276,7 @@ def write_fake_cifar(root, per_batch=2, n_test=3, seed=0) -> dict[str, np.ndarra
             "batch_label": name,
         }
         (folder / name).write_bytes(pickle.dumps(batches[name]))
-    (folder / "batches.meta").write_bytes(
-        pickle.dumps({"label_names": [f"c{i}" for i in range(10)]})
-    )
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
     return batches
 
 

@@ -87,8 +87,9 @@ def test_closed_form_q_matches_iterated_one_step_kernel():
         if t in (1, 10, 100, 500, 1000):
             idx = torch.full((n,), t - 1)
             mean, var = d.q_mean_variance(torch.full((n, 1), x0, dtype=torch.float64), idx)
-            closed = d.q_sample(torch.full((n, 1), x0, dtype=torch.float64), idx,
-                                torch.randn(n, 1, generator=g, dtype=torch.float64))
+            closed = d.q_sample(
+                torch.full((n, 1), x0, dtype=torch.float64), idx, torch.randn(n, 1, generator=g, dtype=torch.float64)
+            )
             v = var[0, 0].item()
             for sample in (x, closed):  # the iterated chain and the closed-form sampler, same moments
                 assert abs(sample.mean().item() - mean[0, 0].item()) < 5 * math.sqrt(v / n), t
@@ -165,8 +166,9 @@ def test_vlb_terms_match_direct_formulas(sigma):
             mu_post = acp.sqrt() * b[i] / (1 - ac[i]) * x0[j] + (1 - b[i]).sqrt() * (1 - acp) / (1 - ac[i]) * xt
             var_post = (1 - acp) / (1 - ac[i]) * b[i]
             var_model = b[i] if sigma == "beta" else var_post
-            expect = torch.distributions.kl_divergence(torch.distributions.Normal(mu_post, var_post.sqrt()),
-                                                       torch.distributions.Normal(mu, var_model.sqrt())).sum()
+            expect = torch.distributions.kl_divergence(
+                torch.distributions.Normal(mu_post, var_post.sqrt()), torch.distributions.Normal(mu, var_model.sqrt())
+            ).sum()
         assert torch.allclose(terms[j], expect, rtol=1e-9, atol=1e-12), (i, terms[j], expect)
 
 
@@ -300,8 +302,13 @@ def test_train_step_ema_and_samples():
 def test_unknown_or_bad_hparams_raise_config_error():
     with pytest.raises(ConfigError, match=r"'timestep'.*family 'ddpm'"):
         build(DDPM.Hparams, {"timestep": 10}, owner="family 'ddpm'")
-    for bad in ({"sigma": "large"}, {"beta_schedule": "quadratic"}, {"vlb_timesteps": -1},
-                {"timesteps": 1}, {"ema_decay": 1.0}):
+    for bad in (
+        {"sigma": "large"},
+        {"beta_schedule": "quadratic"},
+        {"vlb_timesteps": -1},
+        {"timesteps": 1},
+        {"ema_decay": 1.0},
+    ):
         with pytest.raises(ConfigError):
             build(DDPM.Hparams, bad, owner="family 'ddpm'")
 

@@ -72,7 +72,6 @@ def test_unknown_family_dataset_and_hparam_give_one_clear_error():
     assert "\n" not in str(e.value)
 
 
-
 def _trained_parameters(family, ds, accelerator=None, after_attach=lambda: None, steps=4):
     """Parameters after `steps` train steps on fixed batches, seeded identically every call."""
     torch.manual_seed(0)

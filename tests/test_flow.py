@@ -65,6 +65,7 @@ def test_logdet_matches_autograd_jacobian(spec):
     flow.net.double()
     xs = torch.randn(3, spec.dim, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     for x in xs:
+
         def f(v):
             return flow.forward(v.view(1, *spec.shape))[0].flatten()
 

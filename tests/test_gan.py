@@ -29,6 +29,7 @@ def _gan(spec: DataSpec, **hp) -> GAN:
 
 def _js_quadrature() -> float:
     """JS(p_r ‖ p_g) in nats by adaptive quadrature."""
+
     def integrand(x):
         pr, pg = stats.norm.pdf(x, MU_R, SD_R), stats.norm.pdf(x, MU_G, SD_G)
         m = (pr + pg) / 2

@@ -32,8 +32,14 @@ def test_discretized_gaussian_matches_cdf_differences():
     x = torch.tensor([-1.0, -0.25, 0.125, 1.0], dtype=torch.float64)
     lp = discretized_gaussian_log_likelihood(x, torch.full_like(x, 0.1), torch.full_like(x, math.log(0.3)), bin_width)
     h = bin_width / 2
-    expect = torch.stack([normal.cdf(x[0] + h), normal.cdf(x[1] + h) - normal.cdf(x[1] - h),
-                          normal.cdf(x[2] + h) - normal.cdf(x[2] - h), 1 - normal.cdf(x[3] - h)])
+    expect = torch.stack(
+        [
+            normal.cdf(x[0] + h),
+            normal.cdf(x[1] + h) - normal.cdf(x[1] - h),
+            normal.cdf(x[2] + h) - normal.cdf(x[2] - h),
+            1 - normal.cdf(x[3] - h),
+        ]
+    )
     assert torch.allclose(lp.exp(), expect, atol=1e-7)
 
 

@@ -23,9 +23,7 @@ def family():
 def test_divergence_is_reported_at_the_first_non_finite_loss():
     mon = TrainMonitor(family(), "cpu", batch_size=8)
     mon.start()
-    reasons = [
-        mon.step(s, {"loss": float("nan") if s in (7, 9) else 1.0, "aux": 0.5}) for s in range(12)
-    ]
+    reasons = [mon.step(s, {"loss": float("nan") if s in (7, 9) else 1.0, "aux": 0.5}) for s in range(12)]
     mon.stop()
     assert reasons[:7] == [None] * 7 and "loss" in reasons[7]
     out = mon.summary()
@@ -73,9 +71,7 @@ def test_loss_curve_is_downsampled_to_max_points_keeping_ends_and_values():
     short.start()
     for s in range(10):
         short.step(s, {"loss": 1.0})
-    assert (
-        len(json.loads(short.summary()["loss_curve"])["loss"]) == 10
-    )  # nothing dropped when short
+    assert len(json.loads(short.summary()["loss_curve"])["loss"]) == 10  # nothing dropped when short
 
 
 def test_loss_oscillation_is_std_over_abs_mean_of_the_last_half():
@@ -100,9 +96,7 @@ def test_peak_memory_sees_an_allocation_held_during_training():
 # --- sampling speed -------------------------------------------------------------------------------
 def test_samples_per_s_excludes_warmup_and_is_within_10_percent():
     sampler = SleepySampler(SPEC, per_batch=0.1, first_extra=0.6)
-    sps = speed.samples_per_second(
-        lambda b: sampler.sample(b), batch=50, repeats=3, device=torch.device("cpu")
-    )
+    sps = speed.samples_per_second(lambda b: sampler.sample(b), batch=50, repeats=3, device=torch.device("cpu"))
     assert sps == pytest.approx(50 / 0.1, rel=0.10)  # with the warm-up counted it would be ~217
     assert [n for n, _ in sampler.calls] == [50] * 4  # one warm-up + 3 timed batches
 

@@ -101,32 +101,20 @@ def test_a_perfect_sampler_scores_like_the_data_and_a_mode_dropper_does_not(ring
     good = run(DatasetSampler(ring), ring, tmp_path)
     two = run(DatasetSampler(ring, modes=[0, 4]), ring, tmp_path)
     assert good["mode_coverage"] == 1.0 and good["mode_kl_nats"] < 0.03
-    assert two["mode_coverage"] == 0.25 and two["mode_kl_nats"] == pytest.approx(
-        math.log(4), abs=0.03
-    )
-    assert (
-        good["fid"] < 0.1 * two["fid"]
-    )  # n = 300: the perfect sampler's FD is sampling noise (~2·tr Σ / n)
+    assert two["mode_coverage"] == 0.25 and two["mode_kl_nats"] == pytest.approx(math.log(4), abs=0.03)
+    assert good["fid"] < 0.1 * two["fid"]  # n = 300: the perfect sampler's FD is sampling noise (~2·tr Σ / n)
     assert good["precision"] > 0.9 and good["recall"] > 0.9 and two["recall"] < 0.4
     assert abs(good["kid_mean"]) < 3 * good["kid_std"] + 1e-3
-    assert (
-        good["nll_kind"] == "none"
-        and math.isnan(good["nll"])
-        and json.loads(good["nll_estimates"]) == {}
-    )
+    assert good["nll_kind"] == "none" and math.isnan(good["nll"]) and json.loads(good["nll_estimates"]) == {}
 
 
 def test_iwae_k_of_the_eval_config_becomes_the_headline(ring, tmp_path):
     fam = IWAEFamily(ring.spec, torch.zeros(2), 1.0)
-    exact = run(
-        GaussianFamily(ring.spec, torch.zeros(2), 1.0), ring, tmp_path, small_cfg(impute=False)
-    )["nll"]
+    exact = run(GaussianFamily(ring.spec, torch.zeros(2), 1.0), ring, tmp_path, small_cfg(impute=False))["nll"]
     row = run(fam, ring, tmp_path, small_cfg(iwae_k=64, impute=False))
     assert row["nll_kind"] == "iwae-64" and row["nll"] == pytest.approx(exact + 1 / 64, rel=1e-6)
     assert set(json.loads(row["nll_estimates"])) == {"iwae-64", "elbo"}
-    own = run(
-        fam, ring, tmp_path, small_cfg(iwae_k=3, impute=False)
-    )  # same k as the family's: its own value
+    own = run(fam, ring, tmp_path, small_cfg(iwae_k=3, impute=False))  # same k as the family's: its own value
     assert own["nll_kind"] == "iwae-3" and own["nll"] == pytest.approx(exact + 1 / 3, rel=1e-6)
     assert math.isnan(row["density_mass"])  # a bound says nothing about normalisation
 
@@ -139,9 +127,7 @@ def test_iterative_sampler_gets_a_steps_curve(ring, tmp_path):
     assert row["nfe"] == 40 and row["samples_per_s"] == curve[-1]["samples_per_s"]
     assert curve[0]["samples_per_s"] > 4 * curve[-1]["samples_per_s"]  # 8× fewer steps, ~8× faster
     assert all(c["fid"] is not None for c in curve)
-    assert row["mode_coverage"] == 0.0 and math.isnan(
-        row["mode_kl_nats"]
-    )  # all samples at the origin: off-mode
+    assert row["mode_coverage"] == 0.0 and math.isnan(row["mode_kl_nats"])  # all samples at the origin: off-mode
 
 
 def test_non_finite_samples_give_nan_metrics_not_a_crash(ring, tmp_path):
@@ -150,9 +136,7 @@ def test_non_finite_samples_give_nan_metrics_not_a_crash(ring, tmp_path):
             return torch.full((n, 2), float("nan"))
 
     row = run(Broken(ring.spec, torch.zeros(2), 1.0), ring, tmp_path, small_cfg(impute=False))
-    assert all(
-        math.isnan(row[c]) for c in ("fid", "kid_mean", "precision", "recall", "mode_coverage")
-    )
+    assert all(math.isnan(row[c]) for c in ("fid", "kid_mean", "precision", "recall", "mode_coverage"))
     assert math.isfinite(row["nll"])
 
 
@@ -173,17 +157,12 @@ def test_image_row_classifier_extractor_coverage_and_sharpness(bars, tmp_path):
     cfg = small_cfg()
     sharp = run(DatasetSampler(bars), bars, tmp_path, cfg)
     blurred = run(DatasetSampler(bars, blur=True), bars, tmp_path, cfg)
-    assert (
-        sharp["extractor"] == "genbench-classifier"
-        and sharp["extractor_hash"] == blurred["extractor_hash"]
-    )
+    assert sharp["extractor"] == "genbench-classifier" and sharp["extractor_hash"] == blurred["extractor_hash"]
     assert sharp["mode_coverage"] == 1.0 and sharp["mode_kl_nats"] < 0.05
     assert 0.8 < sharp["sharpness_ratio"] < 1.25 and blurred["sharpness_ratio"] < 0.5
     assert sharp["fid"] < blurred["fid"]
     assert sharp["nll_unit"] == "bits_per_dim" and sharp["nll_kind"] == "none"
-    assert (
-        sharp["samples_png"].endswith("samples.png") and (tmp_path / "out" / "samples.png").exists()
-    )
+    assert sharp["samples_png"].endswith("samples.png") and (tmp_path / "out" / "samples.png").exists()
 
 
 def test_image_nll_is_reported_in_bits_per_dim(bars, tmp_path):
@@ -197,9 +176,7 @@ def test_image_nll_is_reported_in_bits_per_dim(bars, tmp_path):
 def test_mode_share_threshold_is_half_of_the_uniform_share():
     # n = 80, K = 8: a mode needs >= 80 / 16 = 5 samples
     counts = [20, 20, 20, 6, 5, 4, 0, 0]
-    assignment = torch.cat(
-        [torch.full((c,), k) for k, c in enumerate(counts)] + [torch.full((5,), -1)]
-    )
+    assignment = torch.cat([torch.full((c,), k) for k, c in enumerate(counts)] + [torch.full((5,), -1)])
     assert len(assignment) == 80
     out = quality.mode_histogram_metrics(assignment, 8)
     assert out["mode_coverage"] == 5 / 8
@@ -210,19 +187,13 @@ def test_mode_share_threshold_is_half_of_the_uniform_share():
 def test_laplacian_variance_of_known_images():
     assert quality.laplacian_variance(torch.zeros(2, 1, 6, 6)).tolist() == [0.0, 0.0]
     ii, jj = torch.meshgrid(torch.arange(6), torch.arange(6), indexing="ij")
-    checker = ((-1.0) ** (ii + jj)).view(
-        1, 1, 6, 6
-    )  # Laplacian response ±8 everywhere: variance 64
+    checker = ((-1.0) ** (ii + jj)).view(1, 1, 6, 6)  # Laplacian response ±8 everywhere: variance 64
     assert quality.laplacian_variance(checker).item() == pytest.approx(64.0)
 
 
 def test_imputation_mask_is_fixed_and_hides_exactly_half(bars, ring):
     m = imp.hidden_mask(50, ring.spec)
-    assert (
-        m.shape == (50, 2)
-        and (m.sum(1) == 1).all()
-        and torch.equal(m, imp.hidden_mask(50, ring.spec))
-    )
+    assert m.shape == (50, 2) and (m.sum(1) == 1).all() and torch.equal(m, imp.hidden_mask(50, ring.spec))
     mi = imp.hidden_mask(4, bars.spec)
     assert (mi.flatten(1).sum(1) == 32).all()
 
@@ -236,9 +207,7 @@ class Posterior(GaussianFamily):
 
     def impute(self, x, known, generator=None):
         c = self.data.modes.double()  # (K, 2)
-        d2 = (((x[:, None].double() - c[None]) ** 2) * known[:, None]).sum(
-            -1
-        )  # (B, K), known coords only
+        d2 = (((x[:, None].double() - c[None]) ** 2) * known[:, None]).sum(-1)  # (B, K), known coords only
         w = torch.softmax(-d2 / (2 * self.data.std**2), dim=1)
         return torch.where(known, x, (w @ c).float())
 
@@ -253,14 +222,10 @@ def test_imputation_columns(ring):
             return super().impute(x, known)
 
     out = imp.imputation_columns(Spy(ring.spec, mean, 1.0), test, mean, ring.spec, generator=None)
-    assert out["impute_mse"] == pytest.approx(
-        out["impute_mse_baseline"]
-    )  # imputing the mean is the baseline
+    assert out["impute_mse"] == pytest.approx(out["impute_mse_baseline"])  # imputing the mean is the baseline
     assert (seen["x"][~seen["known"]] == 0).all()  # hidden entries never reach the family
     hidden = imp.hidden_mask(200, ring.spec)
-    assert out["impute_mse_baseline"] == pytest.approx(
-        ((test - mean)[hidden] ** 2).mean().item(), rel=1e-6
-    )
+    assert out["impute_mse_baseline"] == pytest.approx(((test - mean)[hidden] ** 2).mean().item(), rel=1e-6)
     none = imp.imputation_columns(DatasetSampler(ring), test, mean, ring.spec, generator=None)
     assert math.isnan(none["impute_mse"]) and math.isfinite(none["impute_mse_baseline"])
 
@@ -268,9 +233,7 @@ def test_imputation_columns(ring):
 def test_a_better_imputer_scores_lower_on_an_asymmetric_mixture():
     # 3 modes at 90°, 210°, 330°: the known coordinate often pins the hidden one down
     tri = RingPoints(k=3, offset=math.pi / 2)
-    out = imp.imputation_columns(
-        Posterior(tri), tri.test()[:400], tri.train().mean(0), tri.spec, generator=None
-    )
+    out = imp.imputation_columns(Posterior(tri), tri.test()[:400], tri.train().mean(0), tri.spec, generator=None)
     assert out["impute_mse"] < 0.7 * out["impute_mse_baseline"]  # analytic ratio ≈ 0.5
 
 
@@ -279,9 +242,7 @@ def test_on_a_reflection_symmetric_mixture_nothing_beats_mean_imputation(ring):
     modes' symmetry under y -> -y (and x -> -x) makes E[hidden | known] = 0 = the training mean,
     and the conditional mean is the MSE-optimal imputation. Any imputer (a VAE too) can at best
     tie the baseline."""
-    out = imp.imputation_columns(
-        Posterior(ring), ring.test(), ring.train().mean(0), ring.spec, generator=None
-    )
+    out = imp.imputation_columns(Posterior(ring), ring.test(), ring.train().mean(0), ring.spec, generator=None)
     assert out["impute_mse"] == pytest.approx(out["impute_mse_baseline"], rel=0.03)
 
 

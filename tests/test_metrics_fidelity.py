@@ -60,21 +60,15 @@ def test_fd_of_two_gaussians_matches_the_closed_form_within_sampling_error():
 
 
 def test_kid_of_two_samples_of_one_distribution_is_zero_within_its_spread():
-    mean, std = fidelity.kid(
-        gaussian(600, 0.0, 1.0, 8, 0), gaussian(600, 0.0, 1.0, 8, 1), subset_size=300, subsets=50
-    )
+    mean, std = fidelity.kid(gaussian(600, 0.0, 1.0, 8, 0), gaussian(600, 0.0, 1.0, 8, 1), subset_size=300, subsets=50)
     assert std > 0 and abs(mean) < 3 * std
-    shifted, _ = fidelity.kid(
-        gaussian(600, 0.0, 1.0, 8, 0), gaussian(600, 1.0, 1.0, 8, 1), subset_size=300, subsets=50
-    )
+    shifted, _ = fidelity.kid(gaussian(600, 0.0, 1.0, 8, 0), gaussian(600, 1.0, 1.0, 8, 1), subset_size=300, subsets=50)
     assert shifted > 10 * std  # a real difference is far outside that spread
 
 
 def test_kid_subset_is_clamped_to_the_sample_counts():
     assert fidelity.clamp_kid_subset(1000, 50, 80) == 50
-    mean, _ = fidelity.kid(
-        gaussian(50, 0, 1, 4, 0), gaussian(80, 0, 1, 4, 1), subset_size=1000, subsets=5
-    )
+    mean, _ = fidelity.kid(gaussian(50, 0, 1, 4, 0), gaussian(80, 0, 1, 4, 1), subset_size=1000, subsets=5)
     assert math.isfinite(mean)
 
 
@@ -119,12 +113,8 @@ def test_classifier_is_trained_deterministically_and_learns(bars, classifier, tm
     extractor, cache = classifier
     assert extractor.name == "genbench-classifier" and len(extractor.hash) == 16
     assert extractor.fidelity.weights_path.startswith(str(cache))
-    again = ext.resolve_extractor(
-        bars, EvalConfig(feature_extractor="classifier", classifier_steps=60), tmp_path
-    )
-    assert (
-        again.hash == extractor.hash
-    )  # retrained from scratch elsewhere: same weights (fixed seed)
+    again = ext.resolve_extractor(bars, EvalConfig(feature_extractor="classifier", classifier_steps=60), tmp_path)
+    assert again.hash == extractor.hash  # retrained from scratch elsewhere: same weights (fixed seed)
     net = ext.load_classifier(extractor.fidelity.weights_path)
     acc = ext.accuracy(net, ext.classifier_input(bars.test(), bars.spec), bars.test_labels())
     assert acc > 0.9  # 4 well-separated classes; chance is 0.25
@@ -137,9 +127,7 @@ def test_classifier_needs_train_labels(tmp_path):
         ext.resolve_extractor(data, EvalConfig(), tmp_path)
 
 
-def test_calculate_metrics_equals_the_feature_functions_offline(
-    bars, classifier, offline, tmp_path
-):
+def test_calculate_metrics_equals_the_feature_functions_offline(bars, classifier, offline, tmp_path):
     extractor, _ = classifier
     fake, real = (
         fidelity.to_uint8(bars.train()[:150], bars.spec),
@@ -168,9 +156,7 @@ def test_calculate_metrics_equals_the_feature_functions_offline(
     assert want > 0 and got["fid"] == pytest.approx(want, rel=1e-6)
     kid_mean, _ = fidelity.kid(f_fake, f_real, subset_size=100, subsets=10, seed=0)
     assert got["kid_mean"] == pytest.approx(kid_mean, rel=1e-6, abs=1e-9)
-    assert (got["precision"], got["recall"]) == pytest.approx(
-        fidelity.precision_recall(f_fake, f_real, neighborhood=3)
-    )
+    assert (got["precision"], got["recall"]) == pytest.approx(fidelity.precision_recall(f_fake, f_real, neighborhood=3))
 
 
 def test_real_features_are_cached_and_changed_data_misses(monkeypatch, tmp_path):
@@ -193,9 +179,7 @@ def test_real_features_are_cached_and_changed_data_misses(monkeypatch, tmp_path)
         return sorted(seen)
 
     assert run(Bars(seed=0)) == [30, 50]  # first call: samples and real images through the network
-    assert run(Bars(seed=0)) == [
-        30
-    ]  # second call, new Reference, same data: real features from the disk cache
+    assert run(Bars(seed=0)) == [30]  # second call, new Reference, same data: real features from the disk cache
     changed = Bars(seed=0)
     changed._test = changed._test.flip(-1)  # same name, same size, different pixels
     assert run(changed) == [30, 50]  # content hash differs: a miss, not a stale hit
@@ -234,9 +218,7 @@ def inception_weights(tmp_path_factory):
     return path
 
 
-def test_inception_resolves_to_the_local_file_and_missing_file_is_a_config_error(
-    inception_weights, tmp_path
-):
+def test_inception_resolves_to_the_local_file_and_missing_file_is_a_config_error(inception_weights, tmp_path):
     cfg = EvalConfig(
         feature_extractor="inception-v3-compat",
         feature_extractor_weights_path=str(inception_weights),
@@ -256,9 +238,7 @@ def test_inception_resolves_to_the_local_file_and_missing_file_is_a_config_error
 def test_inception_path_loads_the_local_weights_only(inception_weights, offline, tmp_path):
     bars = Bars()
     # layer "64" keeps the test fast (a 2048-d FD needs a 2048×2048 eigendecomposition: ~1 min here)
-    fe = fidelity.FidelityExtractor(
-        "inception-v3-compat", "64", str(inception_weights), "h", rgb=True
-    )
+    fe = fidelity.FidelityExtractor("inception-v3-compat", "64", str(inception_weights), "h", rgb=True)
     fake, real = (
         fidelity.to_uint8(bars.train()[:6], bars.spec),
         fidelity.to_uint8(bars.test()[:6], bars.spec),

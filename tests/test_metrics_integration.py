@@ -65,15 +65,11 @@ def trained(name: str, ds, steps: int, seed: int = 0, **hp):
 def test_evaluate_real_family(family, dataset, data, cache_dir, tmp_path):
     ds = data[dataset]
     fam = trained(family, ds, steps=20)
-    row = evaluate(
-        fam, ds, EvalConfig(**CFG), cache_dir=cache_dir, out_dir=tmp_path / "out", seed=0
-    )
+    row = evaluate(fam, ds, EvalConfig(**CFG), cache_dir=cache_dir, out_dir=tmp_path / "out", seed=0)
     assert set(row) <= set(COLUMN_NAMES)
     assert row["nll_unit"] == ("bits_per_dim" if ds.spec.is_image else "nats")
     kind = {"gan": "none", "vae": "iwae-4", "flow": "exact", "ddpm": "vlb"}[family]
-    assert row["nll_kind"] == kind and (
-        math.isnan(row["nll"]) if kind == "none" else math.isfinite(row["nll"])
-    )
+    assert row["nll_kind"] == kind and (math.isnan(row["nll"]) if kind == "none" else math.isfinite(row["nll"]))
     for col in (
         "fid",
         "kid_mean",

@@ -117,9 +117,7 @@ def test_build_turns_validate_failures_into_config_errors():
     assert one_line(e) == "family 'x': batch_size must be >= 1, got 0"
 
 
-@pytest.mark.parametrize(
-    "name", ["8gaussians", "checkerboard", "moons", "digits", "mnist", "cifar10", "folder"]
-)
+@pytest.mark.parametrize("name", ["8gaussians", "checkerboard", "moons", "digits", "mnist", "cifar10", "folder"])
 def test_every_dataset_is_registered_and_rejects_unknown_options(name):
     assert name in DATASETS
     build_options(name)  # defaults are valid options

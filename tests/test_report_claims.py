@@ -38,9 +38,7 @@ CASES = {
     "gan-faster-than-flow": {
         SUPPORTED: rows_from({"gan": {"samples_per_s": HIGH}, "flow": {"samples_per_s": LOW}}),
         CONTRADICTED: rows_from({"gan": {"samples_per_s": LOW}, "flow": {"samples_per_s": HIGH}}),
-        INCONCLUSIVE: rows_from(
-            {"gan": {"samples_per_s": MID_A}, "flow": {"samples_per_s": MID_B}}
-        ),
+        INCONCLUSIVE: rows_from({"gan": {"samples_per_s": MID_A}, "flow": {"samples_per_s": MID_B}}),
         NOT_MEASURED: rows_from({"gan": {"samples_per_s": HIGH}}),
     },
     "gan-no-bias-vs-vae": {
@@ -73,15 +71,9 @@ CASES = {
         NOT_MEASURED: rows_from({"gan": {"loss_oscillation": [0.5, 0.6, 0.55]}}),
     },
     "vae-missing-data": {
-        SUPPORTED: rows_from(
-            {"vae": {"impute_mse": [0.3, 0.31, 0.29], "impute_mse_baseline": [1.0, 1.02, 0.98]}}
-        ),
-        CONTRADICTED: rows_from(
-            {"vae": {"impute_mse": [1.5, 1.6, 1.55], "impute_mse_baseline": [1.0, 1.02, 0.98]}}
-        ),
-        INCONCLUSIVE: rows_from(
-            {"vae": {"impute_mse": [0.9, 1.1, 1.0], "impute_mse_baseline": [1.0, 1.0, 1.0]}}
-        ),
+        SUPPORTED: rows_from({"vae": {"impute_mse": [0.3, 0.31, 0.29], "impute_mse_baseline": [1.0, 1.02, 0.98]}}),
+        CONTRADICTED: rows_from({"vae": {"impute_mse": [1.5, 1.6, 1.55], "impute_mse_baseline": [1.0, 1.02, 0.98]}}),
+        INCONCLUSIVE: rows_from({"vae": {"impute_mse": [0.9, 1.1, 1.0], "impute_mse_baseline": [1.0, 1.0, 1.0]}}),
         NOT_MEASURED: rows_from({"vae": {"impute_mse": [NAN] * 3}, "gan": {"fid": LOW}}),
     },
     "vae-samples-blurred": {
@@ -119,9 +111,7 @@ CASES = {
         SUPPORTED: rows_from({"ddpm": ddpm(samples_per_s=LOW), "flow": {"samples_per_s": HIGH}}),
         # DDPM fastest and no steps curve recorded: nothing supports the claim
         CONTRADICTED: rows_from({"ddpm": {"samples_per_s": HIGH}, "gan": {"samples_per_s": LOW}}),
-        INCONCLUSIVE: rows_from(
-            {"ddpm": {"samples_per_s": MID_A}, "vae": {"samples_per_s": MID_B}}
-        ),
+        INCONCLUSIVE: rows_from({"ddpm": {"samples_per_s": MID_A}, "vae": {"samples_per_s": MID_B}}),
         NOT_MEASURED: rows_from({"gan": {"samples_per_s": HIGH}, "vae": {"samples_per_s": LOW}}),
     },
     "flow-exact-likelihood": {
@@ -148,10 +138,7 @@ def test_verdict_follows_the_numbers(claim_id, expected):
 
 def test_every_registered_claim_has_all_four_cases():
     assert [c.claim_id for c in CLAIMS] == list(CASES)
-    assert all(
-        set(cases) == {SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED}
-        for cases in CASES.values()
-    )
+    assert all(set(cases) == {SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED} for cases in CASES.values())
 
 
 def test_inconclusive_reasons_name_the_rule():
@@ -171,9 +158,7 @@ def test_overlapping_intervals_are_inconclusive_even_when_p_is_small():
 
 
 def test_protocol_mismatch_is_not_compared():
-    df = rows_from(
-        {"gan": {"samples_per_s": HIGH}, "flow": {"samples_per_s": LOW, "sample_batch": [250] * 3}}
-    )
+    df = rows_from({"gan": {"samples_per_s": HIGH}, "flow": {"samples_per_s": LOW, "sample_batch": [250] * 3}})
     result = judge("gan-faster-than-flow", df)
     assert result.verdict == NOT_MEASURED and "sample_batch differs" in result.reason
     fid = rows_from({"gan": {"fid": LOW}, "vae": {"fid": HIGH, "n_fake": [500] * 3}})
@@ -226,9 +211,7 @@ def test_wrong_likelihood_kind_counts_against_the_flow_claim():
     result = judge("flow-exact-likelihood", df)
     assert result.verdict == CONTRADICTED and "flow reports 'elbo'" in result.reason
     # normalised flow density, but the VAE claims an exact likelihood too ("unlike VAE" fails)
-    df = rows_from(
-        {"flow": {"density_mass": [1.0, 0.999, 1.001]}, "vae": {"nll_kind": ["exact"] * 3}}
-    )
+    df = rows_from({"flow": {"density_mass": [1.0, 0.999, 1.001]}, "vae": {"nll_kind": ["exact"] * 3}})
     result = judge("flow-exact-likelihood", df)
     assert result.verdict == INCONCLUSIVE and "vae reports 'exact'" in result.reason
 

@@ -85,9 +85,7 @@ def test_markdown_links_exist(report_dir):
 
 
 def test_rerun_gives_identical_csvs(report_dir, tmp_path):
-    before = {
-        n: (report_dir / n).read_bytes() for n in ("claims.csv", "summary.csv", "claims_detail.csv")
-    }
+    before = {n: (report_dir / n).read_bytes() for n in ("claims.csv", "summary.csv", "claims_detail.csv")}
     copy = shutil.copytree(report_dir, tmp_path / "again")  # same trials, report files present
     # Another process with another string-hash seed: no set/dict order may leak into the files.
     code = "import sys; from bench.report import write_report; write_report(sys.argv[1])"

@@ -30,9 +30,7 @@ def test_t_interval_matches_scipy():
 def test_t_interval_other_level_and_edge_cases():
     iv = stats.t_interval(SAMPLE, confidence=0.9)
     x = np.array(SAMPLE)
-    assert (iv.low, iv.high) == pytest.approx(
-        sps.t.interval(0.9, df=4, loc=x.mean(), scale=sps.sem(x)), rel=1e-12
-    )
+    assert (iv.low, iv.high) == pytest.approx(sps.t.interval(0.9, df=4, loc=x.mean(), scale=sps.sem(x)), rel=1e-12)
     one = stats.t_interval([7.0, float("nan")])  # NaN is "not applicable", dropped
     assert one.n == 1 and one.mean == 7.0 and math.isnan(one.low) and math.isnan(one.high)
     none = stats.t_interval([float("nan")])

@@ -15,9 +15,19 @@ from bench.schema import COLUMN_NAMES, COLUMNS
 
 
 def row(trial_id: str, status: str = "ok", **extra):
-    return {"trial_id": trial_id, "status": status, "label": "flow", "family": "flow",
-            "dataset": "8gaussians", "budget": "b", "seed": 0, "nll": 2.9, "train_steps": 10,
-            "steps_curve": [{"steps": 10, "fid": None}], **extra}
+    return {
+        "trial_id": trial_id,
+        "status": status,
+        "label": "flow",
+        "family": "flow",
+        "dataset": "8gaussians",
+        "budget": "b",
+        "seed": 0,
+        "nll": 2.9,
+        "train_steps": 10,
+        "steps_curve": [{"steps": 10, "fid": None}],
+        **extra,
+    }
 
 
 def test_row_file_is_complete_typed_and_replaced_atomically(tmp_path):

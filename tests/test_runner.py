@@ -46,18 +46,23 @@ options = { n_train = 2000, n_test = 500 }
 [[datasets]]
 name = "digits"
 """
-FLOW = ('[[models]]\nfamily = "flow"\n'
-        "hparams = { coupling_layers = 4, hidden = 32, width = 8, blocks = 1, batch_size = 64 }\n")
+FLOW = (
+    '[[models]]\nfamily = "flow"\n'
+    "hparams = { coupling_layers = 4, hidden = 32, width = 8, blocks = 1, batch_size = 64 }\n"
+)
 VAE = '[[models]]\nfamily = "vae"\nhparams = { hidden = 32, width = 8, batch_size = 64 }\n'
 # 2**40 examples per batch: the trial runs out of memory drawing its first batch, a real failure
 BROKEN = '[[models]]\nfamily = "vae"\nlabel = "vae-oom"\nhparams = { batch_size = 1099511627776 }\n'
 
 
-def suite_file(folder: Path, name: str, models: str, *, datasets: str = DATASETS,
-               seeds: str = "[0]", steps: int = 15) -> Path:
+def suite_file(
+    folder: Path, name: str, models: str, *, datasets: str = DATASETS, seeds: str = "[0]", steps: int = 15
+) -> Path:
     path = folder / f"{name}.toml"
-    path.write_text(f'name = "{name}"\nseeds = {seeds}\n{datasets}\n{models}\n'
-                    f'[[budgets]]\nname = "tiny"\nsteps = {steps}\n{TINY_EVAL}')
+    path.write_text(
+        f'name = "{name}"\nseeds = {seeds}\n{datasets}\n{models}\n'
+        f'[[budgets]]\nname = "tiny"\nsteps = {steps}\n{TINY_EVAL}'
+    )
     return path
 
 
@@ -108,9 +113,11 @@ def test_a_raising_trial_is_a_failed_row_and_the_others_finish(grid):
 
 def test_rerun_skips_finished_cells_and_reruns_failed_ones(grid):
     suite, _, out = grid
-    ok_files = {p: (p.read_bytes(), p.stat().st_mtime_ns)
-                for p in sorted((out / "rows").glob("*.json"))
-                if json.loads(p.read_text())["status"] == "ok"}
+    ok_files = {
+        p: (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted((out / "rows").glob("*.json"))
+        if json.loads(p.read_text())["status"] == "ok"
+    }
     summary = run_suite(suite, out.parent, report=False)
     assert summary.skipped == 4 and summary.failed == 2
     for p, (data, mtime) in ok_files.items():
@@ -133,13 +140,24 @@ def test_same_suite_and_seed_gives_identical_nll_on_cpu(grid, tmp_path):
 
 
 def test_sigkilled_driver_loses_no_row_and_duplicates_none(ray_cluster, tmp_path):
-    suite_path = suite_file(tmp_path, "kill", FLOW, datasets=DATASETS.split("\n\n")[0],
-                            seeds="[0, 1, 2, 3]", steps=300)
+    suite_path = suite_file(tmp_path, "kill", FLOW, datasets=DATASETS.split("\n\n")[0], seeds="[0, 1, 2, 3]", steps=300)
     out = tmp_path / "results" / "kill"
     log = open(tmp_path / "driver.log", "w")
-    driver = subprocess.Popen([sys.executable, str(ROOT / "run_bench.py"), "run", str(suite_path),
-                               "--results", str(tmp_path / "results"), "--address", ray_cluster,
-                               "--no-report"], stdout=log, stderr=subprocess.STDOUT)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "run_bench.py"),
+            "run",
+            str(suite_path),
+            "--results",
+            str(tmp_path / "results"),
+            "--address",
+            ray_cluster,
+            "--no-report",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 240
         while not list((out / "rows").glob("*.json")):

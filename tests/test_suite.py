@@ -38,18 +38,23 @@ INVALID = [
     ("unknown-resources-key", doc(extra="[resources]\ncpu_per_trial = 1\n"), "resources.cpu_per_trial"),
     ("unknown-eval-key", doc(extra="[eval]\nn_sample = 10\n"), "n_sample"),
     ("unknown-hparam", doc(models='[[models]]\nfamily = "flow"\nhparams = { hiden = 3 }\n'), "models[0].hparams"),
-    ("unknown-dataset-option", doc(datasets='[[datasets]]\nname = "8gaussians"\noptions = { ntrain = 5 }\n'),
-     "datasets[0].options"),
+    (
+        "unknown-dataset-option",
+        doc(datasets='[[datasets]]\nname = "8gaussians"\noptions = { ntrain = 5 }\n'),
+        "datasets[0].options",
+    ),
     ("unknown-family", doc(models='[[models]]\nfamily = "gann"\n'), "models[0].family"),
     ("unknown-dataset", doc(datasets='[[datasets]]\nname = "imagenet"\n'), "datasets[0].name"),
     ("seeds-type", doc(top='name = "t"\nseeds = "0"\n'), "seeds"),
     ("seeds-float", doc(top='name = "t"\nseeds = [0.5]\n'), "seeds"),
     ("steps-type", doc(budgets='[[budgets]]\nname = "b"\nsteps = "100"\n'), "budgets[0].steps"),
     ("steps-float", doc(budgets='[[budgets]]\nname = "b"\nsteps = 1.5\n'), "budgets[0].steps"),
-    ("hparam-type", doc(models='[[models]]\nfamily = "flow"\nhparams = { batch_size = "64" }\n'),
-     "models[0].hparams"),
-    ("hparam-range", doc(models='[[models]]\nfamily = "flow"\nhparams = { coupling_layers = 1 }\n'),
-     "models[0].hparams"),
+    ("hparam-type", doc(models='[[models]]\nfamily = "flow"\nhparams = { batch_size = "64" }\n'), "models[0].hparams"),
+    (
+        "hparam-range",
+        doc(models='[[models]]\nfamily = "flow"\nhparams = { coupling_layers = 1 }\n'),
+        "models[0].hparams",
+    ),
     ("cpus-type", doc(extra='[resources]\ncpus_per_trial = "1"\n'), "resources.cpus_per_trial"),
     ("gpus-value", doc(extra='[resources]\ngpus_per_trial = "many"\n'), "resources.gpus_per_trial"),
     ("gpus-negative", doc(extra="[resources]\ngpus_per_trial = -1\n"), "resources.gpus_per_trial"),
@@ -71,17 +76,28 @@ INVALID = [
     ("duplicate-budget", doc(budgets=BUDGETS + '\n[[budgets]]\nname = "short"\nseconds = 5\n'), "budgets[1]"),
     ("duplicate-dataset", doc(datasets=DATASETS + '\n[[datasets]]\nname = "digits"\n'), "datasets[2]"),
     ("duplicate-seed", doc(top='name = "t"\nseeds = [1, 1]\n'), "seeds[1]"),
-    ("missing-root", doc(datasets='[[datasets]]\nname = "mnist"\noptions = { root = "no/such/dir" }\n'),
-     "datasets[0].options.root"),
+    (
+        "missing-root",
+        doc(datasets='[[datasets]]\nname = "mnist"\noptions = { root = "no/such/dir" }\n'),
+        "datasets[0].options.root",
+    ),
     ("empty-root", doc(datasets='[[datasets]]\nname = "cifar10"\n'), "datasets[0].options.root"),
-    ("missing-weights", doc(extra='[eval]\nfeature_extractor = "inception-v3-compat"\n'
-                                  'feature_extractor_weights_path = "nope.pth"\n'),
-     "eval.feature_extractor_weights_path"),
+    (
+        "missing-weights",
+        doc(extra='[eval]\nfeature_extractor = "inception-v3-compat"\nfeature_extractor_weights_path = "nope.pth"\n'),
+        "eval.feature_extractor_weights_path",
+    ),
     ("mixed-precision", doc(extra='[resources]\nmixed_precision = "fp32"\n'), "resources.mixed_precision"),
-    ("override-unknown-dataset", doc(models='[[models]]\nfamily = "flow"\noverrides.mnist = { hidden = 8 }\n'),
-     "models[0].overrides.mnist"),
-    ("override-bad-hparam", doc(models='[[models]]\nfamily = "flow"\noverrides.digits = { hiden = 8 }\n'),
-     "models[0].overrides.digits"),
+    (
+        "override-unknown-dataset",
+        doc(models='[[models]]\nfamily = "flow"\noverrides.mnist = { hidden = 8 }\n'),
+        "models[0].overrides.mnist",
+    ),
+    (
+        "override-bad-hparam",
+        doc(models='[[models]]\nfamily = "flow"\noverrides.digits = { hiden = 8 }\n'),
+        "models[0].overrides.digits",
+    ),
     ("toml-syntax", doc(top='name = "t"\nseeds = [0\n'), "line "),
 ]
 
@@ -135,8 +151,12 @@ def test_run_bench_script_exits_2_on_invalid_suite(tmp_path):
     """The real entry point, in a fresh process: status 2, one line, no Ray output."""
     path = tmp_path / "bad.toml"
     path.write_text(doc(extra='[resources]\nmixed_precision = "fp8"\n'))
-    proc = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), "run", str(path),
-                           "--results", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run_bench.py"), "run", str(path), "--results", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "resources.mixed_precision" in lines[0] and "'fp8'" in lines[0]
@@ -191,8 +211,10 @@ def write(tmp_path, text, name="s.toml"):
 
 
 def test_grid_is_the_full_product_with_overrides_per_dataset(tmp_path):
-    models = ('[[models]]\nfamily = "flow"\nhparams = { hidden = 16 }\noverrides.digits = { width = 8 }\n'
-              '\n[[models]]\nfamily = "gan"\n')
+    models = (
+        '[[models]]\nfamily = "flow"\nhparams = { hidden = 16 }\noverrides.digits = { width = 8 }\n'
+        '\n[[models]]\nfamily = "gan"\n'
+    )
     budgets = BUDGETS + '\n[[budgets]]\nname = "timed"\nseconds = 2.5\n'
     cells = load_suite(write(tmp_path, doc(models=models, budgets=budgets))).cells()
     assert len(cells) == 2 * 2 * 2 * 2
@@ -212,9 +234,11 @@ def test_trial_ids_are_stable_and_track_the_config(tmp_path):
     base = ids(doc())
     assert base == ids(doc())  # same text, same ids
     # key order and explicitly written defaults change nothing; the suite name is not part of the id
-    reordered = doc(top='seeds = [0, 1]\nname = "other"\n',
-                    models='[[models]]\nfamily = "flow"\nhparams = { hidden = 128, lr = 1e-3 }\n\n'
-                           '[[models]]\nhparams = { latent = 2 }\nlabel = "vae-small"\nfamily = "vae"\n')
+    reordered = doc(
+        top='seeds = [0, 1]\nname = "other"\n',
+        models='[[models]]\nfamily = "flow"\nhparams = { hidden = 128, lr = 1e-3 }\n\n'
+        '[[models]]\nhparams = { latent = 2 }\nlabel = "vae-small"\nfamily = "vae"\n',
+    )
     assert ids(reordered) == base
     # a changed hyper-parameter, budget or eval setting is a different cell
     changed = ids(doc(models=MODELS.replace("latent = 2", "latent = 3")))

@@ -66,17 +66,11 @@ def test_to_levels_from_levels_round_trip(levels):
     assert torch.allclose(x[1:levels] - x[: levels - 1], torch.full((levels - 1,), spec.bin_width))
     back = spec.to_levels(x)
     assert back.dtype == torch.uint8 and torch.equal(back.long(), q)
-    jitter = (
-        (torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) - 0.5)
-        * 0.98
-        * spec.bin_width
-    )
+    jitter = (torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) - 0.5) * 0.98 * spec.bin_width
     assert torch.equal(spec.to_levels(x + jitter).long(), q)  # anywhere inside the bin
     assert spec.to_levels(torch.tensor([-3.0, 5.0])).tolist() == [0, levels - 1]  # clamped
 
 
 def test_point_specs_have_no_levels():
     spec = make_dataset("checkerboard", {"n_train": 10, "n_test": 10}).spec
-    assert (
-        spec.levels is None and spec.bin_width is None and spec.nll_unit == "nats" and spec.dim == 2
-    )
+    assert spec.levels is None and spec.bin_width is None and spec.nll_unit == "nats" and spec.dim == 2

@@ -43,9 +43,7 @@ _READ_ERRORS = (
 def _existing_root(root: str, name: str, expected: str) -> Path:
     """The root as a Path; a one-line DataError naming path and dataset when it is unusable."""
     if not root:
-        raise DataError(
-            f"dataset {name!r}: option 'root' is required (a local folder holding {expected})"
-        )
+        raise DataError(f"dataset {name!r}: option 'root' is required (a local folder holding {expected})")
     path = Path(root).expanduser()
     if not path.is_dir():
         raise DataError(
@@ -73,9 +71,7 @@ class SplitCaps:
 
     def validate(self) -> None:
         if self.n_train < 0 or self.n_test < 0:
-            raise ValueError(
-                f"n_train and n_test must be >= 0 (0 = all), got {self.n_train}, {self.n_test}"
-            )
+            raise ValueError(f"n_train and n_test must be >= 0 (0 = all), got {self.n_train}, {self.n_test}")
 
 
 class Digits(Dataset):
@@ -242,18 +238,14 @@ class ImageFolder(Dataset):
     @dataclass
     class Options:
         root: str = ""  # folder searched recursively for images (required)
-        image_size: int = (
-            32  # side after crop+resize; divisible by 4 for the conv nets' 2 downsamplings
-        )
+        image_size: int = 32  # side after crop+resize; divisible by 4 for the conv nets' 2 downsamplings
         channels: int = 3  # 3 = RGB, 1 = greyscale (PIL mode "L")
         test_fraction: float = 0.1  # held-out share (at least one image each side)
         seed: int = 0  # fixes the shuffled split so every trial sees the same images
 
         def validate(self) -> None:
             if self.image_size < 4 or self.image_size % 4:
-                raise ValueError(
-                    f"image_size must be a positive multiple of 4, got {self.image_size}"
-                )
+                raise ValueError(f"image_size must be a positive multiple of 4, got {self.image_size}")
             if self.channels not in (1, 3):
                 raise ValueError(f"channels must be 1 or 3, got {self.channels}")
             if not 0 < self.test_fraction < 1:
@@ -272,9 +264,7 @@ class ImageFolder(Dataset):
     @property
     def spec(self) -> DataSpec:
         s = self.options.image_size
-        return DataSpec(
-            name="folder", shape=(self.options.channels, s, s), kind="image", levels=256
-        )
+        return DataSpec(name="folder", shape=(self.options.channels, s, s), kind="image", levels=256)
 
     def _read(self, path: Path) -> np.ndarray:
         """One image as uint8 (C, S, S)."""
@@ -285,16 +275,12 @@ class ImageFolder(Dataset):
                 img = ImageOps.fit(img, (size, size), Image.Resampling.BICUBIC)
                 a = np.asarray(img, dtype=np.uint8)
         except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(
-                f"dataset 'folder': cannot read image {str(path)!r} ({_first_line(exc)})"
-            ) from exc
+            raise DataError(f"dataset 'folder': cannot read image {str(path)!r} ({_first_line(exc)})") from exc
         return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
     @cached_property
     def _data(self) -> dict[str, torch.Tensor]:
-        files = tqdm(
-            self.files, desc=f"loading {self.root.name}", unit="img", disable=None, leave=False
-        )
+        files = tqdm(self.files, desc=f"loading {self.root.name}", unit="img", disable=None, leave=False)
         q = torch.from_numpy(np.stack([self._read(p) for p in files]))
         order = torch.from_numpy(np.random.default_rng(self.options.seed).permutation(len(q)))
         n_test = min(max(1, round(len(q) * self.options.test_fraction)), len(q) - 1)

@@ -118,9 +118,7 @@ class EightGaussians(_Toy):
 
     def _sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         idx = rng.integers(0, 8, size=n)
-        point = (
-            rng.standard_normal((n, 2)) * self.NOISE_STD + self._unit_centres()[idx] * self.SCALE
-        )
+        point = rng.standard_normal((n, 2)) * self.NOISE_STD + self._unit_centres()[idx] * self.SCALE
         return point / self.SHRINK, idx
 
     def log_density(self, x: torch.Tensor) -> torch.Tensor:
@@ -161,9 +159,7 @@ class Checkerboard(_Toy):
         """(N, 2) -> (N,): -ln 32 on the 8 black squares, -inf elsewhere."""
         u = torch.floor(x.double() / 2)  # unit-square indices in FFJORD's unscaled coordinates
         inside = ((u >= -2) & (u <= 1)).all(dim=1)  # x in [-4, 4)^2
-        black = (
-            torch.remainder(u[:, 0] + u[:, 1], 2) == 0
-        )  # floor(x1)+floor(x2) even on the support
+        black = torch.remainder(u[:, 0] + u[:, 1], 2) == 0  # floor(x1)+floor(x2) even on the support
         out = torch.full(x.shape[:1], -math.inf, dtype=torch.float64)
         out[inside & black] = -math.log(self.AREA)
         return out.to(x.dtype)

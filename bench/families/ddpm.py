@@ -140,8 +140,15 @@ class GaussianDiffusion:
         """The predictor at this schedule's index t (it sees the original timestep), in xt's dtype."""
         return eps_fn(xt, self.timestep_map.to(xt.device)[t.to(xt.device)]).to(xt.dtype)
 
-    def sample_loop(self, eps_fn: EpsFn, noise: Callable[[tuple[int, ...]], torch.Tensor], shape: tuple[int, ...],
-                    clip_x0: bool = False, x0: torch.Tensor | None = None, known: torch.Tensor | None = None):
+    def sample_loop(
+        self,
+        eps_fn: EpsFn,
+        noise: Callable[[tuple[int, ...]], torch.Tensor],
+        shape: tuple[int, ...],
+        clip_x0: bool = False,
+        x0: torch.Tensor | None = None,
+        known: torch.Tensor | None = None,
+    ):
         """Ancestral sampling (Algorithm 2) from x_T ~ N(0, I); returns x_0, (n, *shape).
 
         `noise(shape)` draws N(0, I) on the data device. The last step returns the mean (no noise).
@@ -180,8 +187,9 @@ class GaussianDiffusion:
         kl = normal_kl(mean, var.log().expand_as(mean), torch.zeros_like(mean), torch.zeros_like(mean))
         return kl.flatten(1).sum(1)
 
-    def vlb_terms(self, eps_fn: EpsFn, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
-                  bin_width: float | None = None) -> torch.Tensor:
+    def vlb_terms(
+        self, eps_fn: EpsFn, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, bin_width: float | None = None
+    ) -> torch.Tensor:
         """One-sample estimate of L_{t−1} per row (x_t = q_sample(x0, t, noise)); (B,) nats.
 
         Index 0 gives the decoder term L_0 (discretized with bin_width, else a Gaussian density);
@@ -215,8 +223,15 @@ class GaussianDiffusion:
         w = torch.cat([torch.ones(n, 1, dtype=torch.float64), size.double().expand(n, -1)], 1)
         return torch.cat([torch.zeros(n, 1, dtype=torch.long), t], 1), w
 
-    def vlb(self, eps_fn: EpsFn, x0: torch.Tensor, k: int = 0, generator: torch.Generator | None = None,
-            bin_width: float | None = None, max_rows: int = 8192) -> torch.Tensor:
+    def vlb(
+        self,
+        eps_fn: EpsFn,
+        x0: torch.Tensor,
+        k: int = 0,
+        generator: torch.Generator | None = None,
+        bin_width: float | None = None,
+        max_rows: int = 8192,
+    ) -> torch.Tensor:
         """L_VLB per example, (B, *shape) -> (B,) nats, in x0's dtype: L_T + Σ L_{t−1} + L_0.
 
         The (example, timestep) pairs are evaluated as flat rows, max_rows per predictor call, so
@@ -336,9 +351,11 @@ class DDPM(Family):
     # --- generation, likelihood, missing data -------------------------------------------------------
     def _eps_fn(self) -> EpsFn:
         """The EMA network as an fp32 ε-predictor (outside any autocast: sampling and NLL in fp32)."""
+
         def eps(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             with torch.autocast(xt.device.type, enabled=False):
                 return self.ema(xt.float(), t)
+
         return eps
 
     def _noise(self, generator: torch.Generator | None) -> Callable[[tuple[int, ...]], torch.Tensor]:
@@ -375,17 +392,30 @@ class DDPM(Family):
         (the MLP is cheap; fewer calls = less per-op overhead), or 2·batch_size images (U-Net memory).
         """
         rows = 2 * self.hp.batch_size if self.spec.is_image else 32768
-        vlb = self.diffusion.vlb(self._eps_fn(), x.to(self.device).float(), self.hp.vlb_timesteps, generator,
-                                 self.spec.bin_width if self.spec.is_image else None, rows)
+        vlb = self.diffusion.vlb(
+            self._eps_fn(),
+            x.to(self.device).float(),
+            self.hp.vlb_timesteps,
+            generator,
+            self.spec.bin_width if self.spec.is_image else None,
+            rows,
+        )
         return {"vlb": vlb.to(x.device)}
 
     @torch.no_grad()
-    def impute(self, x: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None = None,
-               *, steps: int | None = None) -> torch.Tensor:
+    def impute(
+        self,
+        x: torch.Tensor,
+        known: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        steps: int | None = None,
+    ) -> torch.Tensor:
         """Fill x where `known` is False: sample while replacing known entries by q(x_{t−1}|x_0) draws."""
         x0, known = x.to(self.device).float(), known.to(self.device, torch.bool)
         clip = self.spec.is_image and self.hp.clip_x0
-        out = self._schedule(steps).sample_loop(self._eps_fn(), self._noise(generator), tuple(x0.shape),
-                                                clip, x0=x0, known=known)
+        out = self._schedule(steps).sample_loop(
+            self._eps_fn(), self._noise(generator), tuple(x0.shape), clip, x0=x0, known=known
+        )
         out = torch.where(known, x0, out)
         return (out.clamp(-1, 1) if self.spec.is_image else out).to(x.device)

@@ -145,9 +145,7 @@ class GAN(Family):
         return {**stats, "loss_g": loss_g.item()}
 
     @torch.no_grad()
-    def sample(
-        self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None
-    ) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None) -> torch.Tensor:
         """(n, *shape) float32 samples G(z), z ~ N(0, I); images in [-1, 1]; steps must be None."""
         if steps is not None:
             raise ValueError(f"the GAN samples in one pass; steps must be None, got {steps}")
@@ -162,6 +160,8 @@ class GAN(Family):
         low = losses.get("loss_d", math.inf) < self.COLLAPSE_LOSS_D
         self._collapsed_steps = self._collapsed_steps + 1 if low else 0
         if self._collapsed_steps >= self.COLLAPSE_STEPS:
-            return (f"discriminator collapsed: loss_d < {self.COLLAPSE_LOSS_D} for "
-                    f"{self._collapsed_steps} consecutive steps (generator no longer competes)")
+            return (
+                f"discriminator collapsed: loss_d < {self.COLLAPSE_LOSS_D} for "
+                f"{self._collapsed_steps} consecutive steps (generator no longer competes)"
+            )
         return None

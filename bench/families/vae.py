@@ -126,9 +126,7 @@ class VAE(Family):
         return {"opt": self.opt}
 
     # --- likelihood pieces ----------------------------------------------------------------------
-    def log_likelihood(
-        self, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
-    ) -> torch.Tensor:
+    def log_likelihood(self, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
         """Elementwise log p(x|z) in nats given the decoder's (mean, log_std); all (..., *shape).
 
         Images: log P of the discrete level (sums to 1 over the levels); points: log density.
@@ -146,9 +144,7 @@ class VAE(Family):
         dev = generator.device if generator is not None else self.device
         return torch.randn(shape, generator=generator, device=dev).to(self.device)
 
-    def log_weights(
-        self, x: torch.Tensor, k: int, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def log_weights(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """log w_k = log p(x|z_k) + log p(z_k) − log q(z_k|x), z_k ~ q(z|x): (B, *shape) -> (k, B).
 
         In nats. All k samples go through the decoder as one (k·B)-batch: no Python loop over k
@@ -184,15 +180,11 @@ class VAE(Family):
             iwaes.append(torch.logsumexp(log_w, dim=0) - math.log(k))  # log-mean-exp over k
         return torch.cat(elbos), torch.cat(iwaes)
 
-    def iwae(
-        self, x: torch.Tensor, k: int, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def iwae(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """IWAE-k lower bound on log p(x): x (B, *shape) -> (B,) nats (images: discrete data)."""
         return self.bounds(x, k, generator)[1]
 
-    def nll(
-        self, x: torch.Tensor, generator: torch.Generator | None = None
-    ) -> dict[str, torch.Tensor]:
+    def nll(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """{"iwae-K": −IWAE-K, "elbo": −ELBO}, (B,) nats each, K = hp.iwae_k; both ≥ −log p(x)."""
         elbo, iwae = self.bounds(x, self.hp.iwae_k, generator)
         return {f"iwae-{self.hp.iwae_k}": -iwae, "elbo": -elbo}
@@ -229,9 +221,7 @@ class VAE(Family):
         return x.float().clamp(-1, 1) if self.spec.is_image else x.float()
 
     @torch.no_grad()
-    def sample(
-        self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None
-    ) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None) -> torch.Tensor:
         """(n, *shape) float32: the decoder *mean* m_θ(z) at z ~ N(0, I), not a draw from p(x|z).
 
         The mean is the standard "VAE sample" (adding the decoder's pixel noise gives speckle, not
@@ -244,9 +234,7 @@ class VAE(Family):
         return self._in_range(mean)
 
     @torch.no_grad()
-    def impute(
-        self, x: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def impute(self, x: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Fill x where `known` (bool, x's shape) is False by iterated encode/decode; (B, *shape).
 
         Unknown entries start at the decoder mean of z = 0 (the model's central guess, no data

@@ -18,9 +18,7 @@ from pathlib import Path
 
 import torch
 
-HASH_CHARS = (
-    16  # hex characters kept in names and on rows (64 bits: collisions are not a concern here)
-)
+HASH_CHARS = 16  # hex characters kept in names and on rows (64 bits: collisions are not a concern here)
 
 
 def tensor_hash(*tensors: torch.Tensor) -> str:

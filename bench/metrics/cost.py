@@ -32,9 +32,7 @@ import numpy as np
 import psutil
 import torch
 
-RSS_EVERY = (
-    50  # steps between RSS polls (ru_maxrss catches peaks between polls once it exceeds the start)
-)
+RSS_EVERY = 50  # steps between RSS polls (ru_maxrss catches peaks between polls once it exceeds the start)
 
 
 class TrainMonitor:
@@ -96,9 +94,7 @@ class TrainMonitor:
         self.steps.append(step)
         for name, value in losses.items():
             series = self.losses.setdefault(name, [])
-            series.extend(
-                [math.nan] * (len(self.steps) - 1 - len(series))
-            )  # a loss that appears late
+            series.extend([math.nan] * (len(self.steps) - 1 - len(series)))  # a loss that appears late
             series.append(float(value))
         if len(self.steps) % RSS_EVERY == 0:
             self._poll_rss()
@@ -115,9 +111,7 @@ class TrainMonitor:
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
         maxrss = _ru_maxrss_bytes()
-        peak = (
-            maxrss if maxrss > self._maxrss0 else self._rss_max
-        )  # the process peak was set during training
+        peak = maxrss if maxrss > self._maxrss0 else self._rss_max  # the process peak was set during training
         return max(0, peak - self._rss0) / 2**20
 
     def loss_oscillation(self) -> float:
@@ -132,11 +126,7 @@ class TrainMonitor:
     def loss_curve(self) -> str:
         """JSON {loss name: [[step, value], ...]} at <= max_points even steps, ends kept."""
         n = len(self.steps)
-        keep = (
-            np.unique(np.linspace(0, n - 1, num=min(n, self.max_points)).round().astype(int))
-            if n
-            else []
-        )
+        keep = np.unique(np.linspace(0, n - 1, num=min(n, self.max_points)).round().astype(int)) if n else []
         curve = {}
         for name, series in self.losses.items():
             series = series + [math.nan] * (n - len(series))

@@ -53,9 +53,7 @@ class PhaseClock:
             self.seconds[phase] += time.perf_counter() - t
 
 
-def evaluate(
-    family, dataset, cfg, *, cache_dir: Path, out_dir: Path | None, seed: int
-) -> dict[str, Any]:
+def evaluate(family, dataset, cfg, *, cache_dir: Path, out_dir: Path | None, seed: int) -> dict[str, Any]:
     """All evaluation columns of bench.schema for a trained `family` on `dataset` (see above)."""
     cfg.validate()
     t0 = time.perf_counter()
@@ -86,9 +84,7 @@ def _evaluate(
         ref = Reference.build(dataset, cfg, cache_dir=cache_dir, device=device, seed=seed)
     with clock("sample"):
         gen = _generator(device, seed + SAMPLE_SEED)
-        samples = speed.draw(
-            lambda b: family.sample(b, generator=gen), cfg.n_samples, cfg.sample_batch
-        )
+        samples = speed.draw(lambda b: family.sample(b, generator=gen), cfg.n_samples, cfg.sample_batch)
     with clock("metrics"):
         row |= ref.quality(samples)
     row |= cost_columns(family, cfg, ref, samples, seed, clock)
@@ -138,9 +134,7 @@ def likelihood_columns(family, dataset, cfg, seed: int) -> dict[str, Any]:
     return row
 
 
-def cost_columns(
-    family, cfg, ref: Reference, samples: torch.Tensor, seed: int, clock: PhaseClock
-) -> dict[str, Any]:
+def cost_columns(family, cfg, ref: Reference, samples: torch.Tensor, seed: int, clock: PhaseClock) -> dict[str, Any]:
     """samples_per_s, nfe, steps_curve (iterative samplers: samples/s and FID per step count)."""
     device = family.device
     gen = _generator(device, seed + SPEED_SEED)
@@ -161,9 +155,7 @@ def cost_columns(
             return family.sample(b, generator=gen, steps=steps)
 
         with clock("sample"):  # the network is the same at every step count: one warm-up is enough
-            sps = speed.samples_per_second(
-                sample, cfg.sample_batch, cfg.speed_repeats, device, warmup=i == 0
-            )
+            sps = speed.samples_per_second(sample, cfg.sample_batch, cfg.speed_repeats, device, warmup=i == 0)
             drawn = samples if steps == T else speed.draw(sample, cfg.n_samples, cfg.sample_batch)
         with clock("metrics"):
             fid = ref.fid(drawn)
@@ -187,9 +179,7 @@ def save_samples(samples: torch.Tensor, spec, cfg, out_dir: Path | None) -> dict
     """samples.npy (up to NPY_MAX, model space) and, for images, an 8×8 PNG grid; absolute paths."""
     if out_dir is None:
         return {"samples_npy": "", "samples_png": ""}
-    out_dir = Path(
-        out_dir
-    ).absolute()  # not resolve(): keep the caller's prefix so it can relativise
+    out_dir = Path(out_dir).absolute()  # not resolve(): keep the caller's prefix so it can relativise
     out_dir.mkdir(parents=True, exist_ok=True)
     npy = out_dir / "samples.npy"
     np.save(npy, samples[:NPY_MAX].numpy())

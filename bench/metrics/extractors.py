@@ -63,9 +63,7 @@ class SmallClassifier(nn.Module):
             nn.SiLU(),
             nn.Flatten(),
         )
-        flat = (
-            2 * hidden * math.ceil(math.ceil(height / 2) / 2) * math.ceil(math.ceil(width / 2) / 2)
-        )
+        flat = 2 * hidden * math.ceil(math.ceil(height / 2) / 2) * math.ceil(math.ceil(width / 2) / 2)
         self.features = nn.Linear(flat, FEATURE_DIM)
         self.head = nn.Sequential(nn.SiLU(), nn.Linear(FEATURE_DIM, classes))
         self.register_buffer("shift", torch.zeros(FEATURE_DIM))
@@ -102,9 +100,7 @@ class ClassifierExtractor(FeatureExtractorBase):
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         super().__init__(name, features_list)
         if not feature_extractor_weights_path:
-            raise ConfigError(
-                f"{name}: feature_extractor_weights_path is required (it never downloads)"
-            )
+            raise ConfigError(f"{name}: feature_extractor_weights_path is required (it never downloads)")
         self.net = load_classifier(feature_extractor_weights_path)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -199,11 +195,7 @@ def classifier_file(dataset, cache_dir: Path, steps: int, seed: int) -> Path:
         )
     train_x = classifier_input(train_x, dataset.spec)
     key = tensor_hash(train_x, train_y.long(), torch.tensor([steps, seed]))
-    path = (
-        cache_dir
-        / "extractors"
-        / f"{safe_name('classifier', dataset.spec.name, key, CLASSIFIER_FORMAT)}.pt"
-    )
+    path = cache_dir / "extractors" / f"{safe_name('classifier', dataset.spec.name, key, CLASSIFIER_FORMAT)}.pt"
     if path.exists():
         return path
     with file_lock(path.with_suffix(".lock")):
@@ -256,9 +248,7 @@ def _inception(dataset, cfg, cache_dir: Path) -> Extractor:
         raise ConfigError(f"eval.feature_extractor_weights_path: no such file {str(path)!r}")
     digest = file_hash(path)
     name = "inception-v3-compat"
-    return Extractor(
-        name, digest, FidelityExtractor(name, "2048", str(path.resolve()), digest, rgb=True)
-    )
+    return Extractor(name, digest, FidelityExtractor(name, "2048", str(path.resolve()), digest, rgb=True))
 
 
 RESOLVERS: dict[str, Callable[..., Extractor]] = {
@@ -273,13 +263,9 @@ def resolve_extractor(dataset, cfg, cache_dir: Path) -> Extractor:
     """The extractor eval.feature_extractor asks for, with its weights ready on disk."""
     name = AUTO[dataset.spec.kind] if cfg.feature_extractor == "auto" else cfg.feature_extractor
     if name not in RESOLVERS:
-        raise ConfigError(
-            f"eval.feature_extractor must be one of auto, {', '.join(RESOLVERS)}; got {name!r}"
-        )
+        raise ConfigError(f"eval.feature_extractor must be one of auto, {', '.join(RESOLVERS)}; got {name!r}")
     if name != "raw" and not dataset.spec.is_image:
-        raise ConfigError(
-            f"eval.feature_extractor {name!r} needs images; dataset {dataset.spec.name!r} is points"
-        )
+        raise ConfigError(f"eval.feature_extractor {name!r} needs images; dataset {dataset.spec.name!r} is points")
     return RESOLVERS[name](dataset, cfg, Path(cache_dir))
 
 

@@ -33,9 +33,7 @@ def fd_statistics(features: torch.Tensor) -> dict[str, np.ndarray]:
 
 def frechet_distance(stats_fake: dict[str, np.ndarray], stats_real: dict[str, np.ndarray]) -> float:
     """||mu1 - mu2||² + tr(S1 + S2 - 2 (S1 S2)^½), in squared feature units."""
-    return metric_fid.fid_statistics_to_metric(stats_fake, stats_real, verbose=False)[
-        metric_fid.KEY_METRIC_FID
-    ]
+    return metric_fid.fid_statistics_to_metric(stats_fake, stats_real, verbose=False)[metric_fid.KEY_METRIC_FID]
 
 
 def clamp_kid_subset(subset_size: int, n_fake: int, n_real: int) -> int:
@@ -88,12 +86,8 @@ def feature_metrics(
     seed: int,
 ) -> dict[str, float]:
     """All four sample-quality columns from two feature sets (N_fake, F) and (N_real, F)."""
-    kid_mean, kid_std = kid(
-        features_fake, features_real, subset_size=kid_subset_size, subsets=kid_subsets, seed=seed
-    )
-    precision, recall = precision_recall(
-        features_fake, features_real, neighborhood=prc_neighborhood
-    )
+    kid_mean, kid_std = kid(features_fake, features_real, subset_size=kid_subset_size, subsets=kid_subsets, seed=seed)
+    precision, recall = precision_recall(features_fake, features_real, neighborhood=prc_neighborhood)
     return {
         "fid": frechet_distance(fd_statistics(features_fake), fd_statistics(features_real)),
         "kid_mean": kid_mean,
@@ -123,9 +117,7 @@ class FidelityExtractor:
 
     name: str  # name in torch-fidelity's FEATURE_EXTRACTORS_REGISTRY
     layer: str  # feature layer used for FID, KID and PRC alike
-    weights_path: (
-        str  # local weights file (passed as feature_extractor_weights_path; never downloaded)
-    )
+    weights_path: str  # local weights file (passed as feature_extractor_weights_path; never downloaded)
     weights_hash: str  # content hash of the weights: part of every cache name and of the result row
     rgb: bool  # the network needs 3 channels: 1-channel images are repeated
 

@@ -48,7 +48,6 @@ def imputation_columns(
     x_hat = x_hat.detach().float().cpu()
     if x_hat.shape != test.shape:
         raise ValueError(
-            f"{type(family).__name__}.impute returned shape {tuple(x_hat.shape)}, "
-            f"expected {tuple(test.shape)}"
+            f"{type(family).__name__}.impute returned shape {tuple(x_hat.shape)}, expected {tuple(test.shape)}"
         )
     return {"impute_mse": masked_mse(test, x_hat, hidden), "impute_mse_baseline": baseline}

@@ -26,9 +26,7 @@ class SupportsIWAE(Protocol):
     Note the sign: `iwae` returns the log-likelihood bound; its NLL estimate is −iwae(x, k).
     """
 
-    def iwae(
-        self, x: torch.Tensor, k: int, generator: torch.Generator | None = None
-    ) -> torch.Tensor: ...
+    def iwae(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor: ...
 
 
 @contextlib.contextmanager
@@ -71,9 +69,7 @@ def per_example_nll(
     return {label: torch.cat(v) for label, v in parts.items()}
 
 
-def _with_iwae(
-    est: dict[str, torch.Tensor], key: str, value: torch.Tensor
-) -> dict[str, torch.Tensor]:
+def _with_iwae(est: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> dict[str, torch.Tensor]:
     """Add IWAE-k; it takes the place (and headline position) of the family's own IWAE estimate."""
     own = [label for label in est if label.startswith("iwae")]
     if not own:
@@ -85,9 +81,7 @@ def _with_iwae(
     }
 
 
-def nll_columns(
-    family, x: torch.Tensor, spec, *, batch: int, iwae_k: int, generator: torch.Generator | None
-) -> dict:
+def nll_columns(family, x: torch.Tensor, spec, *, batch: int, iwae_k: int, generator: torch.Generator | None) -> dict:
     """nll, nll_stderr, nll_unit, nll_kind, nll_estimates for test examples x (N, *spec.shape)."""
     est = per_example_nll(family, x, batch=batch, iwae_k=iwae_k, generator=generator)
     if not est:
@@ -107,9 +101,7 @@ def nll_columns(
         "nll_stderr": stderr,
         "nll_unit": spec.nll_unit,
         "nll_kind": headline,
-        "nll_estimates": json.dumps(
-            {label: _json_float(t.mean().item()) for label, t in in_unit.items()}
-        ),
+        "nll_estimates": json.dumps({label: _json_float(t.mean().item()) for label, t in in_unit.items()}),
     }
 
 
@@ -121,9 +113,7 @@ def _json_float(v: float) -> float | None:
     return v if math.isfinite(v) else None  # JSON has no NaN/inf
 
 
-def density_mass(
-    family, points: torch.Tensor, *, cells: int = 256, pad: float = 0.25, batch: int = 8192
-) -> float:
+def density_mass(family, points: torch.Tensor, *, cells: int = 256, pad: float = 0.25, batch: int = 8192) -> float:
     """∫ exp(−NLL) on a cells×cells grid over the 2-D points' box widened by `pad`·range per side.
 
     Midpoint rule; a normalised density concentrated near the data gives ≈ 1. Only meaningful for an

@@ -37,9 +37,7 @@ def mode_histogram_metrics(assignment: torch.Tensor, n_modes: int) -> dict[str, 
     return {"mode_coverage": coverage, "mode_kl_nats": (p * torch.log(p * n_modes)).sum().item()}
 
 
-def nearest_centre(
-    points: torch.Tensor, centres: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_centre(points: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, D) points, (K, D) centres -> index (N,) and distance (N,) of each nearest centre."""
     d = torch.cdist(points.double(), centres.double())
     dist, idx = d.min(dim=1)
@@ -52,21 +50,15 @@ def mode_scale(real: torch.Tensor, centres: torch.Tensor) -> float:
     return math.sqrt((dist**2).mean().item() / real.shape[1])
 
 
-def point_mode_coverage(
-    samples: torch.Tensor, real: torch.Tensor, centres: torch.Tensor
-) -> dict[str, float]:
+def point_mode_coverage(samples: torch.Tensor, real: torch.Tensor, centres: torch.Tensor) -> dict[str, float]:
     """Mode coverage of (N, D) samples around (K, D) centres; σ from (M, D) real test points."""
     radius = MODE_RADIUS_SIGMAS * mode_scale(real, centres)
     idx, dist = nearest_centre(samples, centres)
-    return mode_histogram_metrics(
-        torch.where(dist <= radius, idx, torch.full_like(idx, -1)), len(centres)
-    )
+    return mode_histogram_metrics(torch.where(dist <= radius, idx, torch.full_like(idx, -1)), len(centres))
 
 
 @torch.no_grad()
-def class_mode_coverage(
-    samples: torch.Tensor, classifier: torch.nn.Module, n_classes: int
-) -> dict[str, float]:
+def class_mode_coverage(samples: torch.Tensor, classifier: torch.nn.Module, n_classes: int) -> dict[str, float]:
     """Mode coverage of (N, C, H, W) images under `classifier`: (B, ...) -> (features, logits)."""
     preds = torch.cat([classifier(chunk)[1].argmax(dim=1) for chunk in samples.split(500)])
     return mode_histogram_metrics(preds.cpu(), n_classes)
@@ -79,9 +71,7 @@ def laplacian_variance(images: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N,) variance of the Laplacian over valid pixels, averaged over channels."""
     n, c, h, w = images.shape
     kernel = LAPLACIAN.to(images.device, torch.float64).view(1, 1, 3, 3)
-    response = F.conv2d(
-        images.double().reshape(n * c, 1, h, w), kernel
-    )  # valid: no padding artefacts
+    response = F.conv2d(images.double().reshape(n * c, 1, h, w), kernel)  # valid: no padding artefacts
     return response.flatten(1).var(dim=1, unbiased=False).view(n, c).mean(dim=1)
 
 

@@ -66,9 +66,7 @@ class Reference:
             real=real,
             extractor=extractor,
             cache_root=Path(cache_dir) / "fidelity",
-            cache_name=safe_name(
-                spec.name, f"n{n_real}", content, extractor.name, extractor.hash or "none"
-            ),
+            cache_name=safe_name(spec.name, f"n{n_real}", content, extractor.name, extractor.hash or "none"),
             centres=mode_centres(dataset),
             classifier=label_classifier(dataset, cfg, cache_dir, extractor),
             cfg=cfg,
@@ -92,9 +90,7 @@ class Reference:
             row |= quality.point_mode_coverage(samples, self.real, self.centres)
         if self.classifier is not None:
             inputs = classifier_input(samples, self.spec)
-            row |= quality.class_mode_coverage(
-                inputs, self.classifier, self.classifier.head[-1].out_features
-            )
+            row |= quality.class_mode_coverage(inputs, self.classifier, self.classifier.head[-1].out_features)
         if self.spec.is_image:
             row["sharpness_ratio"] = quality.sharpness_ratio(samples, self.real)
         return row
@@ -109,11 +105,7 @@ class Reference:
         if self.extractor.fidelity is None:  # raw features: coordinates / flattened pixels
             fake, real = samples.flatten(1), self.real.flatten(1)
             if only_fid:
-                return {
-                    "fid": fidelity.frechet_distance(
-                        fidelity.fd_statistics(fake), fidelity.fd_statistics(real)
-                    )
-                }
+                return {"fid": fidelity.frechet_distance(fidelity.fd_statistics(fake), fidelity.fd_statistics(real))}
             return fidelity.feature_metrics(
                 fake,
                 real,

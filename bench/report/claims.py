@@ -82,9 +82,7 @@ def _protocol_mismatch(a: pd.DataFrame, b: pd.DataFrame, cols: Sequence[str]) ->
 def _missing(df: pd.DataFrame, families: Sequence[str], col: str) -> str:
     have = set(_families_with(_ok(df), col))
     status = ", ".join(f"{f} {'yes' if f in have else 'no'}" for f in families)
-    return (
-        f"needs ok trials with {col} from {' and '.join(families)} in one dataset/budget ({status})"
-    )
+    return f"needs ok trials with {col} from {' and '.join(families)} in one dataset/budget ({status})"
 
 
 def _pairwise(
@@ -98,11 +96,7 @@ def _pairwise(
     """Every model of `a_family` against every model of each b family (None: every other family
     with values) in each context, on column `col` (Welch t across seeds)."""
     ok = _ok(df)
-    b_fams = (
-        b_families
-        if b_families is not None
-        else [f for f in _families_with(ok, col) if f != a_family]
-    )
+    b_fams = b_families if b_families is not None else [f for f in _families_with(ok, col) if f != a_family]
     found, notes = [], []
     for ctx, rows in _contexts(ok):
         rows = rows[np.isfinite(rows[col].to_numpy(dtype=float))]
@@ -113,9 +107,7 @@ def _pairwise(
                     notes.append(f"{ctx}: {a_name} vs {b_name} not comparable, {bad}")
                     continue
                 found.append(
-                    ev.compare_means(
-                        ctx, col, a_name, finite(a_rows, col), b_name, finite(b_rows, col), expect
-                    )
+                    ev.compare_means(ctx, col, a_name, finite(a_rows, col), b_name, finite(b_rows, col), expect)
                 )
     if not found and not notes:
         notes.append(_missing(df, [a_family, *(b_fams or ["another family"])], col))
@@ -200,9 +192,7 @@ def gan_training_unstable(df: pd.DataFrame) -> Outcome:
             osc = finite(g_ok, "loss_oscillation")
             o_osc = finite(_ok(others), "loss_oscillation")
             if len(osc) and len(o_osc):
-                found.append(
-                    ev.compare_means(ctx, "loss_oscillation", g_name, osc, o_name, o_osc, HIGHER)
-                )
+                found.append(ev.compare_means(ctx, "loss_oscillation", g_name, osc, o_name, o_osc, HIGHER))
     if not found:
         notes.append("needs ok/diverged gan trials and another family in one dataset/budget")
     return found, notes
@@ -292,9 +282,7 @@ def flow_exact_likelihood(df: pd.DataFrame) -> Outcome:
     contradicting, comparison (so wrong kinds alone -> contradicted; with a good mass -> mixed)."""
     ok = _ok(df)
     found, notes = [], []
-    kinds = {
-        f: sorted(set(ok.loc[ok["family"] == f, "nll_kind"]) - {""}) for f in ("flow", "gan", "vae")
-    }
+    kinds = {f: sorted(set(ok.loc[ok["family"] == f, "nll_kind"]) - {""}) for f in ("flow", "gan", "vae")}
     notes.append("nll_kind: " + "; ".join(f"{f} {'/'.join(k) or 'n/a'}" for f, k in kinds.items()))
     wrong = [f"flow reports {k!r}" for k in kinds["flow"] if k != "exact"]
     wrong += [f"{f} reports 'exact'" for f in ("gan", "vae") if "exact" in kinds[f]]

@@ -63,9 +63,7 @@ def _fmt_p(p: float) -> str:
     return f"{p:.3g}"
 
 
-def decide(
-    a: Side, b: Side, p: float, expect: str, separated: bool, min_n: tuple[int, int]
-) -> tuple[str, str]:
+def decide(a: Side, b: Side, p: float, expect: str, separated: bool, min_n: tuple[int, int]) -> tuple[str, str]:
     """Apply the rules in the module docstring; `separated` is the interval rule's outcome."""
     if min(min_n) < MIN_SEEDS:
         return (
@@ -95,9 +93,7 @@ def compare_means(
     x, y = stats.clean(a_values), stats.clean(b_values)
     a, b = Side(a_name, stats.t_interval(x)), Side(b_name, stats.t_interval(y))
     test = stats.welch_test(x, y)
-    verdict, reason = decide(
-        a, b, test.p_value, expect, not stats.overlaps(a.stats, b.stats), (len(x), len(y))
-    )
+    verdict, reason = decide(a, b, test.p_value, expect, not stats.overlaps(a.stats, b.stats), (len(x), len(y)))
     return Evidence(
         context,
         metric,
@@ -132,9 +128,7 @@ def compare_paired(
     a, b = Side(a_name, stats.t_interval(x)), Side(b_name, stats.t_interval(y))
     diff = stats.t_interval(x - y)
     test = stats.paired_t_test(x, y)
-    verdict, reason = decide(
-        a, b, test.p_value, expect, not stats.contains(diff, 0.0), (len(x), len(y))
-    )
+    verdict, reason = decide(a, b, test.p_value, expect, not stats.contains(diff, 0.0), (len(x), len(y)))
     return Evidence(
         context,
         metric,
@@ -168,9 +162,7 @@ def compare_to_reference(
     b = Side(ref_name, Interval(ref, ref, ref, 0))
     test = stats.one_sample_t_test(x, ref)
     # The reference is exact, so only side A needs MIN_SEEDS values.
-    verdict, reason = decide(
-        a, b, test.p_value, expect, not stats.contains(a.stats, ref), (len(x), MIN_SEEDS)
-    )
+    verdict, reason = decide(a, b, test.p_value, expect, not stats.contains(a.stats, ref), (len(x), MIN_SEEDS))
     return Evidence(
         context,
         metric,
@@ -223,9 +215,7 @@ def compare_rates(
     )
 
 
-def check_mass(
-    context: str, metric: str, a_name: str, masses: Iterable[float], tol: float, note: str = ""
-) -> Evidence:
+def check_mass(context: str, metric: str, a_name: str, masses: Iterable[float], tol: float, note: str = "") -> Evidence:
     """Grid integral of a density that should be normalised, one value per trial (an identity
     check of each model, so one trial suffices). The grid integral of a normalised density is at
     most 1 (+ quadrature error) and falls short when mass lies beyond the grid, so:

@@ -120,9 +120,7 @@ def _half(iv) -> float:
 
 def nll_per_family(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figure]:
     name = "nll"
-    caption = (
-        "Test NLL per model and dataset (95 % CI over seeds); dashed: true entropy where known"
-    )
+    caption = "Test NLL per model and dataset (95 % CI over seeds); dashed: true entropy where known"
     ok = _ok(df)
     rows = _finite_rows(ok, "nll")
     if rows.empty:
@@ -179,9 +177,7 @@ def _steps_rows(df: pd.DataFrame) -> pd.DataFrame:
                         "fid": float(p.get("fid") if p.get("fid") is not None else np.nan),
                     }
                 )
-    return pd.DataFrame(
-        records, columns=["label", "dataset", "seed", "steps", "samples_per_s", "fid"]
-    )
+    return pd.DataFrame(records, columns=["label", "dataset", "seed", "steps", "samples_per_s", "fid"])
 
 
 def ddpm_steps(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figure]:
@@ -261,9 +257,7 @@ def loss_curves(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figu
 
 def seed_spread(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figure]:
     name = "seed_spread"
-    caption = (
-        "FID of each seed per model (GAN stability); bars: mean with 95 % CI; CV under the name"
-    )
+    caption = "FID of each seed per model (GAN stability); bars: mean with 95 % CI; CV under the name"
     rows = _finite_rows(_ok(df), "fid")
     if rows.empty:
         return _skip(name, caption, "no ok trial reports an FID")
@@ -298,9 +292,7 @@ def seed_spread(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figu
             capsize=0.25,
             ax=ax,
         )
-        cv = sub.groupby("label")["fid"].agg(
-            lambda x: x.std(ddof=1) / x.mean() if len(x) > 1 else np.nan
-        )
+        cv = sub.groupby("label")["fid"].agg(lambda x: x.std(ddof=1) / x.mean() if len(x) > 1 else np.nan)
         ax.set_xticks(range(len(order)), [f"{lab}\nCV {cv[lab]:.2f}" for lab in order])
         ax.set(title=ds, xlabel="", ylabel="FID (lower is better)")
     return [_save(fig, out_dir, name, caption)]
@@ -309,9 +301,7 @@ def seed_spread(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figu
 # ---------------------------------------------------------------- sample figures
 
 
-def _first_assets(
-    df: pd.DataFrame, results_dir: Path, col: str
-) -> dict[str, list[tuple[str, Path]]]:
+def _first_assets(df: pd.DataFrame, results_dir: Path, col: str) -> dict[str, list[tuple[str, Path]]]:
     """dataset -> [(panel title, file)] for the first ok trial (budget, seed order) per label
     whose file in `col` exists."""
     found: dict[str, list[tuple[str, Path]]] = {}
@@ -320,9 +310,7 @@ def _first_assets(
         for _, r in g.iterrows():
             path = resolve_asset(results_dir, r, col)
             if path is not None:
-                found.setdefault(ds, []).append(
-                    (f"{label} ({r['budget']}, seed {int(r['seed'])})", path)
-                )
+                found.setdefault(ds, []).append((f"{label} ({r['budget']}, seed {int(r['seed'])})", path))
                 break
     return found
 

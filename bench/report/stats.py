@@ -108,9 +108,7 @@ def welch_test(a: Iterable[float], b: Iterable[float]) -> TestResult:
     sx, sy = (0.0 if is_constant(v) else float(v.std(ddof=1)) for v in (x, y))
     if sx == 0 and sy == 0:
         return _constant_case(float(x.mean()), float(y.mean()), "Welch t")
-    res = stats.ttest_ind_from_stats(
-        float(x.mean()), sx, len(x), float(y.mean()), sy, len(y), equal_var=False
-    )
+    res = stats.ttest_ind_from_stats(float(x.mean()), sx, len(x), float(y.mean()), sy, len(y), equal_var=False)
     return TestResult("Welch t", float(res.statistic), float(res.pvalue))
 
 
@@ -141,9 +139,7 @@ def _mean(d: np.ndarray, axis: int) -> np.ndarray:
     return np.mean(d, axis=axis)
 
 
-def permutation_test(
-    a: Iterable[float], b: Iterable[float], seed: int = PERMUTATION_SEED
-) -> TestResult:
+def permutation_test(a: Iterable[float], b: Iterable[float], seed: int = PERMUTATION_SEED) -> TestResult:
     """Two-sided permutation test of the difference of means (labels shuffled across seeds).
 
     Exact when the number of distinct relabelings is below PERMUTATION_RESAMPLES, otherwise Monte

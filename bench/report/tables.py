@@ -33,9 +33,7 @@ class MetricSpec:
 
 
 SUMMARY_METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec(
-        "nll", "NLL", "lower"
-    ),  # header gets the unit; all estimators are exact or upper bounds
+    MetricSpec("nll", "NLL", "lower"),  # header gets the unit; all estimators are exact or upper bounds
     MetricSpec("fid", "FID ↓", "lower"),
     MetricSpec("kid_mean", "KID ↓", "lower"),
     MetricSpec("precision", "precision ↑", "higher"),
@@ -169,10 +167,7 @@ def summary_tables(summary: pd.DataFrame, df: pd.DataFrame) -> list[DisplayTable
         unit = "/".join(UNIT_NAMES.get(u, u) for u in _joined(s["nll_unit"]).split("/") if u)
         cells = pd.DataFrame(
             {
-                "model": [
-                    lab if lab == fam else f"{lab} ({fam})"
-                    for lab, fam in zip(s["label"], s["family"])
-                ],
+                "model": [lab if lab == fam else f"{lab} ({fam})" for lab, fam in zip(s["label"], s["family"])],
             }
         )
         best = pd.DataFrame({"model": np.zeros(len(s), dtype=bool)})
@@ -199,9 +194,7 @@ def _keys(evidence: Sequence[Evidence]) -> tuple[list[str], list[str]]:
     and the same plus 'vs B' when several comparisons share context and metric."""
     multi_metric = len({e.metric for e in evidence}) > 1
     base = [f"{e.context}, {e.metric}" if multi_metric else e.context for e in evidence]
-    full = [
-        f"[{k} vs {e.b.name}]" if base.count(k) > 1 else f"[{k}]" for k, e in zip(base, evidence)
-    ]
+    full = [f"[{k} vs {e.b.name}]" if base.count(k) > 1 else f"[{k}]" for k, e in zip(base, evidence)]
     return [f"[{k}]" for k in base], full
 
 
@@ -229,10 +222,7 @@ def claims_frame(results: Sequence[ClaimResult]) -> pd.DataFrame:
                 "test": "; ".join(sorted({x.test for x in e})) or DASH,
                 "p_value": _join_parts([f"{k} {fmt_num(x.p_value)}" for k, x in zip(keys, e)]),
                 "effect_size": _join_parts(
-                    [
-                        f"{k} d={fmt_num(x.effect)}, ratio={fmt_num(x.ratio)}"
-                        for k, x in zip(keys, e)
-                    ]
+                    [f"{k} d={fmt_num(x.effect)}, ratio={fmt_num(x.ratio)}" for k, x in zip(keys, e)]
                 ),
                 "verdict": r.verdict,
                 "reason": r.reason,
@@ -347,9 +337,7 @@ _LATEX_SYMBOLS = (
 
 def to_latex(cells: pd.DataFrame, best: pd.DataFrame | None, caption: str, label: str) -> str:
     """A booktabs table (pandas Styler, hrules=True); best cells in bold."""
-    styler = (
-        cells.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
-    )
+    styler = cells.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
     if best is not None:
         mask = best.to_numpy()
         styler = styler.apply(lambda _: np.where(mask, "textbf:--rwrap;", ""), axis=None)

@@ -68,9 +68,7 @@ def _csv(frame: pd.DataFrame) -> str:
 def _overview(df: pd.DataFrame) -> list[str]:
     counts = df["status"].value_counts()
     ok = df[df["status"] == "ok"]
-    versions = sorted(
-        {f"{k} {v}" for text in ok["versions"] for k, v in (data.parse_json(text) or {}).items()}
-    )
+    versions = sorted({f"{k} {v}" for text in ok["versions"] for k, v in (data.parse_json(text) or {}).items()})
     return [
         f"{len(df)} trials: {int(counts.get('ok', 0))} ok, {int(counts.get('failed', 0))} failed, "
         f"{int(counts.get('diverged', 0))} diverged.",
