@@ -51,6 +51,9 @@ class Resources:
     mixed_precision: str = "no"  # no | bf16 | fp16 (fp16 on CPU falls back to "no", on the row)
     max_retries: int = 1  # Ray re-runs of a trial whose process died (exceptions are rows)
     max_concurrent: int = 0  # cap on simultaneous trials; 0 = as many as the cluster fits
+    report_every_steps: int = 100  # a trial reports step, train_s and loss every this many steps
+    # a trial saves a resumable checkpoint every this many steps and at the end of training; 0 = off
+    checkpoint_every_steps: int = 500
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class Cell:
     seed: int
     mixed_precision: str
     cpus: float  # CPUs reserved for the trial (torch threads)
+    report_every_steps: int  # resources.report_every_steps (not hashed: reporting changes no result)
+    checkpoint_every_steps: int  # resources.checkpoint_every_steps (not hashed either; 0 = off)
     eval: dict[str, Any]  # EvalConfig fields after defaults, absolute paths
     config_hash: str = ""
     trial_id: str = ""
@@ -141,6 +146,8 @@ class Suite:
                 seed=seed,
                 mixed_precision=self.resources.mixed_precision,
                 cpus=float(self.resources.cpus_per_trial),
+                report_every_steps=self.resources.report_every_steps,
+                checkpoint_every_steps=self.resources.checkpoint_every_steps,
                 eval=to_dict(self.eval),
             )
             out.append(_stamp(cell, self.full_hparams[(model.label, ds.name)], ds.full_options))
@@ -392,10 +399,11 @@ class _Parser:
         if r.mixed_precision not in MIXED_PRECISION:
             allowed = ", ".join(map(repr, MIXED_PRECISION))
             raise self.fail("resources.mixed_precision", f"expected one of {allowed}, got {_show(r.mixed_precision)}")
-        for key in ("max_retries", "max_concurrent"):
+        lows = {"max_retries": 0, "max_concurrent": 0, "report_every_steps": 1, "checkpoint_every_steps": 0}
+        for key, low in lows.items():
             v = getattr(r, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise self.fail(f"resources.{key}", f"expected an integer >= 0, got {_show(v)}")
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise self.fail(f"resources.{key}", f"expected an integer >= {low}, got {_show(v)}")
         return r
 
     def eval(self, value: Any) -> EvalConfig:

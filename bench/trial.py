@@ -7,6 +7,17 @@ becomes a row with status "failed" and its error text, a divergence a row with s
 Inside: Accelerate places the model and runs mixed precision for training only; evaluation (NLL
 included) runs the unwrapped fp32 modules. Batches are drawn i.i.d. (with replacement) from
 dataset.train() by a generator seeded with the trial seed, so a CPU rerun is bit-identical.
+
+Lifecycle while training (`Lifecycle`): every `cell.report_every_steps` steps the trial calls
+`reporter(metrics, None)` with step, budget_steps, budget_s, train_s, loss (the main loss averaged
+since the last report), losses (the last step's) and whatever `report_hook(family, dataset)` adds
+(e.g. a validation metric). Every `cell.checkpoint_every_steps` steps (0 = never) and at the end of
+training it saves a checkpoint (bench.checkpoint) into a temporary folder and passes it:
+`reporter(metrics, folder)`; the folder is deleted when the reporter returns (Ray Tune has copied it
+to storage by then). `resume=<checkpoint folder>` continues such a trial: on CPU the row equals that
+of an uninterrupted run bit for bit (train_s apart). Reports and checkpoints are not training time.
+An exception raised by the reporter (e.g. Tune stopping the trial) leaves run_trial unchanged
+rather than becoming a failed row: it is the harness talking, not the trial failing.
 """
 
 from __future__ import annotations
@@ -17,7 +28,11 @@ import io
 import json
 import logging
 import math
+import shutil
+import tempfile
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +41,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 
+from bench import checkpoint
 from bench.datasets import make_dataset
 from bench.families import make_family
 from bench.hparams import build, to_dict
@@ -39,18 +55,43 @@ log = logging.getLogger(__name__)
 VERSIONED = ("torch", "torch-fidelity", "ray", "accelerate", "genbench")  # stamped on the row
 PATH_COLUMNS = ("samples_png", "samples_npy")  # evaluate() gives absolute paths; rows: relative
 
+# reporter(metrics, checkpoint folder or None): Ray's trainable passes one that calls tune.report
+Reporter = Callable[[dict[str, Any], Path | None], None]
+# report_hook(family, dataset) -> extra metrics for each report (runs in eval mode under no_grad, on
+# the training device with the training (possibly mixed-precision) modules; the trial's random
+# generators are restored afterwards, so a hook never changes what the trial trains or measures)
+ReportHook = Callable[[Any, Any], dict[str, float]]
 
-def run_trial(cell: Cell, *, results_dir: Path, cache_dir: Path | None = None) -> dict[str, Any]:
+
+@dataclass
+class Lifecycle:
+    """How a trial talks to the outside while it trains (see the module docstring)."""
+
+    reporter: Reporter | None = None  # None: no reports, no checkpoints (nothing would keep them)
+    report_hook: ReportHook | None = None  # extra metrics for every report
+    resume: Path | None = None  # a checkpoint folder to continue from
+
+
+class _ReporterError(BaseException):
+    """Carries an exception of the reporter past run_trial's failed-row handler."""
+
+
+def run_trial(
+    cell: Cell, *, results_dir: Path, cache_dir: Path | None = None, lifecycle: Lifecycle | None = None
+) -> dict[str, Any]:
     """Train and evaluate one cell; the row (schema columns) whatever happens inside.
 
     results_dir: the suite's results folder (absolute); weights/ and samples/ go under it.
     cache_dir: metric caches shared by the suite's trials (default results_dir/cache).
+    lifecycle: reporter, report hook and checkpoint to resume from (default: none of them).
     """
     results_dir = Path(results_dir).resolve()
     row = identity_row(cell)
     warnings: list[str] = []
     try:
-        _run(cell, row, warnings, results_dir, Path(cache_dir or results_dir / "cache"))
+        _run(cell, row, warnings, results_dir, Path(cache_dir or results_dir / "cache"), lifecycle or Lifecycle())
+    except _ReporterError as wrapped:
+        raise wrapped.__cause__ from None
     except Exception as exc:  # a failing trial is data: record it, the suite goes on
         log.error("trial %s failed:\n%s", cell.name, traceback.format_exc())
         row.update(status="failed", error=_one_line(exc))
@@ -77,7 +118,9 @@ def identity_row(cell: Cell) -> dict[str, Any]:
     return row
 
 
-def _run(cell: Cell, row: dict[str, Any], warnings: list[str], results_dir: Path, cache_dir: Path) -> None:
+def _run(
+    cell: Cell, row: dict[str, Any], warnings: list[str], results_dir: Path, cache_dir: Path, lifecycle: Lifecycle
+) -> None:
     torch.set_num_threads(max(1, int(cell.cpus)))  # the CPUs Ray reserved, not the machine's
     set_seed(cell.seed)  # python random, numpy, torch (CPU and CUDA)
     dataset = make_dataset(cell.dataset, cell.dataset_options)
@@ -87,7 +130,7 @@ def _run(cell: Cell, row: dict[str, Any], warnings: list[str], results_dir: Path
     row.update(mixed_precision=precision, device=_device_name(accelerator.device))
     family.attach(accelerator)
 
-    monitor = _train(family, dataset, cell, accelerator)
+    monitor = _Training(family, dataset, cell, accelerator, lifecycle).run(row)
     row.update(monitor.summary())
     _detach(family, accelerator)  # evaluation runs plain fp32 modules (no autocast wrapper)
     _save_weights(family, results_dir / "weights" / f"{cell.trial_id}.pt", row, results_dir)
@@ -122,26 +165,116 @@ def _accelerator(requested: str, warnings: list[str]):
     return Accelerator(mixed_precision=precision, cpu=not cuda), precision
 
 
-def _train(family, dataset, cell: Cell, accelerator):
-    """Optimizer steps until the budget (steps and/or seconds, first reached) or a divergence."""
-    data = dataset.train().to(accelerator.device)  # small enough to sit on the device: no loader
-    generator = torch.Generator().manual_seed(cell.seed)
-    batch = family.hp.batch_size
-    monitor = TrainMonitor(family, accelerator.device, batch_size=batch)
-    family.train(True)
-    deadline = math.inf if cell.seconds is None else cell.seconds
-    max_steps = math.inf if cell.steps is None else cell.steps
-    step = 0
-    monitor.start()
-    try:
-        while step < max_steps and monitor.train_s < deadline:
-            idx = torch.randint(len(data), (batch,), generator=generator).to(data.device)
-            if monitor.step(step, family.train_step(data[idx])) is not None:
-                break
-            step += 1
-    finally:
-        monitor.stop()
-    return monitor
+class _Training:
+    """Optimizer steps until the budget (steps and/or seconds, first reached) or a divergence, with
+    the lifecycle's reports and checkpoints at step multiples (a modulo check per step)."""
+
+    def __init__(self, family, dataset, cell: Cell, accelerator, lifecycle: Lifecycle):
+        self.family, self.dataset, self.cell, self.accelerator = family, dataset, cell, accelerator
+        self.lifecycle = lifecycle
+        self.batches = torch.Generator().manual_seed(cell.seed)  # batch indices
+        self.monitor = TrainMonitor(family, accelerator.device, batch_size=family.hp.batch_size)
+        self.attempts, self.saved_step, self.reported_steps, self.last_loss = 1, -1, 0, math.nan
+
+    def run(self, row: dict[str, Any]) -> TrainMonitor:
+        cell, family, monitor = self.cell, self.family, self.monitor
+        data = self.dataset.train().to(self.accelerator.device)  # small enough to sit on the device: no loader
+        step = self._restore(row)  # last: the generators continue from the checkpoint's states
+        report = cell.report_every_steps if self.lifecycle.reporter else math.inf
+        ckpt = cell.checkpoint_every_steps if self.lifecycle.reporter and cell.checkpoint_every_steps else math.inf
+        batch = family.hp.batch_size
+        deadline = math.inf if cell.seconds is None else cell.seconds
+        max_steps = math.inf if cell.steps is None else cell.steps
+        family.train(True)
+        monitor.start()
+        try:
+            while step < max_steps and monitor.train_s < deadline and monitor.diverged_step < 0:
+                idx = torch.randint(len(data), (batch,), generator=self.batches).to(data.device)
+                diverged = monitor.step(step, family.train_step(data[idx])) is not None
+                step += 1
+                if not diverged and (step % report == 0 or step % ckpt == 0):
+                    with monitor.paused():
+                        self._report(step, save=step % ckpt == 0)
+            save = ckpt < math.inf and monitor.diverged_step < 0  # the end of training: a last checkpoint
+            if self.lifecycle.reporter is not None and (step != self.reported_steps or save and step != self.saved_step):
+                with monitor.paused():
+                    self._report(step, save=save)
+        finally:
+            monitor.stop()
+        return monitor
+
+    def _restore(self, row: dict[str, Any]) -> int:
+        """Load the checkpoint to resume from, if any; the step to continue from."""
+        row.update(attempts=1, resumed_from_step=-1)
+        if self.lifecycle.resume is None:
+            return 0
+        state = checkpoint.load(Path(self.lifecycle.resume), trial_id=self.cell.trial_id)
+        self.family.load_training_state(state["family"])
+        self.monitor.load_state_dict(state["monitor"])
+        if self.accelerator.scaler is not None and state["scaler"] is not None:
+            self.accelerator.scaler.load_state_dict(state["scaler"])
+        checkpoint.set_rng_state(state["rng"], self.batches)
+        self.attempts, self.saved_step = state["attempts"] + 1, state["step"]
+        self.reported_steps = state["step"]
+        row.update(attempts=self.attempts, resumed_from_step=state["step"])
+        log.info("trial %s resumed from its checkpoint at step %d", self.cell.name, state["step"])
+        return state["step"]
+
+    def _report(self, step: int, save: bool) -> None:
+        metrics = self._metrics(step)
+        folder = None
+        try:
+            if save and step != self.saved_step:
+                folder = Path(tempfile.mkdtemp(prefix="genbench-checkpoint-"))
+                checkpoint.save(folder, self._state(step), trial_id=self.cell.trial_id)
+                self.saved_step = step
+            try:
+                self.lifecycle.reporter(metrics, folder)
+            except Exception as exc:
+                raise _ReporterError() from exc
+        finally:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _metrics(self, step: int) -> dict[str, Any]:
+        monitor, family = self.monitor, self.family
+        window = monitor.losses.get(family.main_loss, [])[len(monitor.steps) - (step - self.reported_steps) :]
+        recent = [v for v in window if math.isfinite(v)] if step > self.reported_steps else []
+        if recent or step > self.reported_steps:
+            self.last_loss = sum(recent) / len(recent) if recent else math.nan
+        self.reported_steps = step
+        metrics = {
+            "step": step,
+            "budget_steps": self.cell.steps,
+            "budget_s": self.cell.seconds,
+            "train_s": monitor.train_s,
+            "loss": self.last_loss,  # mean main loss since the last report
+            "losses": {name: series[-1] for name, series in monitor.losses.items() if series},
+        }
+        if self.lifecycle.report_hook is not None:
+            metrics.update(self._hook())
+        return metrics
+
+    def _hook(self) -> dict[str, float]:
+        rng = checkpoint.rng_state(self.batches)
+        self.family.train(False)
+        try:
+            with torch.no_grad():
+                return dict(self.lifecycle.report_hook(self.family, self.dataset))
+        finally:
+            self.family.train(True)
+            checkpoint.set_rng_state(rng, self.batches)
+
+    def _state(self, step: int) -> dict[str, Any]:
+        scaler = self.accelerator.scaler
+        return {
+            "step": step,
+            "attempts": self.attempts,
+            "family": self.family.training_state(),
+            "monitor": self.monitor.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": checkpoint.rng_state(self.batches),
+        }
 
 
 def _detach(family, accelerator) -> None:

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.families.base import Family  # noqa: E402
 from bench.suite import load_suite  # noqa: E402
-from bench.trial import _accelerator, _train, run_trial  # noqa: E402
+from bench.trial import Lifecycle, _accelerator, _Training, run_trial  # noqa: E402
 
 log = logging.getLogger("harness_overhead")
 
@@ -105,7 +105,7 @@ def harness_loop(cell, null: bool = False) -> float:
     if not null:
         family.attach(accelerator)
     t = time.process_time()
-    _train(family, dataset, cell, accelerator)
+    _Training(family, dataset, cell, accelerator, Lifecycle()).run({})
     return time.process_time() - t
 
 

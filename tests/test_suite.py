@@ -88,6 +88,13 @@ INVALID = [
         "eval.feature_extractor_weights_path",
     ),
     ("mixed-precision", doc(extra='[resources]\nmixed_precision = "fp32"\n'), "resources.mixed_precision"),
+    ("report-every-zero", doc(extra="[resources]\nreport_every_steps = 0\n"), "resources.report_every_steps"),
+    ("report-every-float", doc(extra="[resources]\nreport_every_steps = 1.5\n"), "resources.report_every_steps"),
+    (
+        "checkpoint-negative",
+        doc(extra="[resources]\ncheckpoint_every_steps = -1\n"),
+        "resources.checkpoint_every_steps",
+    ),
     (
         "override-unknown-dataset",
         doc(models='[[models]]\nfamily = "flow"\noverrides.mnist = { hidden = 8 }\n'),

@@ -1,7 +1,8 @@
 """The one interface every model family implements.
 
 A family owns its networks and optimizers. The trial loop only calls `attach`, `train_step`,
-`sample`, `nll` and `state_dict`; nothing outside a family's module knows how it trains.
+`sample`, `nll`, `state_dict` and `training_state` / `load_training_state` (checkpoints); nothing
+outside a family's module knows how it trains.
 
 Tensor conventions: x is (B, *spec.shape) float32 in model space (see bench.datasets.base).
 NLLs are per example, in nats; for images they bound the NLL of the *discrete* data.
@@ -148,6 +149,33 @@ class Family(ABC):
 
     def state_dict(self) -> dict[str, Any]:
         return {name: self.unwrapped(m).state_dict() for name, m in self.modules().items()}
+
+    # --- checkpoints (resume a trial exactly) ------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        """Training state outside modules and optimizers (EMA weights, step counters that drive
+        warm-ups and LR schedules): tensors and plain values. Families with such state override
+        this and `load_extra_state`; a resumed trial is bit-identical only if nothing is missing."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what `extra_state` returned (nothing to restore by default)."""
+        return None
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything the family needs to continue training exactly: modules, optimizers, extra."""
+        return {
+            "modules": self.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers().items()},
+            "extra": self.extra_state(),
+        }
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restore `training_state()` (after `attach`: optimizer states follow their parameters)."""
+        for name, m in self.modules().items():
+            self.unwrapped(m).load_state_dict(state["modules"][name])
+        for name, opt in self.optimizers().items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.load_extra_state(state["extra"])
 
     def train(self, mode: bool = True) -> None:
         for m in self.modules().values():

@@ -322,6 +322,13 @@ class DDPM(Family):
     def state_dict(self) -> dict:
         return {**super().state_dict(), "ema": self.ema.state_dict()}
 
+    def extra_state(self) -> dict:
+        return {"ema": self.ema.state_dict(), "steps": self.steps}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.ema.load_state_dict(state["ema"])
+        self.steps = state["steps"]
+
     # --- training ----------------------------------------------------------------------------------
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         """Algorithm 1: t ~ U{1..T}, ε ~ N(0, I), one Adam step on ‖ε − ε_θ(x_t, t)‖² (mean per element)."""

@@ -85,6 +85,12 @@ class GAN(Family):
         self.opt_g = torch.optim.Adam(self.g_net.parameters(), lr=hp.lr, betas=tuple(hp.betas))
         self._collapsed_steps = 0  # consecutive steps with loss_d < COLLAPSE_LOSS_D
 
+    def extra_state(self) -> dict:
+        return {"collapsed_steps": self._collapsed_steps}
+
+    def load_extra_state(self, state: dict) -> None:
+        self._collapsed_steps = state["collapsed_steps"]
+
     def modules(self) -> dict[str, nn.Module]:
         return {"d_net": self.d_net, "g_net": self.g_net}
 

@@ -119,6 +119,12 @@ class VAE(Family):
         self.opt = torch.optim.Adam(params, lr=hp.lr)
         self.steps = 0  # optimizer steps taken (drives the KL warm-up)
 
+    def extra_state(self) -> dict:
+        return {"steps": self.steps}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.steps = state["steps"]
+
     def modules(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder, "decoder": self.decoder}
 

@@ -47,6 +47,8 @@ class TrainMonitor:
         self.diverged_reason: str | None = None
         self._t0 = self._t1 = None
         self._paused_s = 0.0
+        self._pause_t: float | None = None  # start of the pause in progress (train_s stands still)
+        self._earlier_s = 0.0  # training seconds of earlier attempts (load_state_dict)
         self._proc = psutil.Process()
         self._rss0 = self._rss_max = 0
         self._maxrss0 = 0
@@ -73,20 +75,21 @@ class TrainMonitor:
         """Time spent inside is not training time (evaluation, checkpointing, sample previews)."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        t = time.perf_counter()
+        t = self._pause_t = time.perf_counter()
         try:
             yield
         finally:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self._paused_s += time.perf_counter() - t
+            self._pause_t = None
 
     @property
     def train_s(self) -> float:
         if self._t0 is None:
             return math.nan
-        end = self._t1 if self._t1 is not None else time.perf_counter()
-        return end - self._t0 - self._paused_s
+        end = self._t1 if self._t1 is not None else (self._pause_t or time.perf_counter())
+        return self._earlier_s + end - self._t0 - self._paused_s
 
     # --- per step ------------------------------------------------------------------------------
     def step(self, step: int, losses: dict[str, float]) -> str | None:
@@ -102,6 +105,24 @@ class TrainMonitor:
         if reason is not None and self.diverged_step < 0:
             self.diverged_step, self.diverged_reason = step, reason
         return reason
+
+    # --- resume -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed attempt needs to continue the record: steps, losses, divergence, train_s."""
+        return {
+            "steps": torch.tensor(self.steps, dtype=torch.int64),
+            "losses": {name: torch.tensor(v, dtype=torch.float64) for name, v in self.losses.items()},
+            "diverged_step": self.diverged_step,
+            "diverged_reason": self.diverged_reason,
+            "train_s": self.train_s if self._t0 is not None else self._earlier_s,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the record of an earlier attempt (call before start(): its train_s is added)."""
+        self.steps = state["steps"].tolist()
+        self.losses = {name: v.tolist() for name, v in state["losses"].items()}
+        self.diverged_step, self.diverged_reason = state["diverged_step"], state["diverged_reason"]
+        self._earlier_s = float(state["train_s"])
 
     def _poll_rss(self) -> None:
         self._rss_max = max(self._rss_max, self._proc.memory_info().rss)
