@@ -113,6 +113,7 @@ class SmallUNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """t: (B,) per-row timesteps, or (1,) shared by every row (embedded once, broadcast)."""
         e = self.temb(timestep_embedding(t, self.emb_dim))
         h1 = self.down1(self.inp(x), e)
         h2 = self.down2(self.pool1(h1), e)
@@ -131,7 +132,9 @@ class TimeMLP(nn.Module):
         self.net = mlp(d + emb_dim, d_out or d, hidden, layers)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([x, timestep_embedding(t, self.emb_dim)], dim=-1))
+        """t: (B,) per-row timesteps, or (1,) shared by every row (embedded once, broadcast)."""
+        emb = timestep_embedding(t, self.emb_dim)
+        return self.net(torch.cat([x, emb.expand(len(x), -1)], dim=-1))
 
 
 class ConvNet(nn.Module):

@@ -10,8 +10,10 @@ NLLs are per example, in nats; for images they bound the NLL of the *discrete* d
 
 from __future__ import annotations
 
+import contextlib
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -107,6 +109,38 @@ class Family(ABC):
             prepared_opts = [opt.optimizer for opt in prepared_opts]
         self._replace(dict(zip(mods, prepared[: len(mods)])), dict(zip(opts, prepared_opts)))
         self.accelerator = accelerator
+
+    def detach(self) -> None:
+        """End training's Accelerate wrapping: modules become the bare fp32 networks (no autocast
+        wrapper), optimizers the bare ones, and the family runs as plain PyTorch from here on."""
+        if self.accelerator is None:
+            return
+        # keep_fp32_wrapper=False also removes the autocast wrapper around forward
+        unwrap = self.accelerator.unwrap_model
+        opts = {name: getattr(opt, "optimizer", opt) for name, opt in self.optimizers().items()}
+        self._replace({name: unwrap(m, keep_fp32_wrapper=False) for name, m in self.modules().items()}, opts)
+        self.accelerator = None
+        self.__dict__.pop("_unwrapped", None)
+
+    @contextlib.contextmanager
+    def fp32(self) -> Iterator[None]:
+        """Autocast off around evaluation code (one context per loop, not per network call)."""
+        with torch.autocast(self.device.type, enabled=False):
+            yield
+
+    def randn(
+        self, shape: tuple[int, ...], generator: torch.Generator | None = None, *, device: torch.device | None = None
+    ) -> torch.Tensor:
+        """N(0, I) of `shape` on `device` (default: the model's), drawn on the generator's device so
+        that a seeded generator reproduces it; moved only when the two devices differ."""
+        device = self.device if device is None else torch.device(device)
+        dev = generator.device if generator is not None else device
+        x = torch.randn(shape, generator=generator, device=dev)
+        return x if dev == device else x.to(device)
+
+    def to_data_range(self, x: torch.Tensor) -> torch.Tensor:
+        """float32 samples in model space: images clamped to [-1, 1], points unchanged."""
+        return x.float().clamp(-1, 1) if self.spec.is_image else x.float()
 
     def _replace(self, modules: dict[str, nn.Module], optimizers: dict[str, Any]) -> None:
         """Store prepared objects back; default: attributes named like the dict keys."""

@@ -13,7 +13,7 @@ Likelihood, per example in nats: L_VLB = L_T + Σ_{t=2}^T L_{t−1} + L_0 with
     discrete likelihood. β̃_1 = 0, so the decoder uses σ_1² = β_1 whatever `sigma` is.
 The diffusion maths lives in `GaussianDiffusion`, which takes any ε-predictor callable
 `eps_fn(x_t (B, *shape), t (B,) int64 original timestep index) -> (B, *shape)`, so tests can plug
-in an analytic predictor.
+in an analytic predictor; the sampler passes a (1,) t shared by every row, which must broadcast.
 """
 
 from __future__ import annotations
@@ -140,6 +140,15 @@ class GaussianDiffusion:
         """The predictor at this schedule's index t (it sees the original timestep), in xt's dtype."""
         return eps_fn(xt, self.timestep_map.to(xt.device)[t.to(xt.device)]).to(xt.dtype)
 
+    def step_coefficients(self) -> list[tuple[float, float, float, float, float, float, float]]:
+        """Per index i, the Python floats of one ancestral step (every row of a batch shares i):
+        (1/√α, β/√(1−ᾱ), σ, √ᾱ, √(1−ᾱ), posterior x̂_0 and x_t coefficients)."""
+        b = self.buf
+        sigma = (0.5 * b["model_log_var"]).exp()
+        cols = ("recip_sqrt_alpha", "eps_coef", None, "sqrt_ac", "sqrt_1m_ac", "post_coef_x0", "post_coef_xt")
+        table = [sigma if c is None else b[c] for c in cols]
+        return [tuple(v) for v in torch.stack(table, 1).tolist()]
+
     def sample_loop(
         self,
         eps_fn: EpsFn,
@@ -154,18 +163,33 @@ class GaussianDiffusion:
         `noise(shape)` draws N(0, I) on the data device. The last step returns the mean (no noise).
         With x0 and known (bool, x0's shape), entries where known is True are replaced after every
         step by a draw of q(x_{t−1}|x_0) (RePaint-style inpainting without resampling).
+
+        Every row shares the step, so the coefficients are Python floats (no per-row gathers) and
+        eps_fn gets a (1,) timestep that broadcasts over the batch: the networks embed it once per
+        step. Same maths, same noise draws, as `p_mean_variance` row by row (tests/test_ddpm.py).
         """
         x = noise(shape)
+        coef = self.step_coefficients()
+        ts = self.timestep_map.to(x.device).split(1)  # (1,) views: the timestep each step's network sees
         if known is not None:
-            x = torch.where(known, self.q_sample(x0, torch.full((shape[0],), self.T - 1), x), x)
+            x = torch.where(known, self._q_scalar(x0, self.T - 1, x), x)
         for i in reversed(range(self.T)):
-            t = torch.full((shape[0],), i, dtype=torch.long, device=x.device)
-            mean, _, log_var = self.p_mean_variance(self.eps(eps_fn, x, t), x, t, clip_x0)
-            x = mean + (0.5 * log_var).exp() * noise(shape) if i > 0 else mean
+            rsa, ec, sigma, sac, s1m, c0, ct = coef[i]
+            eps = eps_fn(x, ts[i])
+            if clip_x0:
+                x_hat = torch.add(x, eps, alpha=-s1m).div_(sac).clamp_(-1, 1)
+                mean = torch.add(x_hat.mul_(c0), x, alpha=ct)
+            else:
+                mean = torch.add(x, eps, alpha=-ec).mul_(rsa)
+            x = mean.add_(noise(shape), alpha=sigma) if i > 0 else mean
             if known is not None:
-                x_known = self.q_sample(x0, t - 1, noise(shape)) if i > 0 else x0
+                x_known = self._q_scalar(x0, i - 1, noise(shape)) if i > 0 else x0
                 x = torch.where(known, x_known, x)
         return x
+
+    def _q_scalar(self, x0: torch.Tensor, i: int, noise: torch.Tensor) -> torch.Tensor:
+        """q_sample at one index shared by every row: √ᾱ_i x_0 + √(1−ᾱ_i) ε."""
+        return torch.add(noise * self.buf["sqrt_1m_ac"][i].item(), x0, alpha=self.buf["sqrt_ac"][i].item())
 
     def respaced(self, steps: int) -> GaussianDiffusion:
         """The schedule on `steps` evenly spaced timesteps τ (always including τ = T), keeping ᾱ_τ.
@@ -356,19 +380,10 @@ class DDPM(Family):
             e.copy_(b)
 
     # --- generation, likelihood, missing data -------------------------------------------------------
-    def _eps_fn(self) -> EpsFn:
-        """The EMA network as an fp32 ε-predictor (outside any autocast: sampling and NLL in fp32)."""
-
-        def eps(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            with torch.autocast(xt.device.type, enabled=False):
-                return self.ema(xt.float(), t)
-
-        return eps
-
     def _noise(self, generator: torch.Generator | None) -> Callable[[tuple[int, ...]], torch.Tensor]:
-        """shape -> N(0, I) drawn on the generator's device (reproducible), moved to the model's."""
-        dev = generator.device if generator is not None else self.device
-        return lambda shape: torch.randn(shape, generator=generator, device=dev).to(self.device)
+        """shape -> N(0, I) on the model's device (drawn on the generator's; the device looked up once)."""
+        device = self.device
+        return lambda shape: self.randn(shape, generator, device=device)
 
     def _schedule(self, steps: int | None) -> GaussianDiffusion:
         """The full schedule for steps=None, else the respaced one (cached; steps=T is respaced too)."""
@@ -382,8 +397,9 @@ class DDPM(Family):
     def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None) -> torch.Tensor:
         """(n, *shape) float32 by ancestral sampling on `steps` strided timesteps (None: all T)."""
         clip = self.spec.is_image and self.hp.clip_x0
-        x = self._schedule(steps).sample_loop(self._eps_fn(), self._noise(generator), (n, *self.spec.shape), clip)
-        return x.clamp(-1, 1) if self.spec.is_image else x
+        with self.fp32():  # one autocast context for the whole loop: the EMA network runs in fp32
+            x = self._schedule(steps).sample_loop(self.ema, self._noise(generator), (n, *self.spec.shape), clip)
+        return self.to_data_range(x)
 
     def nfe_per_sample(self, steps: int | None = None) -> int:
         return self._schedule(steps).T
@@ -399,14 +415,15 @@ class DDPM(Family):
         (the MLP is cheap; fewer calls = less per-op overhead), or 2·batch_size images (U-Net memory).
         """
         rows = 2 * self.hp.batch_size if self.spec.is_image else 32768
-        vlb = self.diffusion.vlb(
-            self._eps_fn(),
-            x.to(self.device).float(),
-            self.hp.vlb_timesteps,
-            generator,
-            self.spec.bin_width if self.spec.is_image else None,
-            rows,
-        )
+        with self.fp32():
+            vlb = self.diffusion.vlb(
+                self.ema,
+                x.to(self.device).float(),
+                self.hp.vlb_timesteps,
+                generator,
+                self.spec.bin_width if self.spec.is_image else None,
+                rows,
+            )
         return {"vlb": vlb.to(x.device)}
 
     @torch.no_grad()
@@ -421,8 +438,8 @@ class DDPM(Family):
         """Fill x where `known` is False: sample while replacing known entries by q(x_{t−1}|x_0) draws."""
         x0, known = x.to(self.device).float(), known.to(self.device, torch.bool)
         clip = self.spec.is_image and self.hp.clip_x0
-        out = self._schedule(steps).sample_loop(
-            self._eps_fn(), self._noise(generator), tuple(x0.shape), clip, x0=x0, known=known
-        )
-        out = torch.where(known, x0, out)
-        return (out.clamp(-1, 1) if self.spec.is_image else out).to(x.device)
+        with self.fp32():
+            out = self._schedule(steps).sample_loop(
+                self.ema, self._noise(generator), tuple(x0.shape), clip, x0=x0, known=known
+            )
+        return self.to_data_range(torch.where(known, x0, out)).to(x.device)
