@@ -196,7 +196,9 @@ class _Training:
                     with monitor.paused():
                         self._report(step, save=step % ckpt == 0)
             save = ckpt < math.inf and monitor.diverged_step < 0  # the end of training: a last checkpoint
-            if self.lifecycle.reporter is not None and (step != self.reported_steps or save and step != self.saved_step):
+            if self.lifecycle.reporter is not None and (
+                step != self.reported_steps or save and step != self.saved_step
+            ):
                 with monitor.paused():
                     self._report(step, save=save)
         finally:
