@@ -7,14 +7,18 @@
    SIGKILLed driver (Tune's `Tuner.restore` cannot change the trial set).
 3. The other cells run as one Tune experiment: `tune.with_resources` from [resources],
    `FailureConfig(max_failures=...)` re-runs a trial whose process died, concurrency up to the
-   cluster's slots (or resources.max_concurrent). Each trial writes its own row (bench.results,
-   atomic) and reports it with `ray.tune.report`; the driver rebuilds trials.parquet/.csv after
-   every trial and shows done / running / failed counts.
+   cluster's slots (or resources.max_concurrent). Each trial reports as it trains and saves
+   checkpoints through `ray.tune.report` (bench.trial.Lifecycle); a retried trial continues from
+   `tune.get_checkpoint()`, a cell of a rerun from its most advanced checkpoint stored by an earlier
+   run of the folder (bench.checkpoint.find_stored). Each trial writes its own row (bench.results,
+   atomic) and reports it last; the driver rebuilds trials.parquet/.csv after every trial and shows
+   done / running / failed counts.
 4. A trial still errored after its retries gets a "failed" row written by the driver.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -30,14 +34,14 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from tqdm.auto import tqdm
 
-from bench import results
+from bench import checkpoint, results
 from bench.datasets import make_dataset
 from bench.errors import ConfigError
 from bench.hparams import build
 from bench.metrics import EvalConfig
 from bench.metrics.extractors import resolve_extractor
 from bench.suite import Cell, Suite
-from bench.trial import identity_row, run_trial
+from bench.trial import Lifecycle, identity_row, run_trial
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +156,9 @@ def write_report(results_dir: Path) -> Path | None:
 def _fit(suite: Suite, todo: list[Cell], ids: list[str], results_dir: Path, address: str | None) -> None:
     _init_ray(address)
     cpus, gpus = _trial_resources(suite, address)
+    stored = _stored_checkpoints(str(results_dir / "ray"), todo)
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, results_dir=str(results_dir)), {"cpu": cpus, "gpu": gpus}
+        tune.with_parameters(_trainable, results_dir=str(results_dir), stored=stored), {"cpu": cpus, "gpu": gpus}
     )
     # Tune's own console tables and per-trial loggers duplicate our bar and rows; users may override
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new engine has a banner at verbose=0
@@ -172,6 +177,7 @@ def _fit(suite: Suite, todo: list[Cell], ids: list[str], results_dir: Path, addr
             name=_experiment_name(results_dir / "ray"),
             storage_path=str(results_dir / "ray"),  # absolute: Tune rejects relative paths
             failure_config=tune.FailureConfig(max_failures=suite.resources.max_retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the latest may be cut short by a kill
             callbacks=[progress, JsonLoggerCallback(), CSVLoggerCallback()],
             verbose=0,
         ),  # our progress bar replaces Tune's tables
@@ -231,18 +237,35 @@ def _trial_resources(suite: Suite, address: str | None) -> tuple[float, float]:
     return cpus, float(gpus)
 
 
-def _trainable(config: dict[str, Any], results_dir: str) -> None:
+def _stored_checkpoints(storage: str, todo: list[Cell]) -> dict[str, tune.Checkpoint]:
+    """trial_id -> the most advanced checkpoint an earlier run of this folder stored for that cell."""
+    filesystem, root = checkpoint.filesystem_for(storage)
+    found = checkpoint.find_stored(filesystem, root, [c.trial_id for c in todo])
+    if found:
+        log.info("%d of %d cells resume from checkpoints of an earlier run", len(found), len(todo))
+    return {tid: tune.Checkpoint(path, filesystem=filesystem) for tid, (path, _) in found.items()}
+
+
+def _trainable(config: dict[str, Any], results_dir: str, stored: dict[str, tune.Checkpoint]) -> None:
     """Tune function trainable: one cell -> one row, stored here and reported to the driver."""
     cell = Cell.from_dict(config["cell"])
     folder = Path(results_dir)
     path = results.row_path(folder, cell.trial_id)
-    stored = results.read_row(path) if path.exists() else None
-    if stored is not None and stored.get("status") in results.FINISHED:
-        row = stored  # a retry after the row was written: never measure a cell twice
-    else:
-        row = run_trial(cell, results_dir=folder)
+    row = results.read_row(path) if path.exists() else None
+    if row is None or row.get("status") not in results.FINISHED:  # a retry after the row was stored
+        resume = tune.get_checkpoint() or stored.get(cell.trial_id)  # this run's retry, else an earlier run
+        with resume.as_directory() if resume is not None else contextlib.nullcontext() as local:
+            lifecycle = Lifecycle(reporter=_report_to_tune, resume=Path(local) if local else None)
+            row = run_trial(cell, results_dir=folder, lifecycle=lifecycle)
         results.write_row(folder, row)
-    tune.report({"status": row["status"], _ROW_KEY: json.dumps(row)})
+    tune.report(
+        {"status": row["status"], "step": row["train_steps"], "train_s": row["train_s"], _ROW_KEY: json.dumps(row)}
+    )
+
+
+def _report_to_tune(metrics: dict[str, Any], folder: Path | None) -> None:
+    """bench.trial's reporter: Tune copies the checkpoint folder to its storage before returning."""
+    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)) if folder else None)
 
 
 class _Progress(tune.Callback):
@@ -268,6 +291,8 @@ class _Progress(tune.Callback):
         return self._bar
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if _ROW_KEY not in result:  # a report from a trial still training
+            return
         row = json.loads(result[_ROW_KEY])
         # a worker on a node without the shared results folder could not store it itself
         if not results.row_path(self.results_dir, row["trial_id"]).exists():
@@ -281,7 +306,9 @@ class _Progress(tune.Callback):
             return
         row = identity_row(self.cells[_cell_id(trial)])
         row.update(
-            status="failed", error=f"trial process died ({trial.num_failures} attempts): {_last_line(trial.error_file)}"
+            status="failed",
+            error=f"trial process died ({trial.num_failures} attempts): {_last_line(trial.error_file)}",
+            attempts=trial.num_failures,
         )
         results.write_row(self.results_dir, row)
         self._finished(row, trials)

@@ -195,10 +195,10 @@ class _Training:
                 if not diverged and (step % report == 0 or step % ckpt == 0):
                     with monitor.paused():
                         self._report(step, save=step % ckpt == 0)
-            save = ckpt < math.inf and monitor.diverged_step < 0  # the end of training: a last checkpoint
-            if self.lifecycle.reporter is not None and (
-                step != self.reported_steps or save and step != self.saved_step
-            ):
+            # the end of training: a last report and checkpoint unless the loop's last event made them
+            save = ckpt < math.inf and monitor.diverged_step < 0
+            pending = step != self.reported_steps or (save and step != self.saved_step)
+            if self.lifecycle.reporter is not None and pending:
                 with monitor.paused():
                     self._report(step, save=save)
         finally:
