@@ -210,12 +210,18 @@ class _Training:
         row.update(attempts=1, resumed_from_step=-1)
         if self.lifecycle.resume is None:
             return 0
-        state = checkpoint.load(Path(self.lifecycle.resume), trial_id=self.cell.trial_id)
-        self.family.load_training_state(state["family"])
-        self.monitor.load_state_dict(state["monitor"])
-        if self.accelerator.scaler is not None and state["scaler"] is not None:
-            self.accelerator.scaler.load_state_dict(state["scaler"])
-        checkpoint.set_rng_state(state["rng"], self.batches)
+        try:
+            state = checkpoint.load(Path(self.lifecycle.resume), trial_id=self.cell.trial_id)
+            self.family.load_training_state(state["family"])
+            self.monitor.load_state_dict(state["monitor"])
+            if self.accelerator.scaler is not None and state["scaler"] is not None:
+                self.accelerator.scaler.load_state_dict(state["scaler"])
+            checkpoint.set_rng_state(state["rng"], self.batches)
+        except Exception as exc:  # e.g. written by an older genbench whose family had other state
+            raise RuntimeError(
+                f"cannot resume from checkpoint {self.lifecycle.resume} ({_one_line(exc)}); "
+                "`run --restart` trains every cell from step 0"
+            ) from exc
         self.attempts, self.saved_step = state["attempts"] + 1, state["step"]
         self.reported_steps = state["step"]
         row.update(attempts=self.attempts, resumed_from_step=state["step"])

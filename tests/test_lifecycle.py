@@ -163,3 +163,11 @@ def test_find_stored_picks_the_most_advanced_complete_checkpoint(tmp_path):
     assert checkpoint.find_stored(pafs.LocalFileSystem(), str(tmp_path / "missing"), ["aaa"]) == {}
     with pytest.raises(ValueError, match="incomplete"):
         checkpoint.load(root / "run-2" / "aaa" / "checkpoint_000000", trial_id="aaa")
+
+
+def test_a_checkpoint_that_cannot_be_resumed_is_a_failed_row_naming_the_way_out(cells, tmp_path):
+    cell = cells["gan"]
+    checkpoint.save(tmp_path, {"step": 10, "attempts": 1}, trial_id="other-trial")
+    row = run_trial(cell, results_dir=tmp_path / "out", lifecycle=Lifecycle(resume=tmp_path))
+    assert row["status"] == "failed" and "cannot resume" in row["error"] and "other-trial" in row["error"]
+    assert "--restart" in row["error"] and row["train_steps"] is None
