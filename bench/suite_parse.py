@@ -360,7 +360,14 @@ class Parser:
             )
             if value["feature_extractor_weights_path"] is None:
                 return None
-        return self.typed(EvalConfig, value, "eval", owner="[eval]", noun="setting")
+        cfg = self.typed(EvalConfig, value, "eval", owner="[eval]", noun="setting")
+        if cfg is not None and cfg.n_samples < cfg.min_real:  # the generated side of KID / precision-recall
+            self.error(
+                "eval.n_samples",
+                f"FID/KID/precision-recall need at least {cfg.min_real} samples "
+                f"(eval.prc_neighborhood {cfg.prc_neighborhood} + 1), got {cfg.n_samples}",
+            )
+        return cfg
 
     def metric_needs(self, name: str, facts: Facts, cfg: EvalConfig, where: str) -> None:
         """What the requested metrics need of dataset `name`: a fitting extractor and enough test data."""

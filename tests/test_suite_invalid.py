@@ -183,6 +183,7 @@ NEW_CASES = [
         doc(datasets=ds("8gaussians", "n_test = 10"), extra="[eval]\nprc_neighborhood = 10\n"),
         "datasets[0].options",
     ),
+    ("too-few-samples", doc(extra="[eval]\nn_samples = 3\n"), "eval.n_samples"),
     # resources against this machine (no --address)
     ("cpus-beyond-machine", doc(extra="[resources]\ncpus_per_trial = 1000\n"), "resources.cpus_per_trial"),
     ("gpus-beyond-machine", doc(extra=f"[resources]\ngpus_per_trial = {GPUS + 1}\n"), "resources.gpus_per_trial"),
