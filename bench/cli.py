@@ -1,19 +1,23 @@
 """genbench's command line (`genbench ...` or `python run_bench.py ...`); logging is set up here.
 
-    genbench validate SUITE [--data-root DIR]
+    genbench --version
+    genbench validate SUITE [--data-root DIR] [--address ADDR] [--cells]
     genbench run SUITE [--results DIR] [--address ADDR] [--resume | --restart] [--data-root DIR]
     genbench list
     genbench report RESULTS_DIR
 
-Exit status: 0 success; 2 invalid input (suite, paths, arguments: one line on stderr naming the
-file and field; nothing was started); 1 an unexpected error (traceback); for `run`, 100 + n when
-n trials failed (capped at 199; diverged trials are measurements, not failures).
+Exit status: 0 success; 2 invalid input (suite, paths, arguments: one line on stderr per problem,
+each naming the file and field; nothing was started); 1 an unexpected error (traceback); for `run`,
+100 + n when n trials failed (capped at 199; diverged trials are measurements, not failures);
+141 when the reader of stdout went away (`validate --cells | head`), like tools killed by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +28,7 @@ log = logging.getLogger(__name__)
 
 EXIT_INVALID = 2
 EXIT_FAILED_TRIALS = 100  # + number of failed trials
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader closed the pipe
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,8 +37,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.command(args)
     except GenbenchError as exc:
-        print(f"genbench: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():  # several problems of one input: one line each
+            print(f"genbench: error: {line}", file=sys.stderr)
         return EXIT_INVALID
+    except BrokenPipeError:  # e.g. `genbench validate --cells | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_BROKEN_PIPE
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("genbench")
+    except importlib.metadata.PackageNotFoundError:  # a source checkout that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 ok; 2 invalid input (nothing started); 1 unexpected error; "
         "run: 100 + number of failed trials.",
     )
+    parser.add_argument("--version", action="version", version=f"genbench {_version()}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="debug log output")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors")
     sub = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
@@ -56,12 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "validate",
         help="check a suite file without running anything",
-        description="Check a suite file: every field, registry names, data roots. "
-        "Prints the grid size; exit status 2 with a one-line error if "
-        "invalid.",
+        description="Check a suite file: every field, registry names, data roots, what the metrics "
+        "need of each dataset, resources against this machine. Prints the grid size; exit status 2 "
+        "with one line per problem (all of them) if invalid.",
     )
     p.add_argument("suite", type=Path, help="suite file (TOML), e.g. suites/quick.toml")
     p.add_argument("--data-root", **data_root)
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="the suite runs on this Ray cluster: skip the check of [resources] against this machine",
+    )
     p.add_argument("--cells", action="store_true", help="also list the grid cells and trial_ids")
     p.set_defaults(command=cmd_validate)
 
@@ -137,7 +160,7 @@ def _configure_logging(level: int) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     from bench.suite import load_suite
 
-    suite = load_suite(args.suite, data_root=args.data_root)
+    suite = load_suite(args.suite, data_root=args.data_root, check_machine=_on_this_machine(args))
     print(f"{args.suite}: ok, {suite.describe()}")
     if args.cells:
         for cell in suite.cells():
@@ -145,10 +168,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _on_this_machine(args: argparse.Namespace) -> bool:
+    """Trials run on this machine (no cluster address): [resources] is checked against it."""
+    return not (args.address or os.environ.get("RAY_ADDRESS"))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.suite import load_suite
 
-    suite = load_suite(args.suite, data_root=args.data_root)  # invalid: exit 2, Ray not imported
+    # invalid: exit 2, Ray not imported
+    suite = load_suite(args.suite, data_root=args.data_root, check_machine=_on_this_machine(args))
     from bench.runner import run_suite
 
     summary = run_suite(suite, args.results, address=args.address, restart=args.restart, report=args.report)

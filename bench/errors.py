@@ -11,3 +11,11 @@ class ConfigError(GenbenchError, ValueError):
 
 class DataError(GenbenchError, FileNotFoundError):
     """A dataset cannot be loaded (missing root, wrong on-disk format)."""
+
+
+class ConfigErrors(ConfigError):
+    """Every problem found in one input, one line each (str(): the lines joined by newlines)."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = list(lines)

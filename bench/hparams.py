@@ -16,16 +16,16 @@ from bench.errors import ConfigError
 H = TypeVar("H")
 
 
-def _type_ok(value: Any, tp: Any) -> bool:
+def type_ok(value: Any, tp: Any) -> bool:
     origin = typing.get_origin(tp)
     if origin is typing.Union or origin is getattr(__import__("types"), "UnionType", None):
-        return any(_type_ok(value, a) for a in typing.get_args(tp))
+        return any(type_ok(value, a) for a in typing.get_args(tp))
     if origin is typing.Literal:
         return value in typing.get_args(tp)
     if origin in (tuple, list):
         args = typing.get_args(tp)
         inner = args[0] if args else Any
-        return isinstance(value, (list, tuple)) and all(_type_ok(v, inner) for v in value)
+        return isinstance(value, (list, tuple)) and all(type_ok(v, inner) for v in value)
     if tp is Any:
         return True
     if tp is type(None):
@@ -37,26 +37,42 @@ def _type_ok(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
-def _describe(tp: Any) -> str:
+def describe(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def build(cls: type[H], mapping: Mapping[str, Any] | None, *, owner: str) -> H:
-    """Instantiate dataclass `cls` from `mapping`; `owner` names it in errors ("family 'flow'")."""
-    mapping = dict(mapping or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+def field_errors(cls: type, mapping: Mapping[str, Any], *, owner: str, noun: str = "hyper-parameter") -> list:
+    """(key, one-line message) for every unknown key and every value of the wrong type."""
+    fields = {f.name for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
+    out = []
     for key, value in mapping.items():
         if key not in fields:
-            known = ", ".join(sorted(fields))
-            raise ConfigError(f"unknown hyper-parameter {key!r} for {owner}; known: {known}")
-        if not _type_ok(value, hints[key]):
-            raise ConfigError(
-                f"hyper-parameter {key!r} for {owner} must be {_describe(hints[key])}, "
-                f"got {value!r} ({type(value).__name__})"
+            out.append((key, f"unknown {noun} {key!r} for {owner}; known: {', '.join(sorted(fields))}"))
+        elif not type_ok(value, hints[key]):
+            out.append(
+                (
+                    key,
+                    f"{noun} {key!r} for {owner} must be {describe(hints[key])}, "
+                    f"got {value!r} ({type(value).__name__})",
+                )
             )
-        if isinstance(value, list):
-            mapping[key] = tuple(value)
+    return out
+
+
+def field_type(cls: type, key: str) -> Any:
+    """The annotated type of field `key` of dataclass `cls`."""
+    return typing.get_type_hints(cls)[key]
+
+
+def build(cls: type[H], mapping: Mapping[str, Any] | None, *, owner: str, noun: str = "hyper-parameter") -> H:
+    """Instantiate dataclass `cls` from `mapping`; `owner` names it in errors ("family 'flow'"),
+    `noun` what its fields are called there ("hyper-parameter", "option", "setting")."""
+    mapping = dict(mapping or {})
+    bad = field_errors(cls, mapping, owner=owner, noun=noun)
+    if bad:
+        raise ConfigError(bad[0][1])
+    mapping = {k: tuple(v) if isinstance(v, list) else v for k, v in mapping.items()}
     obj = cls(**mapping)
     check = getattr(obj, "validate", None)
     if check is not None:

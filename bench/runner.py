@@ -37,8 +37,6 @@ from tqdm.auto import tqdm
 from bench import checkpoint, results
 from bench.datasets import make_dataset
 from bench.errors import ConfigError
-from bench.hparams import build
-from bench.metrics import EvalConfig
 from bench.metrics.extractors import resolve_extractor
 from bench.suite import Cell, Suite
 from bench.trial import Lifecycle, identity_row, run_trial
@@ -123,13 +121,12 @@ def prepare_extractors(cells, cache_dir: Path) -> None:
     """
     seen = set()
     for cell in cells:
-        key = (cell.dataset, json.dumps(cell.dataset_options, sort_keys=True), json.dumps(cell.eval, sort_keys=True))
+        key = (cell.dataset, repr(cell.dataset_options), repr(cell.eval))
         if key in seen:
             continue
         seen.add(key)
         try:
-            cfg = build(EvalConfig, cell.eval, owner="[eval]")
-            extractor = resolve_extractor(make_dataset(cell.dataset, cell.dataset_options), cfg, cache_dir)
+            extractor = resolve_extractor(make_dataset(cell.dataset, cell.dataset_options), cell.eval, cache_dir)
         except Exception as exc:  # the trials meet the same error and record it on their rows
             log.warning("no feature extractor prepared for %s: %s", cell.dataset, exc)
             continue

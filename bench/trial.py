@@ -44,8 +44,8 @@ from accelerate.utils import set_seed
 from bench import checkpoint
 from bench.datasets import make_dataset
 from bench.families import make_family
-from bench.hparams import build, to_dict
-from bench.metrics import EvalConfig, TrainMonitor, evaluate
+from bench.hparams import to_dict
+from bench.metrics import TrainMonitor, evaluate
 from bench.results import atomic_write_bytes, empty_row, normalize_row
 from bench.schema import COLUMN_NAMES
 from bench.suite import Cell
@@ -138,10 +138,9 @@ def _run(
         row.update(status="diverged", error=f"diverged at step {monitor.diverged_step}: {monitor.diverged_reason}")
         return
 
-    cfg = build(EvalConfig, cell.eval, owner="[eval]")
     family.train(False)
     measured = evaluate(
-        family, dataset, cfg, cache_dir=cache_dir, out_dir=results_dir / "samples" / cell.trial_id, seed=cell.seed
+        family, dataset, cell.eval, cache_dir=cache_dir, out_dir=results_dir / "samples" / cell.trial_id, seed=cell.seed
     )
     unknown = sorted(set(measured) - set(COLUMN_NAMES))
     if unknown:  # a contract mismatch must not cost the trial its measurements

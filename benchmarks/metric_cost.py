@@ -23,8 +23,6 @@ from pathlib import Path
 import torch
 
 from bench.datasets import make_dataset
-from bench.hparams import build
-from bench.metrics.config import EvalConfig
 from bench.metrics.extractors import label_classifier, resolve_extractor
 from bench.suite import load_suite
 from bench.trial import run_trial
@@ -39,7 +37,7 @@ def warm_caches(cells, cache_dir: Path) -> list[str]:
         if cell.dataset in done:
             continue
         done.add(cell.dataset)
-        cfg = build(EvalConfig, cell.eval, owner="[eval]")
+        cfg = cell.eval
         ds = make_dataset(cell.dataset, cell.dataset_options)
         t = time.perf_counter()
         extractor = resolve_extractor(ds, cfg, cache_dir)

@@ -48,3 +48,30 @@ def test_run_options_resume_and_restart_exclude_each_other(capsys):
 def test_report_on_a_missing_folder_is_an_input_error(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"genbench {version('genbench')}"
+
+
+def test_validate_cells_survives_a_closed_pipe():
+    """`genbench validate --cells | head`: the reader goes away; no traceback, exit 141 (SIGPIPE's)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "validate", "--cells", str(root / "suites" / "quick.toml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=root,
+    )
+    proc.stdout.close()  # before the first line is written: every write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == cli.EXIT_BROKEN_PIPE, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

@@ -125,3 +125,21 @@ def test_every_dataset_is_registered_and_rejects_unknown_options(name):
         build_options(name, {"n_trian": 5})
     msg = one_line(e)
     assert "'n_trian'" in msg and f"dataset {name!r}" in msg
+
+
+def test_every_registered_dataset_reports_its_facts_without_loading(tmp_path):
+    """Validation asks each dataset class for its facts; a root-less dataset answers with an
+    OptionError on `root`, the others with kind, labels and test size."""
+    from bench.datasets import OptionError
+
+    expected = {"8gaussians": 5000, "checkerboard": 5000, "moons": 5000, "digits": 360}
+    for name in DATASETS.names():
+        options = build_options(name, {"root": str(tmp_path)} if name in ("mnist", "cifar10", "folder") else {})
+        if name in expected:
+            facts = DATASETS.get(name).facts(options)
+            assert facts.n_test == expected[name] and facts.labels
+            assert make_dataset(name, options).test().shape[0] == facts.n_test  # the loader agrees
+        else:
+            with pytest.raises(OptionError) as info:
+                DATASETS.get(name).facts(options)
+            assert info.value.option == "root"

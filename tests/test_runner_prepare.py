@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from bench.hparams import build
-from bench.metrics import EvalConfig, extractors
+from bench.metrics import extractors
 from bench.runner import prepare_extractors
 from bench.suite import load_suite
 
@@ -37,8 +36,7 @@ def test_extractor_is_trained_once_before_the_trials(tmp_path, monkeypatch):
     # a trial's lookup is now a cache hit: nothing is trained inside the trial
     from bench.datasets import make_dataset
 
-    cfg = build(EvalConfig, cells[0].eval, owner="[eval]")
-    ex = extractors.resolve_extractor(make_dataset("digits"), cfg, tmp_path / "cache")
+    ex = extractors.resolve_extractor(make_dataset("digits"), cells[0].eval, tmp_path / "cache")
     assert len(calls) == 1 and ex.hash
 
 

@@ -1,18 +1,20 @@
-"""Suite files: every invalid case exits 2 with one line naming the file and field, before Ray
-starts; valid suites (the shipped ones included) expand into a grid with stable hashes. No Ray."""
-# ruff: noqa: E501  (the table of invalid suites keeps one case per line)
+"""Valid suites (the shipped ones included) expand into a grid of typed cells with stable hashes;
+the entry points exit 2 on an invalid suite (the table of broken suites: test_suite_invalid.py). No Ray."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bench import cli
 from bench.errors import ConfigError
+from bench.families import FAMILIES
 from bench.suite import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,121 +27,6 @@ BUDGETS = '[[budgets]]\nname = "short"\nsteps = 10\n'
 
 def doc(top=TOP, datasets=DATASETS, models=MODELS, budgets=BUDGETS, extra=""):
     return "\n".join([top, datasets, models, budgets, extra])
-
-
-# (case id, suite text, a string the one-line message must contain: the field at fault)
-INVALID = [
-    ("unknown-top-key", doc(top=TOP + 'nmae = "x"\n'), "nmae"),
-    ("missing-name", doc(top="seeds = [0]\n"), "name"),
-    ("bad-name", doc(top='name = "a/b"\nseeds = [0]\n'), "name"),
-    ("unknown-dataset-key", doc(datasets='[[datasets]]\nname = "digits"\noption = {}\n'), "datasets[0].option"),
-    ("unknown-model-key", doc(models='[[models]]\nfamily = "flow"\nhparam = {}\n'), "models[0].hparam"),
-    ("unknown-budget-key", doc(budgets='[[budgets]]\nname = "b"\nstep = 10\n'), "budgets[0].step"),
-    ("unknown-resources-key", doc(extra="[resources]\ncpu_per_trial = 1\n"), "resources.cpu_per_trial"),
-    ("unknown-eval-key", doc(extra="[eval]\nn_sample = 10\n"), "n_sample"),
-    ("unknown-hparam", doc(models='[[models]]\nfamily = "flow"\nhparams = { hiden = 3 }\n'), "models[0].hparams"),
-    (
-        "unknown-dataset-option",
-        doc(datasets='[[datasets]]\nname = "8gaussians"\noptions = { ntrain = 5 }\n'),
-        "datasets[0].options",
-    ),
-    ("unknown-family", doc(models='[[models]]\nfamily = "gann"\n'), "models[0].family"),
-    ("unknown-dataset", doc(datasets='[[datasets]]\nname = "imagenet"\n'), "datasets[0].name"),
-    ("seeds-type", doc(top='name = "t"\nseeds = "0"\n'), "seeds"),
-    ("seeds-float", doc(top='name = "t"\nseeds = [0.5]\n'), "seeds"),
-    ("steps-type", doc(budgets='[[budgets]]\nname = "b"\nsteps = "100"\n'), "budgets[0].steps"),
-    ("steps-float", doc(budgets='[[budgets]]\nname = "b"\nsteps = 1.5\n'), "budgets[0].steps"),
-    ("hparam-type", doc(models='[[models]]\nfamily = "flow"\nhparams = { batch_size = "64" }\n'), "models[0].hparams"),
-    (
-        "hparam-range",
-        doc(models='[[models]]\nfamily = "flow"\nhparams = { coupling_layers = 1 }\n'),
-        "models[0].hparams",
-    ),
-    ("cpus-type", doc(extra='[resources]\ncpus_per_trial = "1"\n'), "resources.cpus_per_trial"),
-    ("gpus-value", doc(extra='[resources]\ngpus_per_trial = "many"\n'), "resources.gpus_per_trial"),
-    ("gpus-negative", doc(extra="[resources]\ngpus_per_trial = -1\n"), "resources.gpus_per_trial"),
-    ("eval-type", doc(extra="[eval]\nn_samples = 1.5\n"), "n_samples"),
-    ("eval-range", doc(extra="[eval]\nn_samples = 0\n"), "n_samples"),
-    ("models-not-tables", doc(top=TOP + 'models = "flow"\n', models=""), "models"),
-    ("resources-not-table", doc(top=TOP + "resources = 3\n"), "resources"),
-    ("steps-zero", doc(budgets='[[budgets]]\nname = "b"\nsteps = 0\n'), "budgets[0].steps"),
-    ("steps-negative", doc(budgets='[[budgets]]\nname = "b"\nsteps = -5\n'), "budgets[0].steps"),
-    ("seconds-zero", doc(budgets='[[budgets]]\nname = "b"\nseconds = 0\n'), "budgets[0].seconds"),
-    ("seconds-negative", doc(budgets='[[budgets]]\nname = "b"\nseconds = -1.5\n'), "budgets[0].seconds"),
-    ("budget-without-limit", doc(budgets='[[budgets]]\nname = "b"\n'), "budgets[0]"),
-    ("empty-seeds", doc(top='name = "t"\nseeds = []\n'), "seeds"),
-    ("no-seeds", doc(top='name = "t"\n'), "seeds"),
-    ("no-models", doc(models=""), "models"),
-    ("no-datasets", doc(datasets=""), "datasets"),
-    ("no-budgets", doc(budgets=""), "budgets"),
-    ("duplicate-label", doc(models='[[models]]\nfamily = "flow"\n\n[[models]]\nfamily = "flow"\n'), "models[1]"),
-    ("duplicate-budget", doc(budgets=BUDGETS + '\n[[budgets]]\nname = "short"\nseconds = 5\n'), "budgets[1]"),
-    ("duplicate-dataset", doc(datasets=DATASETS + '\n[[datasets]]\nname = "digits"\n'), "datasets[2]"),
-    ("duplicate-seed", doc(top='name = "t"\nseeds = [1, 1]\n'), "seeds[1]"),
-    (
-        "missing-root",
-        doc(datasets='[[datasets]]\nname = "mnist"\noptions = { root = "no/such/dir" }\n'),
-        "datasets[0].options.root",
-    ),
-    ("empty-root", doc(datasets='[[datasets]]\nname = "cifar10"\n'), "datasets[0].options.root"),
-    (
-        "missing-weights",
-        doc(extra='[eval]\nfeature_extractor = "inception-v3-compat"\nfeature_extractor_weights_path = "nope.pth"\n'),
-        "eval.feature_extractor_weights_path",
-    ),
-    ("mixed-precision", doc(extra='[resources]\nmixed_precision = "fp32"\n'), "resources.mixed_precision"),
-    ("report-every-zero", doc(extra="[resources]\nreport_every_steps = 0\n"), "resources.report_every_steps"),
-    ("report-every-float", doc(extra="[resources]\nreport_every_steps = 1.5\n"), "resources.report_every_steps"),
-    (
-        "checkpoint-negative",
-        doc(extra="[resources]\ncheckpoint_every_steps = -1\n"),
-        "resources.checkpoint_every_steps",
-    ),
-    (
-        "override-unknown-dataset",
-        doc(models='[[models]]\nfamily = "flow"\noverrides.mnist = { hidden = 8 }\n'),
-        "models[0].overrides.mnist",
-    ),
-    (
-        "override-bad-hparam",
-        doc(models='[[models]]\nfamily = "flow"\noverrides.digits = { hiden = 8 }\n'),
-        "models[0].overrides.digits",
-    ),
-    ("toml-syntax", doc(top='name = "t"\nseeds = [0\n'), "line "),
-]
-
-
-@pytest.fixture
-def no_ray(monkeypatch):
-    """Replace ray.init and Tuner so that any attempt to start Ray is recorded (and fails)."""
-    import ray
-    from ray import tune
-
-    calls = []
-
-    def refuse(*args, **kwargs):
-        calls.append((args, kwargs))
-        raise AssertionError("Ray must not start for an invalid suite")
-
-    monkeypatch.setattr(ray, "init", refuse)
-    monkeypatch.setattr(tune, "Tuner", refuse)
-    return calls
-
-
-@pytest.mark.parametrize("text, field", [c[1:] for c in INVALID], ids=[c[0] for c in INVALID])
-def test_invalid_suite_exits_2_naming_file_and_field_without_ray(tmp_path, capsys, no_ray, text, field):
-    path = tmp_path / "bad.toml"
-    path.write_text(text)
-    data_root = tmp_path / "data"
-    data_root.mkdir()
-    for command in (["validate"], ["run", "--results", str(tmp_path / "results")]):
-        code = cli.main([command[0], str(path), "--data-root", str(data_root), *command[1:]])
-        err = capsys.readouterr().err.strip()
-        assert code == 2, err
-        assert "\n" not in err and err.startswith("genbench: error: "), err
-        assert str(path) in err and field in err, err
-    assert no_ray == []
-    assert not (tmp_path / "results").exists()
 
 
 def test_toml_syntax_error_reports_its_line(tmp_path):
@@ -183,12 +70,17 @@ def test_shipped_quick_suite_validates():
 
 @pytest.fixture
 def paper_data(tmp_path):
-    """The data root paper.toml expects: its relative dataset roots as folders and its Inception
-    weights as an (empty) file; existence is what validation checks, no data is read."""
+    """The data root paper.toml expects: its dataset roots in torchvision's layout and its Inception
+    weights, as empty files; the layout is what validation checks, no data is read."""
+    from bench.datasets import DATASETS
+
     raw = tomllib.loads((ROOT / "suites" / "paper.toml").read_text())
     root = tmp_path / "data"
     for ds in raw["datasets"]:
-        (root / ds["options"]["root"]).mkdir(parents=True)
+        cls = DATASETS.get(ds["name"])
+        (root / ds["options"]["root"] / cls.layout).mkdir(parents=True)
+        for name in cls.files:
+            (root / ds["options"]["root"] / cls.layout / name).write_bytes(b"")
     weights = root / raw["eval"]["feature_extractor_weights_path"]
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"")
@@ -198,13 +90,14 @@ def paper_data(tmp_path):
 def test_shipped_paper_suite_validates_against_a_data_root(paper_data, monkeypatch, capsys):
     suite = load_suite(ROOT / "suites" / "paper.toml", data_root=paper_data)
     assert [d.name for d in suite.datasets] == ["mnist", "cifar10"]
-    assert suite.datasets[0].options["root"] == str(paper_data / "mnist")  # absolute for Ray workers
+    assert suite.datasets[0].options.root == str(paper_data / "mnist")  # absolute for Ray workers
     assert suite.eval.feature_extractor == "inception-v3-compat"
     assert suite.eval.feature_extractor_weights_path.startswith(str(paper_data))
     assert suite.resources.mixed_precision == "bf16" and suite.resources.gpus_per_trial == 1
     # the environment variable is the fallback for --data-root
     monkeypatch.setenv("GENBENCH_DATA_ROOT", str(paper_data))
-    assert cli.main(["validate", str(ROOT / "suites" / "paper.toml")]) == 0
+    # a cluster suite (4 CPUs and a GPU per trial): --address leaves [resources] to the runner
+    assert cli.main(["validate", str(ROOT / "suites" / "paper.toml"), "--address", "auto"]) == 0
     assert "48 trials" in capsys.readouterr().out
     monkeypatch.setenv("GENBENCH_DATA_ROOT", str(paper_data / "elsewhere"))
     with pytest.raises(ConfigError, match=r"paper\.toml: datasets\[0\]\.options\.root: missing data root"):
@@ -227,8 +120,9 @@ def test_grid_is_the_full_product_with_overrides_per_dataset(tmp_path):
     assert len(cells) == 2 * 2 * 2 * 2
     assert len({c.trial_id for c in cells}) == len(cells)
     flow = {c.dataset: c for c in cells if c.label == "flow" and c.seed == 0 and c.budget == "short"}
-    assert flow["8gaussians"].hparams == {"hidden": 16}
-    assert flow["digits"].hparams == {"hidden": 16, "width": 8}
+    default = FAMILIES.get("flow").Hparams()
+    assert flow["8gaussians"].hparams == dataclasses.replace(default, hidden=16)  # typed, defaults filled
+    assert flow["digits"].hparams == dataclasses.replace(default, hidden=16, width=8)
     timed = next(c for c in cells if c.budget == "timed")
     assert timed.steps is None and timed.seconds == 2.5
     assert [c.seed for c in cells[:8]] == [0] * 8  # seed-major: a partial run covers the grid
@@ -255,14 +149,19 @@ def test_trial_ids_are_stable_and_track_the_config(tmp_path):
 
 
 def test_moving_the_data_root_keeps_trial_ids(tmp_path):
-    text = doc(datasets='[[datasets]]\nname = "folder"\noptions = { root = "imgs" }\n')
+    text = doc(
+        datasets='[[datasets]]\nname = "folder"\noptions = { root = "imgs" }\n',
+        extra='[eval]\nfeature_extractor = "raw"\nprc_neighborhood = 1\n',  # folders have no labels
+    )
     a, b = tmp_path / "a", tmp_path / "b"
-    (a / "imgs").mkdir(parents=True)
-    (b / "imgs").mkdir(parents=True)
+    for root in (a, b):
+        (root / "imgs").mkdir(parents=True)
+        for i in range(20):
+            Image.new("RGB", (8, 8), (i, i, i)).save(root / "imgs" / f"{i}.png")
     cells_a = load_suite(write(tmp_path, text), data_root=a).cells()
     cells_b = load_suite(write(tmp_path, text), data_root=b).cells()
     assert [c.trial_id for c in cells_a] == [c.trial_id for c in cells_b]
-    assert cells_a[0].dataset_options["root"] == str(a / "imgs")
+    assert cells_a[0].dataset_options.root == str(a / "imgs")
 
 
 def test_cell_round_trips_through_a_dict(tmp_path):
@@ -270,3 +169,96 @@ def test_cell_round_trips_through_a_dict(tmp_path):
 
     cell = load_suite(write(tmp_path, doc())).cells()[0]
     assert Cell.from_dict(cell.to_dict()) == cell
+
+
+def old_ids(path: Path) -> list[tuple[str, str, str]]:
+    """The hashing as it was before cells carried typed settings, re-implemented from the raw TOML
+    (written dicts through the registries): cells must keep these ids, so old results stay resumable."""
+    import hashlib
+    import itertools
+    import json
+
+    from bench.datasets import build_options
+    from bench.families import build_hparams
+    from bench.hparams import build, to_dict
+    from bench.metrics.config import EvalConfig
+
+    def digest(obj):
+        return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()[
+            :16
+        ]
+
+    raw = tomllib.loads(path.read_text())
+    ev = {k: v for k, v in to_dict(build(EvalConfig, raw.get("eval", {}), owner="e")).items() if "weights" not in k}
+    out = []
+    for seed, b, d, m in itertools.product(raw["seeds"], raw["budgets"], raw["datasets"], raw["models"]):
+        hp = {**m.get("hparams", {}), **m.get("overrides", {}).get(d["name"], {})}
+        options = to_dict(build_options(d["name"], d.get("options", {})))
+        config = {
+            "family": m["family"],
+            "hparams": to_dict(build_hparams(m["family"], hp)),
+            "dataset": d["name"],
+            "options": {k: v for k, v in options.items() if k != "root"},
+            "steps": b.get("steps"),
+            "seconds": None if "seconds" not in b else float(b["seconds"]),
+            "eval": ev,
+            "mixed_precision": raw.get("resources", {}).get("mixed_precision", "no"),
+        }
+        label, ch = m.get("label", m["family"]), digest(config)
+        tid = digest({"label": label, "dataset": d["name"], "budget": b["name"], "seed": seed, "config": ch})
+        out.append((f"{label}/{d['name']}/{b['name']}/seed{seed}", tid, ch))
+    return out
+
+
+def test_typed_cells_keep_the_trial_ids_of_untuned_suites(tmp_path):
+    quick = ROOT / "suites" / "quick.toml"
+    assert [(c.name, c.trial_id, c.config_hash) for c in load_suite(quick).cells()] == old_ids(quick)
+    path = write(tmp_path, doc())
+    assert [(c.name, c.trial_id, c.config_hash) for c in load_suite(path).cells()] == old_ids(path)
+
+
+def test_cells_carry_typed_settings_and_cross_ray_as_plain_data(tmp_path):
+    import json
+
+    from bench.datasets import DATASETS
+    from bench.metrics.config import EvalConfig
+    from bench.suite import Cell
+
+    text = doc(models=MODELS + "space = { lr = { loguniform = [1e-4, 1e-2] } }\n", extra="[tune]\nsamples = 3\n")
+    for cell in load_suite(write(tmp_path, doc())).cells() + load_suite(write(tmp_path, text)).cells():
+        assert isinstance(cell.hparams, FAMILIES.get(cell.family).Hparams)
+        assert isinstance(cell.dataset_options, DATASETS.get(cell.dataset).Options)
+        assert isinstance(cell.eval, EvalConfig)
+        plain = json.loads(json.dumps(cell.to_dict()))  # JSON-able: nothing typed crosses to Ray
+        assert Cell.from_dict(plain) == cell
+
+
+def test_a_search_space_and_tune_table_are_typed_and_change_only_the_tuned_ids(tmp_path):
+    from bench.suite import Dist, TuneSpec
+
+    space = (
+        "space = { lr = { loguniform = [1e-4, 1e-2] }, hidden = { choice = [16, 32] }, "
+        "layers = { randint = [1, 4] } }\n"
+    )
+    models = '[[models]]\nfamily = "flow"\n' + space + '\n[[models]]\nfamily = "gan"\n'
+    tuned = load_suite(write(tmp_path, doc(models=models, extra='[tune]\nmetric = "fid"\nseeds = [5, 6]\n')))
+    plain = load_suite(write(tmp_path, doc(models='[[models]]\nfamily = "flow"\n\n[[models]]\nfamily = "gan"\n')))
+    assert tuned.tune == TuneSpec(metric="fid", samples=8, search="random", scheduler="fifo", seeds=(5, 6))
+    assert plain.tune is None
+    flow = tuned.models[0]
+    assert flow.space == {
+        "lr": Dist("loguniform", (1e-4, 1e-2)),
+        "hidden": Dist("choice", (16, 32)),
+        "layers": Dist("randint", (1, 4)),
+    }
+    assert tuned.models[1].space == {}
+    a, b = tuned.cells(), plain.cells()
+    assert all(x.trial_id != y.trial_id for x, y in zip(a, b))  # space / [tune] enter the hash
+    assert a[0].space == flow.space and a[0].tune == tuned.tune
+    # randint bounds are fine for a float hyper-parameter; a choice of tuples for a tuple one
+    ok = (
+        '[[models]]\nfamily = "gan"\n'
+        "space = { lr = { randint = [1, 3] }, betas = { choice = [[0.5, 0.9], [0.0, 0.99]] } }\n"
+    )
+    gan = load_suite(write(tmp_path, doc(models=ok, extra='[tune]\nmetric = "fid"\n'))).models[0]
+    assert gan.space["betas"] == Dist("choice", ((0.5, 0.9), (0.0, 0.99)))

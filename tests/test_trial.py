@@ -82,7 +82,7 @@ def test_exception_becomes_failed_row(cell, tmp_path):
 
 
 def test_divergence_stops_training_and_skips_evaluation(cell, tmp_path):
-    hparams = {**cell.hparams, "lr": 1e4, "grad_clip": 0.0}  # no clipping: the step explodes
+    hparams = dataclasses.replace(cell.hparams, lr=1e4, grad_clip=0.0)  # no clipping: the step explodes
     wild = dataclasses.replace(cell, hparams=hparams, steps=200)
     row = run_trial(wild, results_dir=tmp_path)
     assert row["status"] == "diverged" and "non-finite" in row["error"]

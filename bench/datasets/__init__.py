@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bench.datasets.base import Dataset, DataSpec
+from bench.datasets.base import Dataset, DataSpec, Facts, OptionError
 from bench.datasets.images import CIFAR10, MNIST, Digits, ImageFolder
 from bench.datasets.toy import Checkerboard, EightGaussians, Moons
 from bench.hparams import build
@@ -23,11 +23,13 @@ DATASETS.register("folder", ImageFolder)
 
 def build_options(name: str, options: Mapping[str, Any] | None = None):
     """Checked loader options for dataset `name` (unknown keys raise ConfigError)."""
-    return build(DATASETS.get(name).Options, options, owner=f"dataset {name!r}")
+    return build(DATASETS.get(name).Options, options, owner=f"dataset {name!r}", noun="option")
 
 
-def make_dataset(name: str, options: Mapping[str, Any] | None = None) -> Dataset:
-    return DATASETS.get(name)(build_options(name, options))
+def make_dataset(name: str, options: Any = None) -> Dataset:
+    """Dataset `name` from its built Options (as a Cell carries them) or a plain mapping."""
+    cls = DATASETS.get(name)
+    return cls(options if isinstance(options, cls.Options) else build_options(name, options))
 
 
-__all__ = ["DATASETS", "DataSpec", "Dataset", "build_options", "make_dataset"]
+__all__ = ["DATASETS", "DataSpec", "Dataset", "Facts", "OptionError", "build_options", "make_dataset"]

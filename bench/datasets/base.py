@@ -17,6 +17,8 @@ from typing import ClassVar, Literal
 
 import torch
 
+from bench.errors import ConfigError
+
 Kind = Literal["points", "image"]
 
 
@@ -58,6 +60,23 @@ class DataSpec:
         return q.float() / (self.levels - 1) * 2 - 1
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What validation needs to know about a dataset before any trial loads it."""
+
+    kind: Kind  # points or image: decides what "auto" feature extractor means
+    labels: bool  # train_labels() returns labels (the classifier feature extractor trains on them)
+    n_test: int  # test examples (the metrics' real side is capped at this)
+
+
+class OptionError(ConfigError):
+    """A dataset option that cannot work (a root without the expected files); names the option."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
+
+
 class Dataset(ABC):
     """A fixed train/test split in model space. Constructed from a typed `Options` dataclass."""
 
@@ -65,6 +84,15 @@ class Dataset(ABC):
 
     def __init__(self, options):
         self.options = options
+
+    @classmethod
+    def facts(cls, options) -> Facts:
+        """Cheap checks before anything runs (root layout, file counts; no data is decoded).
+
+        Raises OptionError naming the option at fault; called by suite validation, so every
+        registered dataset implements it (tests/test_registry.py checks).
+        """
+        raise NotImplementedError(f"{cls.__name__} does not implement Dataset.facts")
 
     @property
     @abstractmethod

@@ -9,6 +9,7 @@ Loading is lazy (first call of train()/test()) and cached; a missing root fails 
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 from dataclasses import dataclass
 from functools import cached_property
@@ -22,7 +23,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from bench.datasets.base import Dataset, DataSpec
+from bench.datasets.base import Dataset, DataSpec, Facts, OptionError
 from bench.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,17 @@ def _existing_root(root: str, name: str, expected: str) -> Path:
             f"(expected it to hold {expected})"
         )
     return path
+
+
+ROOT_HINT = "set options.root (relative paths are resolved against --data-root, else $GENBENCH_DATA_ROOT, else ./data)"
+
+
+def _checked_root(root: str, name: str, expected: str) -> Path:
+    """_existing_root for validation: the same check as an OptionError on `root` with the hint."""
+    try:
+        return _existing_root(root, name, expected)
+    except DataError as exc:
+        raise OptionError("root", f"{exc}; {ROOT_HINT}") from None
 
 
 def _head(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -85,6 +97,13 @@ class Digits(Dataset):
         def validate(self) -> None:
             if not 0 < self.test_fraction < 1:
                 raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+
+    N_IMAGES = 1797  # sklearn's bundled copy
+
+    @classmethod
+    def facts(cls, options) -> Facts:
+        # sklearn's train_test_split rounds the test share up
+        return Facts(kind="image", labels=True, n_test=math.ceil(cls.N_IMAGES * options.test_fraction))
 
     @property
     def spec(self) -> DataSpec:
@@ -132,6 +151,8 @@ class _TorchvisionDataset(Dataset):
     name = "torchvision"
     shape: tuple[int, int, int] = (1, 1, 1)
     layout = "folder"  # what the root must contain, for error messages
+    files: tuple[str, ...] = ()  # files torchvision needs under root/layout
+    test_size = 0  # images in the official test split
 
     @dataclass
     class Options(SplitCaps):
@@ -140,6 +161,19 @@ class _TorchvisionDataset(Dataset):
     def __init__(self, options):
         super().__init__(options)
         self.root = _existing_root(options.root, self.name, self.layout)
+
+    @classmethod
+    def facts(cls, options) -> Facts:
+        root = _checked_root(options.root, cls.name, cls.layout)
+        missing = [f for f in cls.files if not (root / cls.layout / f).is_file()]
+        if missing:
+            raise OptionError(
+                "root",
+                f"dataset {cls.name!r}: root {str(root)!r} lacks {cls.layout}/{missing[0]} "
+                f"(expected {cls.layout}/{{{','.join(cls.files)}}}); {ROOT_HINT}",
+            )
+        n_test = min(options.n_test, cls.test_size) if options.n_test else cls.test_size
+        return Facts(kind="image", labels=True, n_test=n_test)
 
     @property
     def spec(self) -> DataSpec:
@@ -202,6 +236,8 @@ class MNIST(_TorchvisionDataset):
     name = "mnist"
     shape = (1, 28, 28)
     layout = "MNIST/raw"
+    files = tuple(f"{p}-{k}-ubyte" for p in ("train", "t10k") for k in ("images-idx3", "labels-idx1"))
+    test_size = 10_000
 
     def _read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         tv = torchvision.datasets.MNIST(root=str(self.root), train=train, download=False)
@@ -222,6 +258,8 @@ class CIFAR10(_TorchvisionDataset):
     name = "cifar10"
     shape = (3, 32, 32)
     layout = "cifar-10-batches-py"
+    files = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+    test_size = 10_000
 
     def _read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         tv = torchvision.datasets.CIFAR10(root=str(self.root), train=train, download=False)
@@ -254,12 +292,32 @@ class ImageFolder(Dataset):
     def __init__(self, options):
         super().__init__(options)
         self.root = _existing_root(options.root, "folder", "*.png / *.jpg images")
-        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in self.SUFFIXES)
+        self.files = self._images(self.root)
         if len(self.files) < 2:
             raise DataError(
                 f"dataset 'folder': {str(self.root)!r} holds {len(self.files)} png/jpg "
                 "images; need at least 2 (one train, one test)"
             )
+
+    @classmethod
+    def _images(cls, root: Path) -> list[Path]:
+        return sorted(p for p in root.rglob("*") if p.suffix.lower() in cls.SUFFIXES)
+
+    @staticmethod
+    def _n_test(n: int, fraction: float) -> int:
+        """Test images of an n-image folder: at least one on each side."""
+        return min(max(1, round(n * fraction)), n - 1)
+
+    @classmethod
+    def facts(cls, options) -> Facts:
+        root = _checked_root(options.root, "folder", "*.png / *.jpg images")
+        n = len(cls._images(root))
+        if n < 2:
+            raise OptionError(
+                "root",
+                f"dataset 'folder': {str(root)!r} holds {n} png/jpg images; need at least 2 (one train, one test)",
+            )
+        return Facts(kind="image", labels=False, n_test=cls._n_test(n, options.test_fraction))
 
     @property
     def spec(self) -> DataSpec:
@@ -283,7 +341,7 @@ class ImageFolder(Dataset):
         files = tqdm(self.files, desc=f"loading {self.root.name}", unit="img", disable=None, leave=False)
         q = torch.from_numpy(np.stack([self._read(p) for p in files]))
         order = torch.from_numpy(np.random.default_rng(self.options.seed).permutation(len(q)))
-        n_test = min(max(1, round(len(q) * self.options.test_fraction)), len(q) - 1)
+        n_test = self._n_test(len(q), self.options.test_fraction)
         x = self.spec.from_levels(q[order])
         return {"train": x[n_test:], "test": x[:n_test]}
 

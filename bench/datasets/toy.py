@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from sklearn.datasets import make_moons
 
-from bench.datasets.base import Dataset, DataSpec
+from bench.datasets.base import Dataset, DataSpec, Facts
 
 _TRAIN, _TEST = 0, 1  # stream ids mixed into the seed of each split
 
@@ -46,6 +46,10 @@ class _Toy(Dataset):
     def __init__(self, options: ToyOptions):
         super().__init__(options)
         self._splits: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def facts(cls, options: ToyOptions) -> Facts:
+        return Facts(kind="points", labels=True, n_test=options.n_test)
 
     @property
     def spec(self) -> DataSpec:

@@ -26,9 +26,11 @@ def build_hparams(name: str, hparams: Mapping[str, Any] | None = None):
     return build(FAMILIES.get(name).Hparams, hparams, owner=f"family {name!r}")
 
 
-def make_family(name: str, spec: DataSpec, hparams: Mapping[str, Any] | None = None) -> Family:
-    """Build family `name` for data `spec`; seed torch before calling for reproducible init."""
-    return FAMILIES.get(name)(spec, build_hparams(name, hparams))
+def make_family(name: str, spec: DataSpec, hparams: Any = None) -> Family:
+    """Build family `name` for data `spec` from its built Hparams (as a Cell carries them) or a plain
+    mapping; seed torch before calling for reproducible init."""
+    cls = FAMILIES.get(name)
+    return cls(spec, hparams if isinstance(hparams, cls.Hparams) else build_hparams(name, hparams))
 
 
 __all__ = ["FAMILIES", "Family", "build_hparams", "make_family"]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+EXTRACTORS = ("raw", "classifier", "inception-v3-compat")  # eval.feature_extractor besides "auto"
+AUTO_EXTRACTOR = {"points": "raw", "image": "classifier"}  # what "auto" means per data kind
+
 
 @dataclass
 class EvalConfig:
@@ -47,8 +50,18 @@ class EvalConfig:
                 raise ValueError(f"eval.{name} must be positive, got {getattr(self, name)}")
         if any(s <= 0 for s in self.ddpm_steps):
             raise ValueError(f"eval.ddpm_steps must be positive, got {self.ddpm_steps}")
-        allowed = ("auto", "raw", "classifier", "inception-v3-compat")
+        allowed = ("auto", *EXTRACTORS)
         if self.feature_extractor not in allowed:
             raise ValueError(f"eval.feature_extractor must be one of {allowed}, got {self.feature_extractor!r}")
         if self.feature_extractor == "inception-v3-compat" and not self.feature_extractor_weights_path:
             raise ValueError("eval.feature_extractor_weights_path is required for inception-v3-compat")
+
+    def extractor_for(self, kind: str) -> str:
+        """The feature extractor used on data of `kind` ("points" | "image"), "auto" resolved."""
+        return AUTO_EXTRACTOR[kind] if self.feature_extractor == "auto" else self.feature_extractor
+
+    @property
+    def min_real(self) -> int:
+        """Fewest real test examples the sample metrics work with: KID needs subsets of 2 and
+        precision/recall's k-NN balls k + 1 points."""
+        return max(2, self.prc_neighborhood + 1)

@@ -34,6 +34,7 @@ from bench.metrics.cache import (
     state_dict_hash,
     tensor_hash,
 )
+from bench.metrics.config import AUTO_EXTRACTOR
 from bench.metrics.fidelity import FidelityExtractor, to_uint8
 
 log = logging.getLogger(__name__)
@@ -256,7 +257,7 @@ RESOLVERS: dict[str, Callable[..., Extractor]] = {
     "classifier": _classifier,
     "inception-v3-compat": _inception,
 }
-AUTO = {"points": "raw", "image": "classifier"}  # what "auto" means per data kind
+AUTO = AUTO_EXTRACTOR  # what "auto" means per data kind (defined with EvalConfig)
 
 
 def resolve_extractor(dataset, cfg, cache_dir: Path) -> Extractor:

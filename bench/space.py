@@ -1,0 +1,165 @@
+"""Search spaces (`[[models]] space = {...}`) and the `[tune]` table: typed values and their checks.
+
+A space maps hyper-parameters of the model's family to distributions:
+
+    space = { lr = { loguniform = [1e-4, 3e-3] }, hidden = { choice = [64, 128, 256] } }
+
+| distribution | args | values | allowed for |
+|---|---|---|---|
+| `uniform` | `[lo, hi]`, lo < hi, finite | floats in [lo, hi] | float hyper-parameters |
+| `loguniform` | `[lo, hi]`, 0 < lo < hi, finite | floats, log-uniform | float hyper-parameters |
+| `randint` | `[lo, hi]` integers, lo < hi | integers lo <= x < hi (Ray Tune's convention) | int and float ones |
+| `choice` | a non-empty array | its elements | any; each element is type-checked |
+
+Bounds (randint: lo and hi - 1) and every choice are checked against the family's own range checks.
+Checks return `(field, message)` pairs so the suite parser can report every problem at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bench.errors import ConfigError
+from bench.hparams import build, describe, field_type, type_ok
+
+DistKind = Literal["uniform", "loguniform", "randint", "choice"]
+DIST_KINDS: tuple[str, ...] = ("uniform", "loguniform", "randint", "choice")
+TUNE_METRICS = ("nll", "fid")  # validation metrics a tuning run can minimise
+SEARCHES = ("random", "optuna")  # Ray Tune search: BasicVariantGenerator | OptunaSearch
+SCHEDULERS = ("fifo", "asha")  # Ray Tune scheduler: FIFOScheduler | ASHAScheduler
+SEED_LIMIT = 2**32  # numpy's seed range
+
+
+@dataclass(frozen=True)
+class Dist:
+    """One hyper-parameter's distribution; `args` = (lo, hi) or the choices."""
+
+    kind: DistKind
+    args: tuple
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "args": list(self.args)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Dist:
+        return cls(kind=d["kind"], args=tuple(d["args"]))
+
+    def extremes(self) -> tuple:
+        """The values at the edges of the space (all of them for choice): what range checks see."""
+        if self.kind == "choice":
+            return self.args
+        lo, hi = self.args
+        return (lo, hi - 1) if self.kind == "randint" else (lo, hi)
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """The suite's [tune] table."""
+
+    metric: str = "nll"  # validation metric, minimised: "nll" or "fid"
+    samples: int = 8  # configurations tried per model × dataset × budget (the same for every model)
+    search: str = "random"  # "random" (Ray Tune's random search) or "optuna" (OptunaSearch)
+    scheduler: str = "fifo"  # "fifo" (every configuration trains its full budget) or "asha" (early stopping)
+    seeds: tuple[int, ...] = (0,)  # seeds of the tuning trials
+
+
+def parse_dist(value: Any, hp_type: Any) -> tuple[Dist | None, str]:
+    """(Dist, "") or (None, why) for one `space` entry of a hyper-parameter of type `hp_type`."""
+    shape = "expected { uniform|loguniform|randint = [lo, hi] } or { choice = [values] }"
+    if not isinstance(value, dict) or len(value) != 1:
+        return None, f"{shape}, got {value!r}"
+    ((kind, args),) = value.items()
+    if kind not in DIST_KINDS:
+        return None, f"unknown distribution {kind!r}; expected one of: {', '.join(DIST_KINDS)}"
+    if kind == "choice":
+        if not isinstance(args, list) or not args:
+            return None, f"choice: expected a non-empty array of values, got {args!r}"
+        wrong = [v for v in args if not type_ok(v, hp_type)]
+        if wrong:
+            return None, f"choice: {wrong[0]!r} is not a valid {describe(hp_type)}"
+        return Dist("choice", tuple(tuple(v) if isinstance(v, list) else v for v in args)), ""
+    number = int if kind == "randint" else float
+    if not (isinstance(args, list) and len(args) == 2 and all(type_ok(a, number) for a in args)):
+        return None, f"{kind}: expected two {number.__name__} bounds [lo, hi], got {args!r}"
+    lo, hi = args
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return None, f"{kind}: bounds must be finite, got {args!r}"
+    if not lo < hi:
+        return None, f"{kind}: bounds in the wrong order: expected lo < hi, got {args!r}"
+    if kind == "loguniform" and not lo > 0:
+        return None, f"loguniform: bounds must be > 0, got {args!r}"
+    if not type_ok(number(lo), hp_type):  # a float distribution for an int / bool / str field
+        return None, f"{kind} draws {number.__name__}s but the hyper-parameter is {describe(hp_type)}; use " + (
+            "randint or choice" if type_ok(1, hp_type) else "choice"
+        )
+    return Dist(kind, (lo, hi)), ""
+
+
+def parse_space(
+    table: Any, family: str, hp_cls: type, fixed: Mapping[str, Any], overridden: Collection[str] = ()
+) -> tuple[dict[str, Dist], list]:
+    """Checked space of a model: ({key: Dist}, [(key or "", message)]).
+
+    `fixed` are the model's written hparams and `overridden` the keys its overrides set: a key may not
+    be both fixed and searched. Range checks build the family's Hparams with each extreme value on top
+    of `fixed` (skipped when `fixed` alone is invalid: that error is reported on hparams).
+    """
+    if not isinstance(table, dict):
+        return {}, [("", f"expected a table of hyper-parameter = distribution, got {table!r}")]
+    names = {f.name for f in dataclasses.fields(hp_cls)}
+    space, errors = {}, []
+    try:
+        build(hp_cls, fixed, owner=f"family {family!r}")
+        check_ranges = True
+    except ConfigError:
+        check_ranges = False
+    for key, value in table.items():
+        if key not in names:
+            errors.append((key, f"not a hyper-parameter of family {family!r}; known: {', '.join(sorted(names))}"))
+            continue
+        if key in fixed or key in overridden:
+            where = "hparams" if key in fixed else "overrides"
+            errors.append((key, f"set both in {where} and space; keep one"))
+            continue
+        dist, why = parse_dist(value, field_type(hp_cls, key))
+        if dist is None:
+            errors.append((key, why))
+            continue
+        for v in dist.extremes() if check_ranges else ():
+            try:
+                build(hp_cls, {**fixed, key: v}, owner=f"family {family!r}")
+            except ConfigError as exc:
+                errors.append((key, f"{dist.kind} value {v!r} is out of range ({exc})"))
+                break
+        else:
+            space[key] = dist
+    return space, errors
+
+
+def parse_tune(table: Any) -> tuple[TuneSpec | None, list]:
+    """The [tune] table as a TuneSpec (defaults filled) and [(field, message)] problems."""
+    if not isinstance(table, dict):
+        return None, [("", f"expected a table, got {table!r}")]
+    names = [f.name for f in dataclasses.fields(TuneSpec)]
+    errors = [(k, f"unknown key; expected one of: {', '.join(names)}") for k in table if k not in names]
+    values = {k: v for k, v in table.items() if k in names}
+    for key, allowed in (("metric", TUNE_METRICS), ("search", SEARCHES), ("scheduler", SCHEDULERS)):
+        if key in values and values[key] not in allowed:
+            errors.append((key, f"expected one of {', '.join(map(repr, allowed))}, got {values.pop(key)!r}"))
+    if "samples" in values and not (type_ok(values["samples"], int) and values["samples"] > 0):
+        errors.append(("samples", f"expected an integer > 0, got {values.pop('samples')!r}"))
+    if "seeds" in values:
+        seeds = values.pop("seeds")
+        ok = isinstance(seeds, list) and seeds and all(type_ok(s, int) and 0 <= s < SEED_LIMIT for s in seeds)
+        if not ok or len(set(seeds)) != len(seeds):
+            errors.append(("seeds", f"expected a non-empty array of unique integers in [0, 2**32), got {seeds!r}"))
+        else:
+            values["seeds"] = tuple(seeds)
+    if values.get("search") == "optuna" and importlib.util.find_spec("optuna") is None:
+        errors.append(("search", "'optuna' needs the optuna package (pip install optuna); or use 'random'"))
+    return (None if errors else TuneSpec(**values)), errors

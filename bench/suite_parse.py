@@ -1,0 +1,431 @@
+"""Checks of one parsed suite document, collecting EVERY problem (bench.suite.load_suite reports them).
+
+Each problem is one line `<file>: <field>: <what was expected>`. Checks go section by section and
+go on after a problem, so one `validate` lists all of a file's mistakes; a check that needs a value
+that was itself invalid is skipped (its own error is already on the list). Non-finite numbers are
+found in one pass over the whole document, and the per-field checks skip those fields.
+Dataset-specific checks (root layout, test-set size, labels) come from the dataset classes'
+`facts` hook; what the metrics need of a dataset comes from EvalConfig.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from bench.datasets import DATASETS, Facts, OptionError
+from bench.errors import ConfigError
+from bench.families import FAMILIES
+from bench.hparams import build, field_errors
+from bench.metrics.config import EvalConfig
+from bench.space import SEED_LIMIT, parse_space, parse_tune
+from bench.suite import (
+    _NAME_RE,
+    BUDGET_KEYS,
+    DATASET_KEYS,
+    MIXED_PRECISION,
+    MODEL_KEYS,
+    NAME_MAX,
+    ROOT_HINT,
+    TOP_KEYS,
+    Budget,
+    DatasetEntry,
+    ModelEntry,
+    Resources,
+    Suite,
+)
+
+SHOW_MAX = 60  # characters of a written value quoted in an error line
+
+
+class Parser:
+    """Checks one parsed TOML document; `errors` holds (field, message) for each problem."""
+
+    def __init__(self, source: str, data_root: Path, *, check_machine: bool = False):
+        self.source = source
+        self.data_root = data_root
+        self.check_machine = check_machine
+        self.errors: list[tuple[str, str]] = []
+        self.nonfinite: set[str] = set()  # fields holding nan/inf (reported once, skipped after)
+        self.facts: dict[str, Facts] = {}  # dataset name -> what validation knows of it
+        self.misspelt: set[str] = set()  # tables with an unknown key (a missing key may be that key)
+        self.spaced: list[str] = []  # models that wrote a `space` (valid or not)
+
+    # --- recording ----------------------------------------------------------------------------
+    def error(self, where: str, what: str) -> None:
+        """Record a problem, unless it repeats one or follows from a non-finite value inside."""
+        covered = any(p == where or p.startswith((where + ".", where + "[")) for p in self.nonfinite)
+        if not covered and (where, what) not in self.errors:
+            self.errors.append((where, what))
+
+    def lines(self) -> list[str]:
+        return [_printable(f"{self.source}: {where or 'top level'}: {what}") for where, what in self.errors]
+
+    def find_nonfinite(self, value: Any, where: str) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            self.errors.append((where, f"expected a finite number, got {value!r}"))
+            self.nonfinite.add(where)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                self.find_nonfinite(v, _join(where, k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                self.find_nonfinite(v, f"{where}[{i}]")
+
+    # --- generic checks -----------------------------------------------------------------------
+    def table(self, value: Any, where: str, allowed: tuple[str, ...]) -> dict[str, Any] | None:
+        """The table's known keys (unknown ones are recorded); None if it is not a table."""
+        if not isinstance(value, dict):
+            self.error(where, f"expected a table, got {_show(value)}")
+            return None
+        for key in value:
+            if key not in allowed:
+                self.error(_join(where, key), f"unknown key; expected one of: {', '.join(allowed)}")
+                self.misspelt.add(where)
+        return {k: v for k, v in value.items() if k in allowed}
+
+    def tables(self, raw: dict[str, Any], key: str, allowed: tuple[str, ...]) -> list[tuple[dict, str]]:
+        value = raw.get(key)
+        if value is None or value == []:
+            self.error(key, f"empty grid: at least one [[{key}]] entry is required")
+            return []
+        if not isinstance(value, list):
+            self.error(key, f"expected an array of tables ([[{key}]]), got {_show(value)}")
+            return []
+        out = [(self.table(v, f"{key}[{i}]", allowed), f"{key}[{i}]") for i, v in enumerate(value)]
+        return [(t, where) for t, where in out if t is not None]
+
+    def name(self, value: Any, where: str) -> str | None:
+        ok = isinstance(value, str) and len(value) <= NAME_MAX and _NAME_RE.fullmatch(value)
+        if not ok:
+            self.error(
+                where,
+                f"expected a name of 1 to {NAME_MAX} letters, digits, '.', '_' or '-' starting with a letter "
+                f"or digit, got {_show(value)}",
+            )
+        return value if ok else None
+
+    def positive(self, value: Any, where: str, kind: type) -> int | float | None:
+        types = (int, float) if kind is float else int
+        if isinstance(value, bool) or not isinstance(value, types) or not value > 0:
+            self.error(where, f"expected a positive {'number' if kind is float else 'integer'}, got {_show(value)}")
+            return None
+        return value
+
+    def unique(self, names: list[Any], where: str, what: str, hint: str = "") -> None:
+        seen = set()
+        for i, n in enumerate(names):
+            if n is not None and n in seen:
+                self.error(f"{where}[{i}]", f"duplicate {what} {n!r}; expected unique {what}s{hint}")
+            seen.add(n)
+
+    def typed(self, cls: type, mapping: dict, where: str, *, owner: str, noun: str) -> Any:
+        """`cls` built from `mapping`: each unknown or mistyped key is its own error; the cross-field
+        `validate()` error names the table. None when the table is invalid."""
+        bad = field_errors(cls, mapping, owner=owner, noun=noun)
+        for key, msg in bad:
+            self.error(_join(where, key), msg)
+        good = {k: v for k, v in mapping.items() if k not in dict(bad) and _join(where, k) not in self.nonfinite}
+        try:
+            built = build(cls, good, owner=owner, noun=noun)
+        except ConfigError as exc:
+            self.error(where, str(exc))
+            return None
+        return None if bad else built
+
+    def path(self, value: str, where: str, what: str, hint: str = "") -> str | None:
+        if not value:
+            self.error(where, f"required: {what}{hint}")
+            return None
+        p = Path(value).expanduser()
+        p = p if p.is_absolute() else self.data_root / p
+        if not p.exists():
+            self.error(
+                where,
+                f"missing {what}: {str(p)!r} does not exist (relative paths are resolved against the data root "
+                f"{str(self.data_root)!r}: --data-root, else $GENBENCH_DATA_ROOT, else ./data)",
+            )
+            return None
+        return str(p)
+
+    # --- sections -----------------------------------------------------------------------------
+    def suite(self, raw: dict[str, Any]) -> Suite | None:
+        self.find_nonfinite(raw, "")
+        raw = self.table(raw, "", TOP_KEYS)
+        if "name" not in raw:
+            self.error("name", "required: the suite's name (results go to <results>/<name>/)")
+        name = self.name(raw.get("name"), "name") if "name" in raw else None
+        seeds = self.seeds(raw.get("seeds"))
+        datasets = [self.dataset(t, where) for t, where in self.tables(raw, "datasets", DATASET_KEYS)]
+        self.unique([d.name if d else None for d in datasets], "datasets", "dataset")
+        budgets = [self.budget(t, where) for t, where in self.tables(raw, "budgets", BUDGET_KEYS)]
+        self.unique([b.name if b else None for b in budgets], "budgets", "budget name")
+        ds_names = [d.name for d in datasets if d is not None]
+        models = [self.model(t, where, ds_names) for t, where in self.tables(raw, "models", MODEL_KEYS)]
+        hint = " (set `label` to tell two entries of one family apart)"
+        self.unique([m.label if m else None for m in models], "models", "model label", hint)
+        resources = self.resources(raw.get("resources", {}))
+        eval_cfg = self.eval(raw.get("eval", {}))
+        tune = self.tune(raw, models)
+        if eval_cfg is not None:
+            for i, d in enumerate(datasets):
+                if d is not None and d.name in self.facts:
+                    self.metric_needs(d.name, self.facts[d.name], eval_cfg, f"datasets[{i}]")
+        parts = (name, seeds, resources, eval_cfg, *datasets, *budgets, *models)
+        if self.errors or any(p is None for p in parts):
+            return None
+        return Suite(
+            name=name,
+            source=self.source,
+            seeds=seeds,
+            datasets=tuple(datasets),
+            models=tuple(models),
+            budgets=tuple(budgets),
+            resources=resources,
+            eval=eval_cfg,
+            tune=tune,
+        )
+
+    def seeds(self, value: Any) -> tuple[int, ...] | None:
+        if value is None or value == []:
+            self.error("seeds", "empty grid: at least one seed is required, e.g. [0, 1, 2]")
+            return None
+        if not (isinstance(value, list) and all(type(s) is int for s in value)):  # bool is not a seed
+            self.error("seeds", f"expected an array of integers, got {_show(value)}")
+            return None
+        for i, s in enumerate(value):
+            if not 0 <= s < SEED_LIMIT:  # numpy's seed range
+                self.error(f"seeds[{i}]", f"expected an integer in [0, 2**32), got {s}")
+        self.unique(value, "seeds", "seed")
+        return tuple(value)
+
+    def dataset(self, t: dict[str, Any], where: str) -> DatasetEntry | None:
+        name, known = t.get("name"), ", ".join(DATASETS.names())
+        if not isinstance(name, str):
+            self.error(f"{where}.name", f"required: a dataset name ({known})")
+            return None
+        if name not in DATASETS:
+            self.error(f"{where}.name", f"unknown dataset {name!r}; expected one of: {known}")
+            return None
+        options = t.get("options", {})
+        if not isinstance(options, dict):
+            self.error(f"{where}.options", f"expected a table of the dataset's options, got {_show(options)}")
+            return None
+        options, cls = dict(options), DATASETS.get(name)
+        fields = {f.name: f for f in dataclasses.fields(cls.Options)}
+        if "root" in fields:  # resolve before building: the loader must see the absolute path
+            written, at = options.get("root", fields["root"].default), f"{where}.options.root"
+            if not isinstance(written, str):
+                self.error(at, f"expected a path string, got {_show(written)}")
+                return None
+            options["root"] = self.path(written, at, f"data root of dataset {name!r}", f"; {ROOT_HINT}")
+            if options["root"] is None:
+                return None
+        built = self.typed(cls.Options, options, f"{where}.options", owner=f"dataset {name!r}", noun="option")
+        if built is None:
+            return None
+        try:
+            self.facts[name] = cls.facts(built)
+        except OptionError as exc:
+            self.error(f"{where}.options.{exc.option}", str(exc))
+            return None
+        return DatasetEntry(name=name, options=built)
+
+    def budget(self, t: dict[str, Any], where: str) -> Budget | None:
+        name = self.name(t.get("name"), f"{where}.name")
+        if "steps" not in t and "seconds" not in t:
+            if where not in self.misspelt:  # else the unknown key was probably meant to be one of them
+                self.error(where, "expected `steps` (optimizer steps) and/or `seconds` (wall)")
+            return None
+        steps = self.positive(t["steps"], f"{where}.steps", int) if "steps" in t else None
+        seconds = self.positive(t["seconds"], f"{where}.seconds", float) if "seconds" in t else None
+        if name is None or ("steps" in t and steps is None) or ("seconds" in t and seconds is None):
+            return None
+        return Budget(name=name, steps=steps, seconds=None if seconds is None else float(seconds))
+
+    def model(self, t: dict[str, Any], where: str, datasets: list[str]) -> ModelEntry | None:
+        family, known = t.get("family"), ", ".join(FAMILIES.names())
+        if not isinstance(family, str):
+            self.error(f"{where}.family", f"required: a family name ({known})")
+            return None
+        if family not in FAMILIES:
+            self.error(f"{where}.family", f"unknown family {family!r}; expected one of: {known}")
+            return None
+        label = self.name(t.get("label", family), f"{where}.label")
+        hparams, overrides = t.get("hparams", {}), t.get("overrides", {})
+        if not isinstance(hparams, dict):
+            self.error(f"{where}.hparams", f"expected a table, got {_show(hparams)}")
+            return None
+        if not isinstance(overrides, dict):
+            self.error(f"{where}.overrides", f"expected a table of dataset name -> hparams, got {_show(overrides)}")
+            return None
+        for ds, table in overrides.items():
+            if ds not in datasets:
+                self.error(
+                    f"{where}.overrides.{ds}", f"not a dataset of this suite; expected one of: {', '.join(datasets)}"
+                )
+            elif not isinstance(table, dict):
+                self.error(f"{where}.overrides.{ds}", f"expected a table of hparams, got {_show(table)}")
+        overrides = {ds: v for ds, v in overrides.items() if ds in datasets and isinstance(v, dict)}
+        built = {ds: self.hparams(family, hparams, overrides, ds, where) for ds in datasets}
+        space = {}
+        if "space" in t:
+            self.spaced.append(where)
+            hp_cls, overridden = FAMILIES.get(family).Hparams, {k for v in overrides.values() for k in v}
+            space, problems = parse_space(t["space"], family, hp_cls, hparams, overridden)
+            for key, msg in problems:
+                self.error(_join(f"{where}.space", key), msg)
+        if label is None or any(v is None for v in built.values()):
+            return None
+        return ModelEntry(label=label, family=family, hparams=built, space=space)
+
+    def hparams(self, family: str, hparams: dict, overrides: dict, ds: str, where: str) -> Any:
+        """The family's Hparams on dataset `ds`; key errors name the table that wrote the key."""
+        owner = f"family {family!r}"
+        merged = {**hparams, **overrides.get(ds, {})}
+        bad = dict(field_errors(FAMILIES.get(family).Hparams, merged, owner=owner))
+        for key, msg in bad.items():
+            self.error(self.hparam_field(key, hparams, overrides, ds, where), msg)
+        good = {
+            k: v
+            for k, v in merged.items()
+            if k not in bad and self.hparam_field(k, hparams, overrides, ds, where) not in self.nonfinite
+        }
+        table = f"{where}.overrides.{ds}" if ds in overrides else f"{where}.hparams"
+        try:
+            built = build(FAMILIES.get(family).Hparams, good, owner=owner)
+        except ConfigError as exc:
+            self.error(table, str(exc))
+            return None
+        return None if bad else built
+
+    @staticmethod
+    def hparam_field(key: str, hparams: dict, overrides: dict, ds: str, where: str) -> str:
+        return f"{where}.overrides.{ds}.{key}" if key in overrides.get(ds, {}) else f"{where}.hparams.{key}"
+
+    def resources(self, value: Any) -> Resources | None:
+        t = self.table(value, "resources", tuple(f.name for f in dataclasses.fields(Resources)))
+        if t is None:
+            return None
+        t = {k: v for k, v in t.items() if f"resources.{k}" not in self.nonfinite}
+        r, ok = Resources(**t), True
+        if "cpus_per_trial" in t:
+            ok &= self.positive(r.cpus_per_trial, "resources.cpus_per_trial", float) is not None
+        gpus = r.gpus_per_trial
+        if gpus != "auto" and not (type(gpus) in (int, float) and gpus >= 0):  # bool is not a GPU count
+            self.error("resources.gpus_per_trial", f'expected "auto" or a number >= 0, got {_show(gpus)}')
+            ok = False
+        if r.mixed_precision not in MIXED_PRECISION:
+            allowed = ", ".join(map(repr, MIXED_PRECISION))
+            self.error("resources.mixed_precision", f"expected one of {allowed}, got {_show(r.mixed_precision)}")
+            ok = False
+        lows = {"max_retries": 0, "max_concurrent": 0, "report_every_steps": 1, "checkpoint_every_steps": 0}
+        for key, low in lows.items():
+            v = getattr(r, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                self.error(f"resources.{key}", f"expected an integer >= {low}, got {_show(v)}")
+                ok = False
+        if ok and self.check_machine:
+            self.machine(r)
+        return r if ok else None
+
+    def machine(self, r: Resources) -> None:
+        """[resources] against this machine (a run without --address trains here)."""
+        import torch  # already imported with the families; here for what it says about CUDA
+
+        cpus, hint = os.cpu_count() or 1, " (with --address, the cluster is checked after connecting)"
+        if r.cpus_per_trial > cpus:
+            self.error(
+                "resources.cpus_per_trial", f"a trial needs {r.cpus_per_trial:g} CPUs but this machine has {cpus}{hint}"
+            )
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if r.gpus_per_trial != "auto" and r.gpus_per_trial > gpus:
+            self.error(
+                "resources.gpus_per_trial",
+                f'a trial needs {r.gpus_per_trial:g} GPUs but this machine has {gpus} (use "auto" or 0){hint}',
+            )
+
+    def eval(self, value: Any) -> EvalConfig | None:
+        if not isinstance(value, dict):
+            self.error("eval", f"expected a table, got {_show(value)}")
+            return None
+        value = dict(value)
+        weights = value.get("feature_extractor_weights_path", "")
+        if isinstance(weights, str) and weights:
+            value["feature_extractor_weights_path"] = self.path(
+                weights, "eval.feature_extractor_weights_path", "feature-extractor weights file"
+            )
+            if value["feature_extractor_weights_path"] is None:
+                return None
+        cfg = self.typed(EvalConfig, value, "eval", owner="[eval]", noun="setting")
+        if cfg is not None and cfg.n_samples < cfg.min_real:  # the generated side of KID / precision-recall
+            self.error(
+                "eval.n_samples",
+                f"FID/KID/precision-recall need at least {cfg.min_real} samples "
+                f"(eval.prc_neighborhood {cfg.prc_neighborhood} + 1), got {cfg.n_samples}",
+            )
+        return cfg
+
+    def metric_needs(self, name: str, facts: Facts, cfg: EvalConfig, where: str) -> None:
+        """What the requested metrics need of dataset `name`: a fitting extractor and enough test data."""
+        extractor = cfg.extractor_for(facts.kind)
+        via = ' ("auto" picks it for images)' if cfg.feature_extractor == "auto" else ""
+        if extractor != "raw" and facts.kind != "image":
+            self.error("eval.feature_extractor", f"{extractor!r} needs images; dataset {name!r} ({where}) is points")
+        elif extractor == "classifier" and not facts.labels:
+            self.error(
+                "eval.feature_extractor",
+                f"dataset {name!r} ({where}) has no class labels to train the classifier extractor{via}; set "
+                'eval.feature_extractor = "raw", or "inception-v3-compat" with eval.feature_extractor_weights_path',
+            )
+        n_real = min(cfg.n_real, facts.n_test)
+        if n_real < cfg.min_real:
+            self.error(
+                f"{where}.options",
+                f"dataset {name!r} gives {n_real} real test examples (test set {facts.n_test}, eval.n_real "
+                f"{cfg.n_real}); FID/KID/precision-recall need at least {cfg.min_real} "
+                f"(eval.prc_neighborhood {cfg.prc_neighborhood} + 1): use more data or a larger test share",
+            )
+
+    def tune(self, raw: dict[str, Any], models: list[ModelEntry | None]):
+        spaced = [(i, m) for i, m in enumerate(models) if m is not None and m.space]
+        if "tune" not in raw:
+            for where in self.spaced:
+                self.error(f"{where}.space", "a search space needs a [tune] table (metric, samples, ...)")
+            return None
+        spec, problems = parse_tune(raw["tune"])
+        for key, msg in problems:
+            self.error(_join("tune", key), msg)
+        if spec is None:
+            return None
+        if not self.spaced:
+            self.error("tune", "no [[models]] entry has a `space` to tune")
+        for i, m in spaced:
+            if spec.metric == "nll" and FAMILIES.get(m.family).nll_kind is None:
+                self.error(
+                    f"models[{i}]",
+                    f"model {m.label!r} (family {m.family!r}) reports no NLL, so it cannot be tuned on "
+                    'tune.metric = "nll"; use metric = "fid" or drop its space',
+                )
+        return spec
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _show(value: Any) -> str:
+    """A value (shortened) and its TOML-ish type for error messages."""
+    kinds = {str: "string", int: "integer", float: "float", bool: "boolean", list: "array", dict: "table"}
+    text = repr(value)
+    if len(text) > SHOW_MAX:
+        text = text[: SHOW_MAX - 3] + "..."
+    return f"{text} ({kinds.get(type(value), type(value).__name__)})"
+
+
+def _printable(line: str) -> str:
+    """Control characters (in keys or paths) escaped, so every error stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
