@@ -213,3 +213,18 @@ def test_hparams_are_checked():
         build(RealNVP.Hparams, {"act": "gelu"}, owner="family 'flow'")
     with pytest.raises(ConfigError, match="needs data with >= 2 dimensions"):
         RealNVP(DataSpec("line", (1,), "points"), RealNVP.Hparams())
+
+
+@pytest.mark.parametrize("dim, layers", [(2, 2), (3, 1), (4, 0)])
+def test_split_coupling_equals_masked_formula(dim, layers):
+    """Points split instead of masking: same parameters, so y = x ⊙ exp(s(m ⊙ x)) + t(m ⊙ x) with the
+    full-width network must come out, for even and odd D and a single linear map (layers = 0)."""
+    spec = DataSpec("p", (dim,), "points")
+    flow = perturb(make_flow(spec, layers=layers, actnorm=False))
+    x = torch.randn(64, dim, generator=torch.Generator().manual_seed(13))
+    for coupling in flow.net.layers:
+        y, logdet = coupling(x)
+        s, t = coupling._s_t(x * coupling.mask)  # the masked form, on the same network
+        assert torch.allclose(y, x * s.exp() + t, atol=1e-6) and torch.allclose(logdet, s.sum(1), atol=1e-6)
+        assert torch.allclose(coupling.inverse(y), x, atol=1e-5)
+        x = y

@@ -288,3 +288,37 @@ def test_laplacian_variance_of_white_noise_matches_the_closed_form():
     wider = 0.6 * torch.randn(200, 1, 32, 32, generator=g)
     assert sharpness_ratio(noise, wider) == pytest.approx(0.25, rel=0.02)
     assert laplacian_variance(torch.full((3, 1, 8, 8), 0.7)).abs().max().item() < 1e-12  # flat image
+
+
+@pytest.mark.parametrize("sigma_over_h", [0.45, 0.6, 1.0])
+def test_density_mass_grid_error_is_within_the_stated_bound(sigma_over_h):
+    """A two-component Gaussian mixture, narrow enough that the 64-cell midpoint sum visibly aliases:
+    |density_mass − (exact mass inside the box)| <= midpoint_error_bound, and the bound is tight
+    enough to mean something (the error is not far below it at the narrowest setting)."""
+    from bench.metrics.nll import MASS_CELLS, density_mass, midpoint_error_bound
+
+    box = torch.tensor([[-3.0, -2.0], [3.0, 2.0]])  # points spanning it: pad 0 keeps exactly this box
+    h = float((box[1] - box[0]).min()) / MASS_CELLS
+    sigma = sigma_over_h * h
+    means = torch.tensor([[-1.0, 0.3], [1.2, -0.5]])
+
+    class Mixture:
+        nll_kind = "exact"
+        device = torch.device("cpu")
+
+        def modules(self):
+            return {}
+
+        def nll(self, x, generator=None):
+            d = torch.distributions.Normal(means[:, None].double(), sigma)  # (2, 1, 2)
+            logp = d.log_prob(x.double()[None]).sum(-1)  # (2, B)
+            return {"exact": -(torch.logsumexp(logp, 0) - math.log(2))}
+
+    mass = density_mass(Mixture(), box, pad=0.0)
+    normal = torch.distributions.Normal(means.double(), sigma)
+    inside = (normal.cdf(box[1].double()) - normal.cdf(box[0].double())).prod(1).mean().item()
+    spacing = max(((box[1] - box[0]) / MASS_CELLS).tolist())
+    bound = midpoint_error_bound(sigma, spacing)
+    assert abs(mass - inside) <= bound + 1e-9, (mass, inside, bound)
+    if sigma_over_h == 0.45:
+        assert 1e-4 < abs(mass - inside), "the test must see aliasing at all"

@@ -113,11 +113,32 @@ def _json_float(v: float) -> float | None:
     return v if math.isfinite(v) else None  # JSON has no NaN/inf
 
 
-def density_mass(family, points: torch.Tensor, *, cells: int = 256, pad: float = 0.25, batch: int = 8192) -> float:
+MASS_CELLS = 64  # grid cells per axis of density_mass: 4 096 density evaluations (see midpoint_error_bound)
+
+
+def midpoint_error_bound(sigma: float, spacing: float) -> float:
+    """Bound on |midpoint sum − integral| over the plane for a 2-D Gaussian mixture whose components
+    have standard deviations >= sigma, on a grid of `spacing` (any offset).
+
+    Poisson summation: per axis the sum h·Σ p(x_0 + kh) differs from ∫p by Σ_{k≠0} |p̂(2πk/h)| ≤
+    2·Σ_{k≥1} exp(−2π²σ²k²/h²) ≤ 2q/(1 − q), q = exp(−2π²σ²/h²); two axes: (1 + e)² − 1. At the
+    default 64 cells over 8gaussians' box (h ≈ 0.19) and its component std 0.35, q ≈ 1e−30.
+    """
+    q = math.exp(-2 * math.pi**2 * sigma**2 / spacing**2)
+    e = 2 * q / (1 - q)
+    return (1 + e) ** 2 - 1
+
+
+def density_mass(
+    family, points: torch.Tensor, *, cells: int = MASS_CELLS, pad: float = 0.25, batch: int = 8192
+) -> float:
     """∫ exp(−NLL) on a cells×cells grid over the 2-D points' box widened by `pad`·range per side.
 
     Midpoint rule; a normalised density concentrated near the data gives ≈ 1. Only meaningful for an
-    exact likelihood (a bound would integrate to < 1 and says nothing about normalisation).
+    exact likelihood (a bound would integrate to < 1 and says nothing about normalisation). Computed
+    once per trial, at evaluation. The grid error is the mass outside the box plus the aliasing
+    term of `midpoint_error_bound`, negligible for densities smooth on the grid's scale (box/64),
+    which is why 64 cells suffice (256 cost 16× more for digits that do not move).
     """
     lo, hi = points.min(0).values.double(), points.max(0).values.double()
     lo, hi = lo - pad * (hi - lo), hi + pad * (hi - lo)
