@@ -21,6 +21,18 @@ from bench.schema import COLUMNS
 log = logging.getLogger(__name__)
 
 IDENTITY = ("dataset", "budget", "family", "label", "seed", "trial_id")  # sort key for determinism
+# Columns the report reads that results written by an older harness may lack (dtype as in bench.schema);
+# absent means "not measured": NaN, "" or, for `tuned`, false.
+LATER_COLUMNS = {
+    "c2st_accuracy": "float",
+    "copy_fraction": "float",
+    "nll_gap_nats": "float",
+    "nll_gap_stderr_nats": "float",
+    "samples_per_cpu_s": "float",
+    "weights_evaluated": "str",
+    "mode_collapsed": "bool",
+    "tuned": "bool",
+}
 
 
 def load(results_dir: Path) -> pd.DataFrame:
@@ -43,13 +55,15 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
     """Every schema column present and typed (float/int/bool as float, str/json as str, "" if
     missing); rows sorted by identity so every aggregate sums in the same order on a rerun."""
     out = df.copy()
-    for col in COLUMNS:
-        if col.dtype in ("str", "json"):
-            values = out[col.name] if col.name in out else pd.Series("", index=out.index)
-            out[col.name] = [_as_text(v) for v in values]
+    dtypes = {**LATER_COLUMNS, **{col.name: col.dtype for col in COLUMNS}}
+    for name, dtype in dtypes.items():
+        if dtype in ("str", "json"):
+            values = out[name] if name in out else pd.Series("", index=out.index)
+            out[name] = [_as_text(v) for v in values]
         else:
-            values = out[col.name] if col.name in out else pd.Series(np.nan, index=out.index)
-            out[col.name] = pd.to_numeric(values, errors="coerce").astype(float)
+            values = out[name] if name in out else pd.Series(np.nan, index=out.index)
+            out[name] = pd.to_numeric(values, errors="coerce").astype(float)
+    out["tuned"] = out["tuned"].fillna(0.0) != 0  # untuned suites write false or nothing
     for key in ("dataset", "budget", "family", "label", "status"):
         out[key] = out[key].astype(str)
     out["label"] = out["label"].where(out["label"] != "", out["family"])

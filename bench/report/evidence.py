@@ -2,26 +2,33 @@
 
 Verdict of one comparison (claim predicts side A `higher` or `lower` than side B):
   * inconclusive  when a side has fewer than MIN_SEEDS finite values,
-  * inconclusive  when the decision test's two-sided p >= ALPHA (NaN counts as >= ALPHA),
-  * inconclusive  when the 95 % t-intervals of the two means overlap (paired / one-sample
+  * inconclusive  when a side has no spread over its seeds (identical values: a t-test would
+                  divide by zero and report certainty it does not have),
+  * inconclusive  when the decision test's Holm-adjusted two-sided p >= ALPHA (NaN counts as
+                  >= ALPHA; the Holm family is every deciding comparison of the claims table),
+  * inconclusive  when the 95 % intervals of the two means overlap (paired / one-sample
                   comparisons: when the interval of the mean difference contains the reference),
   * otherwise     supported if the observed direction is the predicted one, else contradicted.
-Rates (divergence) use Fisher's exact test and skip the interval rule: exact binomial intervals on
-3 seeds always overlap, so that rule would make the rate indicator unable to decide anything.
+Each inconclusive comparison states the smallest difference its seeds could detect (80 % power at
+ALPHA). Throughput is compared on the log scale (ratios). Rates (divergence) use Fisher's exact
+test and skip the interval rule: exact binomial intervals on 3 seeds always overlap.
+Comparisons against a baseline family (`reference`) are shown but never decide a verdict.
 
-A claim combines its comparisons (`combine`): no comparison -> not measured (with why);
+A claim combines its deciding comparisons (`combine`): none -> not measured (with why);
 some supported and none contradicted -> supported; some contradicted and none supported ->
 contradicted; both -> inconclusive (mixed); none decided -> inconclusive.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bench.report import stats
+from bench.report import metrics, stats
+from bench.report.metrics import HIGHER, LOWER
 from bench.report.stats import Interval
 
 SUPPORTED = "supported"
@@ -30,9 +37,9 @@ INCONCLUSIVE = "inconclusive"
 NOT_MEASURED = "not measured"
 VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED)
 
-ALPHA = 0.05  # two-sided significance level of the decision test
+ALPHA = 0.05  # two-sided family-wise significance level (Holm) of the decision tests
 MIN_SEEDS = 2  # fewer finite values on a side -> no interval, no test -> inconclusive
-HIGHER, LOWER = "higher", "lower"
+__all__ = ["HIGHER", "LOWER", "Evidence", "Side", "combine", "compare_means", "holm_adjust"]
 
 
 @dataclass(frozen=True)
@@ -51,32 +58,62 @@ class Evidence:
     b: Side
     expect: str  # what the claim predicts for A relative to B: "higher" | "lower"
     test: str  # decision test, e.g. "Welch t"
-    p_value: float  # two-sided p of the decision test
+    p_value: float  # two-sided p of the decision test, uncorrected
     p_perm: float  # permutation-test p (reported only; NaN where not computed)
-    effect: float  # Cohen's d of A - B (paired/one-sample: d_z); NaN where undefined
-    ratio: float  # mean(A) / mean(B)
+    effect: float  # Cohen's d of A - B (paired/one-sample: d_z; log scale for throughput); NaN if undefined
+    ratio: float  # mean(A) / mean(B) (geometric means for throughput)
     verdict: str
     reason: str
+    p_adjusted: float = math.nan  # Holm-adjusted p across the claims table; the verdict uses it
+    detectable: str = ""  # smallest difference the seeds could detect, e.g. "0.12" or "×1.8"; "" if none
+    reference: bool = False  # side B is a baseline family: shown, never decides the claim's verdict
+    n: tuple[int, int] = (0, 0)  # finite values per side (the reference side of a fixed value: MIN_SEEDS)
+    spread: bool = True  # both sides vary over seeds
+    separated: bool = True  # the interval rule's outcome
+    note: str = ""  # appended to the reason
 
 
 def _fmt_p(p: float) -> str:
     return f"{p:.3g}"
 
 
-def decide(a: Side, b: Side, p: float, expect: str, separated: bool, min_n: tuple[int, int]) -> tuple[str, str]:
-    """Apply the rules in the module docstring; `separated` is the interval rule's outcome."""
-    if min(min_n) < MIN_SEEDS:
-        return (
-            INCONCLUSIVE,
-            f"too few seeds (n={min_n[0]} vs {min_n[1]}; need >= {MIN_SEEDS} per side)",
-        )
+def decide(e: Evidence, p: float) -> tuple[str, str]:
+    """Apply the rules in the module docstring with decision p-value `p`."""
+    if min(e.n) < MIN_SEEDS:
+        return INCONCLUSIVE, f"too few seeds (n={e.n[0]} vs {e.n[1]}; need >= {MIN_SEEDS} per side)"
+    detect = f"; detectable difference {e.detectable}" if e.detectable else ""
+    if not e.spread:
+        return INCONCLUSIVE, "no spread over seeds (identical values on a side): untestable"
+    raw = f", raw p={_fmt_p(e.p_value)}" if p != e.p_value and math.isfinite(e.p_value) else ""
     if not p < ALPHA:
-        return INCONCLUSIVE, f"no significant difference (p={_fmt_p(p)} >= {ALPHA})"
-    if not separated:
-        return INCONCLUSIVE, f"95 % intervals overlap (p={_fmt_p(p)})"
-    observed = HIGHER if a.stats.mean > b.stats.mean else LOWER
-    verdict = SUPPORTED if observed == expect else CONTRADICTED
-    return verdict, f"{a.name} {observed} than {b.name} (p={_fmt_p(p)}, intervals disjoint)"
+        return INCONCLUSIVE, f"no significant difference (p={_fmt_p(p)}{raw} >= {ALPHA}){detect}"
+    if not e.separated:
+        return INCONCLUSIVE, f"95 % intervals overlap (p={_fmt_p(p)}{raw}){detect}"
+    observed = HIGHER if e.a.stats.mean > e.b.stats.mean else LOWER
+    verdict = SUPPORTED if observed == e.expect else CONTRADICTED
+    return verdict, f"{e.a.name} {observed} than {e.b.name} (p={_fmt_p(p)}{raw}, intervals disjoint)"
+
+
+def _judged(e: Evidence, p: float) -> Evidence:
+    verdict, reason = decide(e, p)
+    return replace(e, p_adjusted=p, verdict=verdict, reason=_join(reason, e.note))
+
+
+def holm_adjust(evidence: Sequence[Evidence]) -> list[Evidence]:
+    """Holm-adjust the p-values of every deciding comparison (finite p, not a reference) as one
+    family and re-judge them with the adjusted p; the others are returned unchanged."""
+    family = [i for i, e in enumerate(evidence) if not e.reference and math.isfinite(e.p_value)]
+    adjusted = stats.holm([evidence[i].p_value for i in family])
+    out = list(evidence)
+    for i, p in zip(family, adjusted):
+        out[i] = _judged(out[i], float(p))
+    return out
+
+
+def _detectable(d: float, log: bool) -> str:
+    if not math.isfinite(d):
+        return ""
+    return f"×{math.exp(d):.3g}" if log else f"{d:.3g}"
 
 
 def compare_means(
@@ -88,26 +125,38 @@ def compare_means(
     b_values: Iterable[float],
     expect: str,
     note: str = "",
+    reference: bool = False,
 ) -> Evidence:
-    """Two independent groups of seeds: Welch t decides, permutation p reported alongside."""
+    """Two independent groups of seeds: Welch t decides (on log values for a log-scale metric),
+    permutation p reported alongside. Intervals lie inside the metric's range."""
     x, y = stats.clean(a_values), stats.clean(b_values)
-    a, b = Side(a_name, stats.t_interval(x)), Side(b_name, stats.t_interval(y))
+    log = metrics.spec(metric).log
+    if log:  # throughput: ratios matter, and the spread grows with the mean
+        x, y = np.log(x[x > 0]), np.log(y[y > 0])
+    a = Side(a_name, metrics.interval(np.exp(x) if log else x, metric))
+    b = Side(b_name, metrics.interval(np.exp(y) if log else y, metric))
     test = stats.welch_test(x, y)
-    verdict, reason = decide(a, b, test.p_value, expect, not stats.overlaps(a.stats, b.stats), (len(x), len(y)))
-    return Evidence(
+    e = Evidence(
         context,
         metric,
         a,
         b,
         expect,
-        test.name,
+        test.name + (" on log values" if log else ""),
         test.p_value,
         stats.permutation_test(x, y).p_value,
         stats.cohen_d(x, y),
-        stats.ratio(a.stats.mean, b.stats.mean),
-        verdict,
-        _join(reason, note),
+        math.exp(x.mean() - y.mean()) if log and len(x) and len(y) else stats.ratio(a.stats.mean, b.stats.mean),
+        "",
+        "",
+        detectable=_detectable(stats.detectable_difference(x, y, ALPHA), log),
+        reference=reference,
+        n=(len(x), len(y)),
+        spread=not (stats.is_constant(x) or stats.is_constant(y)),
+        separated=not stats.overlaps(a.stats, b.stats),
+        note=note,
     )
+    return _judged(e, test.p_value)
 
 
 def compare_paired(
@@ -125,11 +174,9 @@ def compare_paired(
     x, y = np.asarray(a_values, dtype=float), np.asarray(b_values, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
-    a, b = Side(a_name, stats.t_interval(x)), Side(b_name, stats.t_interval(y))
-    diff = stats.t_interval(x - y)
+    a, b = Side(a_name, metrics.interval(x, metric)), Side(b_name, metrics.interval(y, metric))
     test = stats.paired_t_test(x, y)
-    verdict, reason = decide(a, b, test.p_value, expect, not stats.contains(diff, 0.0), (len(x), len(y)))
-    return Evidence(
+    e = Evidence(
         context,
         metric,
         a,
@@ -140,9 +187,15 @@ def compare_paired(
         stats.sign_flip_test(x - y).p_value,
         stats.cohen_dz(x - y),
         stats.ratio(a.stats.mean, b.stats.mean),
-        verdict,
-        _join(reason, note),
+        "",
+        "",
+        detectable=_detectable(stats.detectable_difference(x - y, None, ALPHA), False),
+        n=(len(x), len(y)),
+        spread=not stats.is_constant(x - y),
+        separated=not stats.contains(stats.t_interval(x - y), 0.0),
+        note=note,
     )
+    return _judged(e, test.p_value)
 
 
 def compare_to_reference(
@@ -159,24 +212,27 @@ def compare_to_reference(
     the mean must exclude the reference."""
     x = stats.clean(a_values)
     a = Side(a_name, stats.t_interval(x))
-    b = Side(ref_name, Interval(ref, ref, ref, 0))
     test = stats.one_sample_t_test(x, ref)
-    # The reference is exact, so only side A needs MIN_SEEDS values.
-    verdict, reason = decide(a, b, test.p_value, expect, not stats.contains(a.stats, ref), (len(x), MIN_SEEDS))
-    return Evidence(
+    e = Evidence(
         context,
         metric,
         a,
-        b,
+        Side(ref_name, Interval(ref, ref, ref, 0)),
         expect,
         test.name,
         test.p_value,
         stats.sign_flip_test(x - ref).p_value,
         stats.cohen_dz(x, ref),
         stats.ratio(a.stats.mean, ref),
-        verdict,
-        _join(reason, note),
+        "",
+        "",
+        detectable=_detectable(stats.detectable_difference(x, None, ALPHA), False),
+        n=(len(x), MIN_SEEDS),  # the reference is exact: only side A needs MIN_SEEDS values
+        spread=not stats.is_constant(x),
+        separated=not stats.contains(a.stats, ref),
+        note=note,
     )
+    return _judged(e, test.p_value)
 
 
 def compare_rates(
@@ -195,11 +251,7 @@ def compare_rates(
     a = Side(a_name, stats.proportion_interval(k_a, n_a))
     b = Side(b_name, stats.proportion_interval(k_b, n_b))
     test = stats.fisher_test(k_a, n_a, k_b, n_b)
-    if n_a >= MIN_SEEDS and n_b >= MIN_SEEDS and k_a / n_a == k_b / n_b:
-        verdict, reason = INCONCLUSIVE, f"equal rates (p={_fmt_p(test.p_value)})"
-    else:
-        verdict, reason = decide(a, b, test.p_value, expect, True, (n_a, n_b))
-    return Evidence(
+    e = Evidence(
         context,
         metric,
         a,
@@ -210,9 +262,12 @@ def compare_rates(
         stats.NAN,
         stats.NAN,
         stats.ratio(a.stats.mean, b.stats.mean),
-        verdict,
-        _join(reason, note),
+        "",
+        "",
+        n=(n_a, n_b),
+        note=note,
     )
+    return _judged(e, test.p_value)
 
 
 def check_mass(context: str, metric: str, a_name: str, masses: Iterable[float], tol: float, note: str = "") -> Evidence:
@@ -252,6 +307,7 @@ def check_mass(context: str, metric: str, a_name: str, masses: Iterable[float], 
         stats.ratio(a.stats.mean, 1.0),
         verdict,
         _join(reason, note),
+        n=(len(x), 0),
     )
 
 
@@ -275,15 +331,16 @@ def label_mismatch(context: str, metric: str, a_name: str, expected: str, found:
 
 
 def combine(evidence: Sequence[Evidence], notes: Sequence[str]) -> tuple[str, str]:
-    """Claim verdict from its comparisons (rules in the module docstring) with a one-line reason:
-    the tally, then the first comparison of each kind that decided (or left open) the verdict."""
-    if not evidence:
+    """Claim verdict from its deciding comparisons (rules in the module docstring) with a one-line
+    reason: the tally, then the first comparison of each kind that decided (or left open) it."""
+    deciding = [e for e in evidence if not e.reference]
+    if not deciding:
         return NOT_MEASURED, "; ".join(notes) or "no trials with the needed columns"
-    by = {v: [e for e in evidence if e.verdict == v] for v in (SUPPORTED, CONTRADICTED)}
-    n_inc = len(evidence) - len(by[SUPPORTED]) - len(by[CONTRADICTED])
+    by = {v: [e for e in deciding if e.verdict == v] for v in (SUPPORTED, CONTRADICTED)}
+    n_inc = len(deciding) - len(by[SUPPORTED]) - len(by[CONTRADICTED])
     tally = (
         f"{len(by[SUPPORTED])} supported, {len(by[CONTRADICTED])} contradicted, "
-        f"{n_inc} inconclusive of {len(evidence)} comparison(s)"
+        f"{n_inc} inconclusive of {len(deciding)} comparison(s)"
     )
     if by[SUPPORTED] and not by[CONTRADICTED]:
         verdict, shown = SUPPORTED, by[SUPPORTED][:1]
@@ -293,11 +350,22 @@ def combine(evidence: Sequence[Evidence], notes: Sequence[str]) -> tuple[str, st
         verdict, shown = INCONCLUSIVE, by[SUPPORTED][:1] + by[CONTRADICTED][:1]
         tally = "mixed: " + tally
     else:
-        verdict, shown = INCONCLUSIVE, evidence[:1]
-    if len(evidence) == 1:
+        verdict, shown = INCONCLUSIVE, deciding[:1]
+    if len(deciding) == 1:
         tally = ""
     parts = [tally] + [f"[{e.context}, {e.metric}] {e.reason}" for e in shown]
     return verdict, "; ".join(p for p in [*parts, *notes] if p)
+
+
+def key_evidence(evidence: Sequence[Evidence], verdict: str) -> Evidence | None:
+    """The comparison that best stands for the claim's verdict: the first deciding comparison with
+    that verdict, else the first deciding one (inconclusive claims: the smallest adjusted p)."""
+    deciding = [e for e in evidence if not e.reference]
+    same = [e for e in deciding if e.verdict == verdict]
+    if same:
+        return same[0]
+    ranked = sorted(deciding, key=lambda e: e.p_adjusted if math.isfinite(e.p_adjusted) else math.inf)
+    return ranked[0] if ranked else None
 
 
 def _join(reason: str, note: str) -> str:

@@ -24,8 +24,11 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from bench.datasets import make_dataset  # noqa: E402
+from bench.errors import GenbenchError  # noqa: E402
+from bench.report import metrics  # noqa: E402
 from bench.report.data import finite, parse_json, resolve_asset  # noqa: E402
-from bench.report.stats import t_interval  # noqa: E402
+from bench.report.stats import Interval  # noqa: E402
 from bench.report.tables import UNIT_NAMES  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 CI = ("ci", 95)  # seaborn error bars: 95 % bootstrap CI over seeds
 BOOT_SEED = 0  # fixed bootstrap seed so a rerun draws the same bars
 DPI = 100
+REAL_POINTS = 2000  # real test points drawn under each 2-D scatter
 
 
 @dataclass(frozen=True)
@@ -90,32 +94,48 @@ def _grid(n: int, ncols: int, w: float = 4.2, h: float = 3.4) -> tuple[plt.Figur
 # ---------------------------------------------------------------- metric figures
 
 
+def _fid_label(rows: pd.DataFrame) -> str:
+    """FID axis label naming the feature extractor (FID values are only comparable within one)."""
+    extractors = "/".join(sorted(set(rows["extractor"]) - {""})) or "unknown"
+    return f"FID, {extractors} features (lower is better)"
+
+
+def _speed(rows: pd.DataFrame) -> tuple[str, str]:
+    col = metrics.throughput_column(rows)
+    return col, "samples per CPU-second (log)" if col == "samples_per_cpu_s" else "samples/s, wall clock (log)"
+
+
+def _err(iv: Interval) -> list[list[float]]:
+    """Asymmetric error bar of an interval (already inside its metric's range); none when undefined."""
+    if not (np.isfinite(iv.low) and np.isfinite(iv.high)):
+        return [[0.0], [0.0]]
+    return [[iv.mean - iv.low], [iv.high - iv.mean]]
+
+
 def fid_vs_speed(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figure]:
     name = "fid_vs_speed"
-    caption = "FID vs samples/s (log x) per model: the quality/speed trade-off"
-    rows = _finite_rows(_ok(df), "fid", "samples_per_s")
-    rows = rows[rows["samples_per_s"] > 0]
+    caption = "FID vs throughput (log x) per model: the quality/speed trade-off"
+    ok = _ok(df)
+    x_col, x_label = _speed(ok)
+    rows = _finite_rows(ok, "fid", x_col)
+    rows = rows[rows[x_col] > 0]
     if rows.empty:
-        return _skip(name, caption, "no ok trial with both fid and samples_per_s")
+        return _skip(name, caption, f"no ok trial with both fid and {x_col}")
     pal = _palette(df)
     datasets = sorted(rows["dataset"].unique())
     fig, axes = _grid(len(datasets), 3)
     for ax, ds in zip(axes, datasets):
         sub = rows[rows["dataset"] == ds]
         points = dict(hue="label", palette=pal, alpha=0.45, ax=ax, legend=False)
-        sns.scatterplot(data=sub, x="samples_per_s", y="fid", **points)
+        sns.scatterplot(data=sub, x=x_col, y="fid", **points)
         for (label, _budget), g in sub.groupby(["label", "budget"], sort=True):
-            x, y = t_interval(g["samples_per_s"]), t_interval(g["fid"])
-            bars = dict(xerr=_half(x), yerr=_half(y), fmt="o", capsize=3)
+            x, y = metrics.interval(g[x_col], x_col), metrics.interval(g["fid"], "fid")
+            bars = dict(xerr=_err(x), yerr=_err(y), fmt="o", capsize=3)
             ax.errorbar(x.mean, y.mean, color=pal[label], label=label, **bars)
         ax.set_xscale("log")
-        ax.set(title=ds, xlabel="samples/s (log)", ylabel="FID (lower is better)")
+        ax.set(title=ds, xlabel=x_label, ylabel=_fid_label(sub))
         ax.legend(fontsize=7)
-    return [_save(fig, out_dir, name, caption + "; points: seeds, bars: mean ± 95 % t-CI")]
-
-
-def _half(iv) -> float:
-    return iv.half if np.isfinite(iv.half) else 0.0
+    return [_save(fig, out_dir, name, caption + "; points: seeds, bars: mean with 95 % interval")]
 
 
 def nll_per_family(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figure]:
@@ -210,6 +230,7 @@ def ddpm_steps(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figur
             ax.set_xscale("log")
             if col == "samples_per_s":
                 ax.set_yscale("log")
+            ylabel = _fid_label(_ok(df)[_ok(df)["dataset"] == ds]) if col == "fid" else ylabel
             ax.set(title=ds, xlabel="sampling steps (log)", ylabel=ylabel)
     return [_save(fig, out_dir, name, caption)]
 
@@ -255,6 +276,12 @@ def loss_curves(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figu
     return [_save(fig, out_dir, name, caption)]
 
 
+def _cv_text(fid: pd.Series) -> str:
+    """Coefficient of variation over seeds, or the seed count when it is undefined (never 'nan')."""
+    x = fid.to_numpy(dtype=float)
+    return f"CV {x.std(ddof=1) / x.mean():.2f}" if len(x) > 1 and x.mean() > 0 else f"n={len(x)}"
+
+
 def seed_spread(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figure]:
     name = "seed_spread"
     caption = "FID of each seed per model (GAN stability); bars: mean with 95 % CI; CV under the name"
@@ -292,9 +319,8 @@ def seed_spread(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figu
             capsize=0.25,
             ax=ax,
         )
-        cv = sub.groupby("label")["fid"].agg(lambda x: x.std(ddof=1) / x.mean() if len(x) > 1 else np.nan)
-        ax.set_xticks(range(len(order)), [f"{lab}\nCV {cv[lab]:.2f}" for lab in order])
-        ax.set(title=ds, xlabel="", ylabel="FID (lower is better)")
+        ax.set_xticks(range(len(order)), [f"{lab}\n{_cv_text(sub[sub['label'] == lab]['fid'])}" for lab in order])
+        ax.set(title=ds, xlabel="", ylabel=_fid_label(sub))
     return [_save(fig, out_dir, name, caption)]
 
 
@@ -334,21 +360,39 @@ def _load_points(path: Path) -> np.ndarray | None:
     return x if x.ndim == 2 and x.shape[1] == 2 else None  # images are not scatter-plotted
 
 
+def _real_points(dataset: str) -> np.ndarray | None:
+    """Test points of a registered 2-D dataset with its default options (the overlay only shows
+    the shape of the data); None for other or unknown datasets."""
+    try:
+        data = make_dataset(dataset)
+    except GenbenchError as exc:
+        log.info("no real-data overlay for %s: %s", dataset, exc)
+        return None
+    if data.spec.kind != "points":
+        return None
+    return data.test()[:REAL_POINTS].numpy()
+
+
 def scatter_2d(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figure]:
-    name, caption = "scatter", "Samples per model on 2-D data (first seed with saved samples)"
+    name = "scatter"
+    caption = "Samples per model on 2-D data (first seed with saved samples) over the real test points (grey)"
     figures = []
     for ds, panels in _first_assets(df, results_dir, "samples_npy").items():
         points = [(t, x) for t, p in panels if (x := _load_points(p)) is not None]
         if not points:
             continue
-        allx = np.concatenate([x for _, x in points])
+        real = _real_points(ds)
+        allx = np.concatenate([x for _, x in points] + ([real] if real is not None else []))
         allx = allx[np.isfinite(allx).all(axis=1)]
         lo, hi = np.percentile(allx, [0.5, 99.5], axis=0)  # shared limits, robust to outliers
         fig, axes = _grid(len(points), 4, 3.2, 3.2)
         for ax, (title, x) in zip(axes, points):
-            ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.4)
-            ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), aspect="equal")
+            if real is not None:
+                ax.scatter(real[:, 0], real[:, 1], s=1, c="0.75", alpha=0.5, label="real")
+            ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5, c="tab:blue", label="generated")
+            ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), aspect="equal", xlabel="$x_1$", ylabel="$x_2$")
             ax.set_title(title, fontsize=8)
+            ax.legend(fontsize=6, loc="upper right", markerscale=3)
         figures.append(_save(fig, out_dir, f"scatter_{_safe(ds)}", f"{caption}: {ds}"))
     return figures or _skip(name, caption, "no 2-D samples_npy file found")
 

@@ -70,6 +70,62 @@ def t_interval(values: Iterable[float], confidence: float = 0.95) -> Interval:
     return Interval(mean, mean - half, mean + half, n)
 
 
+def clip(iv: Interval, low: float, high: float) -> Interval:
+    """The interval intersected with a metric's range [low, high] (e.g. precision in [0, 1],
+    FID >= 0): the t-interval is symmetric and can leave a bounded range near its edge."""
+    if not (math.isfinite(iv.low) and math.isfinite(iv.high)):
+        return iv
+    return Interval(iv.mean, min(max(iv.low, low), high), max(min(iv.high, high), low), iv.n)
+
+
+def log_t_interval(values: Iterable[float], confidence: float = 0.95) -> Interval:
+    """t-interval on the log scale, mapped back: geometric mean with a multiplicative interval,
+    always positive (for throughput, which spans orders of magnitude). Non-positive values dropped."""
+    x = clean(values)
+    x = x[x > 0]
+    iv = t_interval(np.log(x), confidence)
+    return Interval(*(math.exp(v) if math.isfinite(v) else NAN for v in (iv.mean, iv.low, iv.high)), iv.n)
+
+
+def holm(p_values: Iterable[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control); NaN entries stay NaN and
+    are not counted in the family. Same values as statsmodels' multipletests(method="holm")."""
+    p = np.asarray(list(p_values), dtype=float)
+    out = np.full(len(p), NAN)
+    idx = np.flatnonzero(np.isfinite(p))
+    m = len(idx)
+    if m == 0:
+        return out
+    order = idx[np.argsort(p[idx], kind="stable")]
+    scaled = (m - np.arange(m)) * p[order]  # i-th smallest p times (m - i)
+    out[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return out
+
+
+def detectable_difference(a: Iterable[float], b: Iterable[float] | None = None, alpha: float = 0.05) -> float:
+    """Smallest true difference of means a two-sided t-test at `alpha` detects with 80 % power,
+    (t_{1-α/2, df} + t_{0.8, df}) · SE: Welch SE and df for two groups, the one-sample (or paired,
+    pass the differences as `a`) SE with n - 1 df otherwise. NaN with fewer than 2 values on a
+    side or no spread at all (the seeds give no scale to detect anything against)."""
+    x = clean(a)
+    if b is None:
+        if len(x) < 2:
+            return NAN
+        se, df = float(x.std(ddof=1)) / math.sqrt(len(x)), len(x) - 1.0
+    else:
+        y = clean(b)
+        if len(x) < 2 or len(y) < 2:
+            return NAN
+        va, vb = (0.0 if is_constant(v) else float(v.var(ddof=1)) / len(v) for v in (x, y))
+        se = math.sqrt(va + vb)
+        if se == 0:
+            return NAN
+        df = (va + vb) ** 2 / ((va**2 / (len(x) - 1)) + (vb**2 / (len(y) - 1)))
+    if not se > 0:
+        return NAN
+    return (float(stats.t.ppf(1 - alpha / 2, df)) + float(stats.t.ppf(0.8, df))) * se
+
+
 def proportion_interval(k: int, n: int, confidence: float = 0.95) -> Interval:
     """Rate k/n with the exact (Clopper-Pearson) interval; NaN when n == 0."""
     if n == 0:

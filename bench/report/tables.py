@@ -15,34 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bench.report import metrics
 from bench.report.claims import ClaimResult
-from bench.report.evidence import Evidence, Side
-from bench.report.stats import Interval, t_interval
+from bench.report.evidence import CONTRADICTED, NOT_MEASURED, SUPPORTED, Side, key_evidence
+from bench.report.metrics import METRICS, SUMMARY_COLUMNS
+from bench.report.stats import Interval
 
 GROUP = ("dataset", "budget", "family", "label")
 DASH = "—"  # a metric that does not apply or was not measured: never shown as 0
 FLOAT_FORMAT = "%.6g"  # fixed float formatting of the CSV files (identical on rerun)
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    column: str  # bench.schema column
-    header: str  # display header, unit included
-    better: str | None  # "lower" | "higher" | None (not highlighted)
-    integer: bool = False  # display as a whole number without an interval (e.g. params)
-
-
-SUMMARY_METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("nll", "NLL", "lower"),  # header gets the unit; all estimators are exact or upper bounds
-    MetricSpec("fid", "FID ↓", "lower"),
-    MetricSpec("kid_mean", "KID ↓", "lower"),
-    MetricSpec("precision", "precision ↑", "higher"),
-    MetricSpec("recall", "recall ↑", "higher"),
-    MetricSpec("samples_per_s", "samples/s ↑", "higher"),
-    MetricSpec("train_s", "train time [s] ↓", "lower"),
-    MetricSpec("params", "params", None, integer=True),
-)
 UNIT_NAMES = {"nats": "nats", "bits_per_dim": "bits/dim"}
+COPY_MARK = "†"  # after a model's name: it memorizes (mean copy_fraction >= metrics.COPY_FLAG)
+Z95 = 1.959963984540054  # normal 97.5 % quantile: one seed's NLL gap interval from its per-example stderr
 
 
 @dataclass(frozen=True)
@@ -81,9 +65,9 @@ def _fmt_side(side: Side) -> str:
 
 
 def summary_columns() -> list[str]:
-    cols = [*GROUP, "n_trials", "n_ok", "n_failed", "n_diverged", "nll_unit", "nll_kind"]
-    for m in SUMMARY_METRICS:
-        cols += [f"{m.column}_mean", f"{m.column}_ci_low", f"{m.column}_ci_high", f"{m.column}_n"]
+    cols = [*GROUP, "n_trials", "n_ok", "n_failed", "n_diverged", "nll_unit", "nll_kind", "tuned"]
+    for c in SUMMARY_COLUMNS:
+        cols += [f"{c}_mean", f"{c}_ci_low", f"{c}_ci_high", f"{c}_n"]
     return cols
 
 
@@ -91,9 +75,19 @@ def _joined(values: pd.Series) -> str:
     return "/".join(sorted(set(map(str, values)) - {""}))
 
 
+def _column_interval(ok: pd.DataFrame, col: str) -> Interval:
+    iv = metrics.interval(ok[col].to_numpy(dtype=float), col)
+    if col == "nll_gap_nats" and iv.n == 1:  # one seed: the paired per-example interval of that seed
+        se = float(ok["nll_gap_stderr_nats"].to_numpy(dtype=float)[np.isfinite(ok[col].to_numpy(dtype=float))][0])
+        if math.isfinite(se):
+            return Interval(iv.mean, iv.mean - Z95 * se, iv.mean + Z95 * se, 1)
+    return iv
+
+
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """One row per dataset × budget × family × label: trial counts and, over the ok trials,
-    mean / 95 % t-interval / n of every SUMMARY_METRICS column (NaN where nothing was measured)."""
+    mean / 95 % interval / n of every SUMMARY_COLUMNS column (NaN where nothing was measured).
+    Intervals lie inside the column's range; throughput means are geometric (log scale)."""
     records = []
     for key, g in df.groupby(list(GROUP), sort=True):
         ok = g[g["status"] == "ok"]
@@ -105,17 +99,11 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             n_diverged=int((g["status"] == "diverged").sum()),
             nll_unit=_joined(ok.loc[np.isfinite(ok["nll"].to_numpy(dtype=float)), "nll_unit"]),
             nll_kind=_joined(ok["nll_kind"]),
+            tuned=bool(g["tuned"].any()),
         )
-        for m in SUMMARY_METRICS:
-            iv = t_interval(ok[m.column].to_numpy(dtype=float))
-            rec.update(
-                {
-                    f"{m.column}_mean": iv.mean,
-                    f"{m.column}_ci_low": iv.low,
-                    f"{m.column}_ci_high": iv.high,
-                    f"{m.column}_n": iv.n,
-                }
-            )
+        for c in SUMMARY_COLUMNS:
+            iv = _column_interval(ok, c)
+            rec.update({f"{c}_mean": iv.mean, f"{c}_ci_low": iv.low, f"{c}_ci_high": iv.high, f"{c}_n": iv.n})
         records.append(rec)
     return pd.DataFrame(records, columns=summary_columns())
 
@@ -128,60 +116,61 @@ def _protocol(rows: pd.DataFrame) -> str:
         c: "/".join(sorted({str(int(v)) for v in ok[c] if np.isfinite(v)})) or "n/a"
         for c in ("n_real", "n_fake", "sample_batch")
     }
+    weights = _joined(ok["weights_evaluated"])
     return (
         f"features: {extractor}{' @' + hashes if hashes else ''}; n_real {ints['n_real']}, "
         f"n_fake {ints['n_fake']}; sample batch {ints['sample_batch']}; device "
-        f"{_joined(ok['device']) or 'n/a'}; "
-        f"mixed precision {_joined(ok['mixed_precision']) or 'n/a'}"
+        f"{_joined(ok['device']) or 'n/a'}; mixed precision {_joined(ok['mixed_precision']) or 'n/a'}"
+        + (f"; weights evaluated: {weights}" if weights else "")
     )
 
 
-def _best_mask(summary: pd.DataFrame, m: MetricSpec) -> np.ndarray:
-    """Rows holding the best mean of the column; only marked when at least two rows have a value."""
-    mean = summary[f"{m.column}_mean"].to_numpy(dtype=float)
-    have = np.isfinite(mean)
-    if m.better is None or have.sum() < 2:
+def _best_mask(summary: pd.DataFrame, col: str) -> np.ndarray:
+    """Rows holding the best mean of the column; only marked when at least two rows have a value.
+    Baselines are references: they are never marked best."""
+    mean = summary[f"{col}_mean"].to_numpy(dtype=float)
+    have = np.isfinite(mean) & ~summary["family"].isin(metrics.BASELINES).to_numpy()
+    better = METRICS[col].better
+    if better is None or have.sum() < 2:
         return np.zeros(len(mean), dtype=bool)
-    best = np.nanmin(mean) if m.better == "lower" else np.nanmax(mean)
+    best = np.min(mean[have]) if better == "lower" else np.max(mean[have])
     return have & (mean == best)
 
 
-def _cell(row: pd.Series, m: MetricSpec) -> str:
-    if m.integer:
-        return f"{int(round(row[f'{m.column}_mean'])):,}" if row[f"{m.column}_n"] else DASH
-    iv = Interval(
-        row[f"{m.column}_mean"],
-        row[f"{m.column}_ci_low"],
-        row[f"{m.column}_ci_high"],
-        int(row[f"{m.column}_n"]),
-    )
-    return fmt_interval(iv)
+def _cell(row: pd.Series, col: str) -> str:
+    if METRICS[col].integer:
+        return f"{int(round(row[f'{col}_mean'])):,}" if row[f"{col}_n"] else DASH
+    return fmt_interval(Interval(row[f"{col}_mean"], row[f"{col}_ci_low"], row[f"{col}_ci_high"], int(row[f"{col}_n"])))
+
+
+def _model_names(s: pd.DataFrame, copiers: dict[str, float]) -> list[str]:
+    names = [lab if lab == fam else f"{lab} ({fam})" for lab, fam in zip(s["label"], s["family"])]
+    return [f"{n} {COPY_MARK}" if lab in copiers else n for n, lab in zip(names, s["label"])]
 
 
 def summary_tables(summary: pd.DataFrame, df: pd.DataFrame) -> list[DisplayTable]:
     """One display table per dataset × budget (units differ across datasets, and budgets are
-    not comparable), best value per column marked."""
+    not comparable), best value per column marked; columns nothing in the table measured are left
+    out, so a small suite's table stays narrow."""
     tables = []
     for (dataset, budget), s in summary.groupby(["dataset", "budget"], sort=True):
         s = s.reset_index(drop=True)
+        rows = df[(df["dataset"] == dataset) & (df["budget"] == budget)]
         unit = "/".join(UNIT_NAMES.get(u, u) for u in _joined(s["nll_unit"]).split("/") if u)
-        cells = pd.DataFrame(
-            {
-                "model": [lab if lab == fam else f"{lab} ({fam})" for lab, fam in zip(s["label"], s["family"])],
-            }
-        )
+        cells = pd.DataFrame({"model": _model_names(s, metrics.flagged_copiers(rows))})
         best = pd.DataFrame({"model": np.zeros(len(s), dtype=bool)})
-        for m in SUMMARY_METRICS:
-            header = f"NLL [{unit or 'n/a'}] ↓" if m.column == "nll" else m.header
-            cells[header] = [_cell(r, m) for _, r in s.iterrows()]
-            best[header] = _best_mask(s, m)
-            if m.column == "nll":  # estimator named right next to the value it qualifies
-                cells["NLL estimator"] = [k if k and k != "none" else DASH for k in s["nll_kind"]]
-                best["NLL estimator"] = False
+        for c in SUMMARY_COLUMNS:
+            if not (s[f"{c}_n"] > 0).any():
+                continue
+            header = f"NLL [{unit or 'n/a'}] ↓" if c == "nll" else METRICS[c].header
+            cells[header] = [_cell(r, c) for _, r in s.iterrows()]
+            best[header] = _best_mask(s, c)
+            if c == "nll":  # estimator named right next to the value it qualifies
+                cells["estimator"] = [k if k and k != "none" else DASH for k in s["nll_kind"]]
+                best["estimator"] = False
         for col, name in (("n_failed", "failed"), ("n_diverged", "diverged")):
             cells[name] = [str(int(v)) for v in s[col]]
             best[name] = False
-        rows = df[(df["dataset"] == dataset) & (df["budget"] == budget)]
         tables.append(DisplayTable(f"{dataset} / {budget}", _protocol(rows), cells, best))
     return tables
 
@@ -189,26 +178,25 @@ def summary_tables(summary: pd.DataFrame, df: pd.DataFrame) -> list[DisplayTable
 # ---------------------------------------------------------------- claims
 
 
-def _keys(evidence: Sequence[Evidence]) -> tuple[list[str], list[str]]:
-    """Prefixes per comparison: '[context]' (plus the metric when a claim uses several) for side A,
-    and the same plus 'vs B' when several comparisons share context and metric."""
-    multi_metric = len({e.metric for e in evidence}) > 1
-    base = [f"{e.context}, {e.metric}" if multi_metric else e.context for e in evidence]
-    full = [f"[{k} vs {e.b.name}]" if base.count(k) > 1 else f"[{k}]" for k, e in zip(base, evidence)]
-    return [f"[{k}]" for k in base], full
-
-
-def _join_parts(parts: list[str]) -> str:
-    """Join per-comparison texts, dropping exact repeats (side A recurs once per B)."""
-    return "; ".join(dict.fromkeys(parts)) if parts else DASH
+def evidence_sentence(r: ClaimResult) -> str:
+    """One short sentence behind a claim's verdict: its key comparison and how many agree."""
+    e = key_evidence(r.evidence, r.verdict)
+    if e is None:
+        return r.reason
+    deciding = [x for x in r.evidence if not x.reference]
+    agree = sum(x.verdict == r.verdict for x in deciding)
+    more = f"; {agree} of {len(deciding)} comparisons {r.verdict}" if len(deciding) > 1 else ""
+    decided = e.verdict in (SUPPORTED, CONTRADICTED) and math.isfinite(e.p_adjusted)
+    why = f"Holm p = {fmt_num(e.p_adjusted)}" if decided else e.reason
+    return f"{e.metric} ({e.context}): {_fmt_side(e.a)} vs {_fmt_side(e.b)}, {why}{more}"
 
 
 def claims_frame(results: Sequence[ClaimResult]) -> pd.DataFrame:
-    """claims.csv: one row per claim; numbers per comparison joined as '[context] …'."""
+    """claims.csv: one row per lecture claim; the numbers of its key comparison (see
+    evidence.key_evidence), the others in claims_detail.csv."""
     rows = []
     for r in results:
-        e = r.evidence
-        a_keys, keys = _keys(e)
+        e = key_evidence(r.evidence, r.verdict)
         rows.append(
             {
                 "claim_id": r.claim.claim_id,
@@ -217,14 +205,13 @@ def claims_frame(results: Sequence[ClaimResult]) -> pd.DataFrame:
                 "measured_as": r.claim.measured_as,
                 "compared": r.claim.compared,
                 "metric": r.claim.metric,
-                "side_a": _join_parts([f"{k} {_fmt_side(x.a)}" for k, x in zip(a_keys, e)]),
-                "side_b": _join_parts([f"{k} {_fmt_side(x.b)}" for k, x in zip(keys, e)]),
-                "test": "; ".join(sorted({x.test for x in e})) or DASH,
-                "p_value": _join_parts([f"{k} {fmt_num(x.p_value)}" for k, x in zip(keys, e)]),
-                "effect_size": _join_parts(
-                    [f"{k} d={fmt_num(x.effect)}, ratio={fmt_num(x.ratio)}" for k, x in zip(keys, e)]
-                ),
                 "verdict": r.verdict,
+                "evidence": evidence_sentence(r),
+                "context": e.context if e else "",
+                "p_value": e.p_value if e else math.nan,
+                "p_adjusted": e.p_adjusted if e else math.nan,
+                "detectable": e.detectable if e else "",
+                "n_comparisons": sum(not x.reference for x in r.evidence),
                 "reason": r.reason,
             }
         )
@@ -251,106 +238,68 @@ def claims_detail(results: Sequence[ClaimResult]) -> pd.DataFrame:
                 expect=e.expect,
                 test=e.test,
                 p_value=e.p_value,
+                p_adjusted=e.p_adjusted,
                 p_perm=e.p_perm,
                 effect_d=e.effect,
                 ratio=e.ratio,
-                verdict=e.verdict,
+                detectable=e.detectable,
+                reference=e.reference,
+                verdict="reference" if e.reference else e.verdict,
                 reason=e.reason,
             )
             rows.append(row)
     cols = (
         ["claim_id", "context", "metric"]
         + [f"{t}{s}" for t in ("a", "b") for s in ("", "_mean", "_ci_low", "_ci_high", "_n")]
-        + ["expect", "test", "p_value", "p_perm", "effect_d", "ratio", "verdict", "reason"]
+        + ["expect", "test", "p_value", "p_adjusted", "p_perm", "effect_d", "ratio", "detectable", "reference"]
+        + ["verdict", "reason"]
     )
     return pd.DataFrame(rows, columns=cols)
 
 
 def claims_display(results: Sequence[ClaimResult]) -> pd.DataFrame:
-    """The claims table as shown in the report."""
-    frame = claims_frame(results)
-    keep = [
-        "family",
-        "claim",
-        "compared",
-        "side_a",
-        "side_b",
-        "test",
-        "p_value",
-        "effect_size",
-        "verdict",
-        "reason",
-    ]
-    return frame[keep].rename(
-        columns={
-            "side_a": "A: mean ± 95 % CI (n)",
-            "side_b": "B",
-            "p_value": "p",
-            "effect_size": "effect",
-        }
+    """The claims table as shown in the report: measured claims only, one row each."""
+    measured = [r for r in results if r.verdict != NOT_MEASURED]
+    return pd.DataFrame(
+        {
+            "claim": [f"{r.claim.family}: {r.claim.text}" for r in measured],
+            "verdict": [r.verdict for r in measured],
+            "evidence": [evidence_sentence(r) for r in measured],
+        },
+        columns=["claim", "verdict", "evidence"],
     )
+
+
+def detail_display(results: Sequence[ClaimResult]) -> pd.DataFrame:
+    """Every comparison of the measured claims, for the collapsible detail section."""
+    rows = [
+        {
+            "claim": r.claim.claim_id,
+            "context": e.context,
+            "metric": e.metric,
+            "A": _fmt_side(e.a),
+            "predicted": e.expect,
+            "B": _fmt_side(e.b) + (" (baseline)" if e.reference else ""),
+            "test": e.test,
+            "p": fmt_num(e.p_value),
+            "p (Holm)": fmt_num(e.p_adjusted),
+            "detectable": e.detectable or DASH,
+            "verdict": "reference" if e.reference else e.verdict,
+            "reason": e.reason,
+        }
+        for r in results
+        for e in r.evidence
+    ]
+    cols = ["claim", "context", "metric", "A", "predicted", "B", "test", "p", "p (Holm)", "detectable"]
+    return pd.DataFrame(rows, columns=[*cols, "verdict", "reason"])
 
 
 # ---------------------------------------------------------------- renderers
 
 
 def to_markdown(cells: pd.DataFrame, best: pd.DataFrame | None = None) -> str:
+    """A pipe table; best cells in bold (rendered to <strong> in the HTML by the Markdown library)."""
     shown = cells.astype(str).map(lambda s: s.replace("|", "\\|"))  # a bare | ends the cell
     if best is not None:
         shown = shown.where(~best.to_numpy(), "**" + shown + "**")
     return shown.to_markdown(index=False)
-
-
-_LATEX_ESCAPES = (
-    ("&", r"\&"),
-    ("%", r"\%"),
-    ("$", r"\$"),
-    ("#", r"\#"),
-    ("_", r"\_"),
-    ("{", r"\{"),
-    ("}", r"\}"),
-    ("~", r"\textasciitilde{}"),
-    ("^", r"\textasciicircum{}"),
-)
-
-
-def _latex_escape(text: str) -> str:
-    """Escape LaTeX specials in free text (the caption; Styler escapes the cells itself)."""
-    text = text.replace("\\", "\0")  # backslash last, so its braces are not escaped again
-    for a, b in _LATEX_ESCAPES:
-        text = text.replace(a, b)
-    return text.replace("\0", r"\textbackslash{}")
-
-
-# Unicode in cells/headers that pdflatex does not take without extra packages.
-_LATEX_SYMBOLS = (
-    ("±", r"$\pm$"),
-    ("↓", r"$\downarrow$"),
-    ("↑", r"$\uparrow$"),
-    ("—", "---"),
-    (">=", r"$\geq$"),
-    ("<=", r"$\leq$"),
-    ("≈", r"$\approx$"),
-    ("·", r"$\cdot$"),
-)
-
-
-def to_latex(cells: pd.DataFrame, best: pd.DataFrame | None, caption: str, label: str) -> str:
-    """A booktabs table (pandas Styler, hrules=True); best cells in bold."""
-    styler = cells.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
-    if best is not None:
-        mask = best.to_numpy()
-        styler = styler.apply(lambda _: np.where(mask, "textbf:--rwrap;", ""), axis=None)
-    tex = styler.to_latex(hrules=True, caption=_latex_escape(caption), label=label)
-    for a, b in _LATEX_SYMBOLS:
-        tex = tex.replace(a, b)
-    return tex
-
-
-def to_html(cells: pd.DataFrame, best: pd.DataFrame | None, uuid: str) -> str:
-    """An HTML table (pandas Styler) with a fixed uuid so the output is identical on rerun."""
-    styler = cells.style.hide(axis="index").set_uuid(uuid)
-    if best is not None:
-        mask = best.to_numpy()
-        styler = styler.apply(lambda _: np.where(mask, "font-weight: bold", ""), axis=None)
-    return styler.to_html()

@@ -1,0 +1,119 @@
+"""What the report knows about each result column it reads: display header, which direction is
+better, the range its values live in, and the scale it is averaged and compared on.
+
+One registry (METRICS) serves the summary tables, the claims and the figures, so a range or a
+direction is defined once. Columns written by newer versions of the harness may be absent from
+an older results folder: `bench.report.data.normalize` adds them as NaN ("not measured").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bench.report import stats
+from bench.report.stats import Interval
+
+INF = math.inf
+HIGHER, LOWER = "higher", "lower"
+BASELINES = ("copy", "gmm")  # reference families: they appear in comparisons but never decide a verdict
+COPY_FLAG = 0.5  # mean copy_fraction at or above which a model is flagged as memorizing (chance ≈ 1/9 in 2-D)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    column: str  # result column (bench.schema)
+    header: str  # short display header, unit included
+    better: str | None  # "higher" | "lower" | None (not highlighted, no direction)
+    low: float = -INF  # smallest valid value: intervals are clipped to [low, high]
+    high: float = INF  # largest valid value
+    log: bool = False  # positive quantity averaged and compared on the log scale (throughput)
+    integer: bool = False  # shown as a whole number without an interval (e.g. params)
+
+
+METRICS: dict[str, MetricSpec] = {
+    m.column: m
+    for m in (
+        MetricSpec("nll", "NLL", LOWER),  # header gets the unit; estimators are exact or upper bounds
+        MetricSpec("nll_gap_nats", "NLL gap [nats]", LOWER),  # model − truth on the scored examples
+        MetricSpec("fid", "FID ↓", LOWER, low=0.0),
+        MetricSpec("kid_mean", "KID ↓", LOWER),  # unbiased estimator: may be slightly negative
+        MetricSpec("precision", "prec. ↑", HIGHER, low=0.0, high=1.0),
+        MetricSpec("recall", "recall ↑", HIGHER, low=0.0, high=1.0),
+        MetricSpec("mode_coverage", "modes ↑", HIGHER, low=0.0, high=1.0),
+        MetricSpec("c2st_accuracy", "C2ST acc. ↓", LOWER, low=0.0, high=1.0),  # 0.5 = indistinguishable
+        MetricSpec("copy_fraction", "copies", None, low=0.0, high=1.0),
+        MetricSpec("sharpness_ratio", "sharpness", HIGHER, low=0.0),  # sharper samples: higher ratio
+        MetricSpec("impute_mse", "impute MSE", LOWER, low=0.0),
+        MetricSpec("impute_mse_baseline", "mean-impute MSE", LOWER, low=0.0),
+        MetricSpec("samples_per_cpu_s", "samples/CPU-s ↑", HIGHER, low=0.0, log=True),
+        MetricSpec("samples_per_s", "samples/s ↑", HIGHER, low=0.0, log=True),
+        MetricSpec("train_s", "train [s] ↓", LOWER, low=0.0),
+        MetricSpec("params", "params", None, integer=True),
+        MetricSpec("density_mass", "mass", None, low=0.0),
+    )
+}
+
+# Columns of the summary tables, in display order.
+SUMMARY_COLUMNS = (
+    "nll",
+    "nll_gap_nats",
+    "fid",
+    "kid_mean",
+    "precision",
+    "recall",
+    "mode_coverage",
+    "c2st_accuracy",
+    "copy_fraction",
+    "samples_per_cpu_s",
+    "samples_per_s",
+    "train_s",
+    "params",
+)
+# 2-D sample quality is decided by these (FID on raw coordinates compares two fitted Gaussians and
+# cannot see modes); on images by FID in the named extractor's feature space.
+POINT_QUALITY = ("mode_coverage", "precision", "recall", "c2st_accuracy")
+IMAGE_QUALITY = ("fid",)
+THROUGHPUT = ("samples_per_cpu_s", "samples_per_s")  # CPU-time throughput when measured, else wall
+
+
+def spec(column: str) -> MetricSpec:
+    """The registered spec of a column; a column without one has no range and no direction."""
+    return METRICS.get(column, MetricSpec(column, column, None))
+
+
+def interval(values: Iterable[float], column: str) -> Interval:
+    """95 % interval of the mean of a column's values over seeds, inside the column's range:
+    on the log scale (geometric mean) for throughput, clipped to [low, high] otherwise."""
+    m = spec(column)
+    if m.log:
+        return stats.log_t_interval(values)
+    return stats.clip(stats.t_interval(values), m.low, m.high)
+
+
+def is_points(rows: pd.DataFrame) -> bool:
+    """Rows of 2-D point data (NLL in nats) rather than images (bits/dim)."""
+    units = set(rows["nll_unit"]) - {""}
+    return units == {"nats"}
+
+
+def quality_columns(rows: pd.DataFrame) -> tuple[str, ...]:
+    """The sample-quality columns that decide in this context (see POINT_QUALITY)."""
+    return POINT_QUALITY if is_points(rows) else IMAGE_QUALITY
+
+
+def throughput_column(rows: pd.DataFrame) -> str:
+    """samples_per_cpu_s when any row of the context measured it, else wall-clock samples_per_s."""
+    x = rows[THROUGHPUT[0]].to_numpy(dtype=float)
+    return THROUGHPUT[0] if np.isfinite(x).any() else THROUGHPUT[1]
+
+
+def flagged_copiers(rows: pd.DataFrame) -> dict[str, float]:
+    """{label: mean copy_fraction} of the ok models whose mean is at least COPY_FLAG."""
+    ok = rows[rows["status"] == "ok"]
+    means = ok.groupby("label", sort=True)["copy_fraction"].mean()
+    return {str(k): float(v) for k, v in means.items() if np.isfinite(v) and v >= COPY_FLAG}

@@ -1,0 +1,170 @@
+"""The report's sections, in reading order: headline, summary, figures, (tuning), claims, notes.
+
+Each function turns results into one `Section` of Markdown; bench.report.document renders them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.report import data, metrics, tables
+from bench.report.claims import ClaimResult
+from bench.report.document import Section
+from bench.report.evidence import ALPHA, MIN_SEEDS, NOT_MEASURED, VERDICTS
+from bench.report.figures import Figure
+from bench.report.tables import DisplayTable
+
+VERDICT_RULES = (
+    f"Each comparison is made within one dataset and budget, over the seeds of the ok trials "
+    f"(Welch t; paired t against a baseline; one-sample t against a reference; Fisher's exact test "
+    f"for divergence rates). It is *inconclusive* when a side has fewer than {MIN_SEEDS} seeds or no "
+    f"spread over its seeds, when its Holm-adjusted p ≥ {ALPHA} (all deciding comparisons of the "
+    f"table form one family), or when the 95 % intervals of the two means overlap; otherwise "
+    f"*supported* or *contradicted* by the observed direction. An inconclusive comparison states the "
+    f"smallest difference its seeds could detect (80 % power). A claim is supported when some of its "
+    f"comparisons support it and none contradicts it, contradicted in the mirror case, inconclusive "
+    f"when mixed or undecided. Comparisons against the baselines `copy` (training examples: the best "
+    f"possible sample quality, and a memorizer) and `gmm` (a fitted Gaussian mixture) are shown in "
+    f"the detail for reference and never decide."
+)
+MEASURE_NOTES = (
+    "Sample quality on 2-D data is decided by mode coverage, precision/recall and the classifier "
+    "two-sample test (C2ST: held-out accuracy of a classifier telling real from generated points, "
+    "0.5 = indistinguishable); FID on raw 2-D coordinates compares two fitted Gaussians and cannot "
+    "see modes, so it stays a column only. On images FID decides, in the named extractor's feature space.",
+    "Loss oscillation (std/|mean| of a family's own loss) is not compared across families: the "
+    "losses are different quantities and a constant offset changes it.",
+    "Throughput is compared on the log scale and summarized by geometric means; samples per "
+    "CPU-second where measured (wall-clock samples/s depends on the machine's load).",
+    "Intervals are 95 % t-intervals over seeds, clipped to the metric's range (precision, recall, "
+    "mode coverage, C2ST accuracy and copy fraction in [0, 1]; FID ≥ 0).",
+)
+# What each NLL estimator is: the exact density, or an upper bound on the NLL.
+ESTIMATORS = {
+    "exact": "exact NLL of the model density",
+    "dequantized": "upper bound: one-sample uniform dequantization of the discrete data",
+    "elbo": "upper bound: negative evidence lower bound",
+    "iwae": "upper bound: importance-weighted bound (tighter than the ELBO as K grows)",
+    "vlb": "upper bound: the diffusion variational bound",
+}
+
+
+def _trial_counts(df: pd.DataFrame) -> str:
+    counts = df["status"].value_counts()
+    return (
+        f"{len(df)} trials ({int(counts.get('ok', 0))} ok, {int(counts.get('failed', 0))} failed, "
+        f"{int(counts.get('diverged', 0))} diverged)"
+    )
+
+
+def _budgets(df: pd.DataFrame) -> str:
+    parts = []
+    for budget, g in df.groupby("budget", sort=True):
+        steps = g["train_steps"].to_numpy(dtype=float)
+        steps = steps[np.isfinite(steps)]
+        parts.append(f"{budget} ({int(steps.max()):,} steps)" if len(steps) else str(budget))
+    return ", ".join(parts) or "n/a"
+
+
+def headline(df: pd.DataFrame, results_dir: Path) -> tuple[str, str]:
+    """(title, one paragraph): suite, trials, device, budget, tuned or not, library versions."""
+    ok = df[df["status"] == "ok"]
+    suites = ", ".join(sorted(set(df["suite"]) - {""})) or results_dir.name
+    versions = sorted({f"{k} {v}" for text in ok["versions"] for k, v in (data.parse_json(text) or {}).items()})
+    tuned = "tuned hyper-parameters" if df["tuned"].any() else "not tuned (suite hyper-parameters)"
+    lines = [
+        f"**Suite** {suites} · **{_trial_counts(df)}** · **device** "
+        f"{', '.join(sorted(set(ok['device']) - {''})) or 'n/a'} · **budget** {_budgets(df)} · "
+        f"**{tuned}**",
+        f"Datasets: {', '.join(sorted(set(df['dataset']))) or 'n/a'}; mixed precision: "
+        f"{', '.join(sorted(set(ok['mixed_precision']) - {''})) or 'n/a'}; versions: {', '.join(versions) or 'n/a'}.",
+    ]
+    return f"genbench report: {suites}", "\n\n".join(lines)
+
+
+def summary_section(summaries: Sequence[DisplayTable]) -> Section:
+    note = (
+        "Mean ± 95 % interval over the ok seeds (n); bold: best of its column (baselines excluded); "
+        f"— : not applicable or not measured; {tables.COPY_MARK}: memorizes (mean share of samples "
+        f"that copy a training example ≥ {metrics.COPY_FLAG}). NLL gap: model − true NLL on the "
+        "scored test examples, paired per example."
+    )
+    parts = [note, ""]
+    for t in summaries:
+        parts += [f"### {t.title}", "", f"Protocol: {t.caption}", "", tables.to_markdown(t.cells, t.best), ""]
+    if not summaries:
+        parts.append("No trials.")
+    return Section("Summary", "\n".join(parts))
+
+
+def figures_section(figs: Sequence[Figure]) -> Section:
+    drawn = tuple(f for f in figs if f.path is not None)
+    skipped = [f"- {f.name}: {f.skipped}" for f in figs if f.path is None]
+    body = "\n".join(["Figures not drawn:", "", *skipped]) if skipped else ""
+    return Section("Figures", body or "All figures drawn.", drawn)
+
+
+def claims_section(results: Sequence[ClaimResult]) -> Section:
+    counts = pd.Series([r.verdict for r in results]).value_counts()
+    tally = ", ".join(f"{int(counts[v])} {v}" for v in VERDICTS if v in counts)
+    shown = tables.claims_display(results)
+    unmeasured = [r.claim.claim_id for r in results if r.verdict == NOT_MEASURED]
+    parts = [f"{len(results)} claims of the lecture: {tally}.", ""]
+    parts += [tables.to_markdown(shown) if len(shown) else "No claim could be measured by this suite.", ""]
+    if unmeasured:
+        parts.append(f"Not measurable with this suite: {', '.join(unmeasured)} (see claims.csv for what each needs).")
+    detail = tables.detail_display([r for r in results if r.verdict != NOT_MEASURED])
+    details = None
+    if len(detail):
+        details = (f"Every comparison ({len(detail)}), per dataset and budget", tables.to_markdown(detail))
+    return Section("Claims", "\n".join(parts), details=details)
+
+
+def _estimator_notes(df: pd.DataFrame) -> list[str]:
+    kinds = sorted(set(df.loc[df["status"] == "ok", "nll_kind"]) - {"", "none"})
+    out = []
+    for kind in kinds:
+        base = kind.split("-")[0]  # iwae-64 -> iwae
+        out.append(f"- `{kind}`: {ESTIMATORS.get(base, 'estimator not described')}")
+    return out
+
+
+def _memorization_note(df: pd.DataFrame) -> str:
+    flagged = metrics.flagged_copiers(df)
+    if not flagged:
+        measured = np.isfinite(df["copy_fraction"].to_numpy(dtype=float)).any()
+        return "No model memorizes (copy fraction below the flag)." if measured else "Copy fraction not measured."
+    names = ", ".join(f"{k} ({v:.2f})" for k, v in flagged.items())
+    return f"Flagged as memorizing (mean copy fraction ≥ {metrics.COPY_FLAG}): {names}."
+
+
+def _failures(df: pd.DataFrame) -> pd.DataFrame:
+    bad = df[df["status"] != "ok"]
+    return pd.DataFrame(
+        {
+            "model": bad["label"],
+            "dataset": bad["dataset"],
+            "budget": bad["budget"],
+            "seed": [str(int(s)) if pd.notna(s) else "" for s in bad["seed"]],
+            "status": bad["status"],
+            "error": [e.splitlines()[0][:160] if e else "" for e in bad["error"]],
+        }
+    )
+
+
+def notes_section(df: pd.DataFrame) -> Section:
+    parts = ["**How verdicts are reached.** " + VERDICT_RULES, "", "**Measures.**", ""]
+    parts += [f"- {n}" for n in MEASURE_NOTES] + [""]
+    estimators = _estimator_notes(df)
+    if estimators:
+        parts += ["**NLL estimators** (all but `exact` are upper bounds on the NLL, so lower is still better):", ""]
+        parts += [*estimators, ""]
+    parts += ["**Memorization.** " + _memorization_note(df), ""]
+    fails = _failures(df)
+    if len(fails):
+        parts += ["**Failed and diverged trials.**", "", tables.to_markdown(fails), ""]
+    return Section("Notes", "\n".join(parts))
