@@ -55,7 +55,9 @@ def main() -> None:
     train, test = data.train(), data.test()
     true_nll = data.true_nll_nats()[0]
     torch.manual_seed(args.seed)
-    ours = make_family("flow", data.spec, {"batch_size": args.batch, "lr_decay_steps": args.steps, **json.loads(args.hp)})
+    ours = make_family(
+        "flow", data.spec, {"batch_size": args.batch, "lr_decay_steps": args.steps, **json.loads(args.hp)}
+    )
     ours.train(True)
     torch.manual_seed(args.seed)
     theirs = normflows_realnvp(ours.hp.coupling_layers, ours.hp.hidden)
