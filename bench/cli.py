@@ -7,9 +7,11 @@
     genbench report RESULTS_DIR
 
 Exit status: 0 success; 2 invalid input (suite, paths, arguments: one line on stderr per problem,
-each naming the file and field; nothing was started); 1 an unexpected error (traceback); for `run`,
-100 + n when n trials failed (capped at 199; diverged trials are measurements, not failures);
-141 when the reader of stdout went away (`validate --cells | head`), like tools killed by SIGPIPE.
+each naming the file and field; nothing was started) or an unusable results folder (not writable,
+full, in use by another run); 1 an unexpected error (traceback); for `run`, 100 + n when n trials
+failed (capped at 199; diverged trials are measurements, not failures); 130 / 143 when SIGINT
+(Ctrl-C) / SIGTERM stopped it (finished rows are kept; run again to resume); 141 when the reader of
+stdout went away (`validate --cells | head`), like tools killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import importlib.metadata
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 EXIT_INVALID = 2
 EXIT_FAILED_TRIALS = 100  # + number of failed trials
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader closed the pipe
+EXIT_SIGINT = 130  # 128 + SIGINT, the shell's convention; SIGTERM gives 143
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `genbench validate --cells | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt as exc:  # bench.signals.Interrupted carries SIGTERM's code too
+        print(f"genbench: interrupted ({exc or 'SIGINT'})", file=sys.stderr)
+        return getattr(exc, "exit_code", EXIT_SIGINT)
 
 
 def _version() -> str:
@@ -56,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genbench",
         description="Train and compare GAN, VAE, RealNVP and DDPM on equal terms.",
-        epilog="Exit status: 0 ok; 2 invalid input (nothing started); 1 unexpected error; "
-        "run: 100 + number of failed trials.",
+        epilog="Exit status: 0 ok; 2 invalid input or unusable results folder (nothing started); "
+        "1 unexpected error; run: 100 + number of failed trials, 130 / 143 when stopped by SIGINT (Ctrl-C) / "
+        "SIGTERM (finished rows kept; a second signal exits at once); 141 stdout closed early.",
     )
     parser.add_argument("--version", action="version", version=f"genbench {_version()}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="debug log output")
@@ -179,11 +187,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     # invalid: exit 2, Ray not imported
     suite = load_suite(args.suite, data_root=args.data_root, check_machine=_on_this_machine(args))
     from bench.runner import run_suite
+    from bench.signals import StopOnSignal
 
-    summary = run_suite(suite, args.results, address=args.address, restart=args.restart, report=args.report)
+    with StopOnSignal() as stop:  # SIGINT / SIGTERM: trials stopped, rows kept, exit 130 / 143
+        summary = run_suite(
+            suite, args.results, address=args.address, restart=args.restart, report=args.report, stop=stop
+        )
     print(summary.describe())
     if summary.report_path is not None:
         print(f"report: {summary.report_path}")
+    if summary.interrupted:
+        print(f"interrupted by {signal.Signals(summary.interrupted).name}: run again to resume", file=sys.stderr)
+        return 128 + summary.interrupted
     return EXIT_FAILED_TRIALS + min(summary.failed, 99) if summary.failed else 0
 
 

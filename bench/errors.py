@@ -19,3 +19,7 @@ class ConfigErrors(ConfigError):
     def __init__(self, lines: list[str]):
         super().__init__("\n".join(lines))
         self.lines = list(lines)
+
+
+class StorageError(GenbenchError, OSError):
+    """The results folder cannot be used: not a folder, not writable, full, or in use by another run."""

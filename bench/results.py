@@ -2,12 +2,15 @@
 
 Layout of `results/<suite>/`:
     rows/<trial_id>.json   one finished trial's row, written by the trial (temp file + rename)
-    trials.parquet/.csv    the table of the suite's cells, rebuilt from rows/ by the driver (atomic)
+    rows/quarantine/       unreadable or foreign files found in rows/, moved aside at start-up
+    trials.parquet/.csv    the table of the suite's cells, written from rows/ by the driver (atomic)
     weights/, samples/, cache/, ray/   weights, sample grids, metric caches, Ray Tune's own files
 
 Why a file per row: a rename is atomic, so a SIGKILL at any moment leaves either the old row or the
 new one, never half of one, and keying by trial_id makes a duplicate row impossible. The tables are
-a derived view that the driver regenerates at start-up and after every finished trial.
+a derived view (`SuiteTable`): built from rows/ at start-up and at the end, updated in memory after
+every finished trial and written out at a rate that keeps the cost per trial flat. Files are created
+with mode 0666 minus the umask (0644 usually), like open() would.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,7 @@ from bench.schema import COLUMN_NAMES, COLUMNS
 log = logging.getLogger(__name__)
 
 ROWS_DIR = "rows"
+QUARANTINE = "quarantine"  # under rows/: files that are not rows of this store, kept for inspection
 TABLE = "trials.parquet"
 CSV = "trials.csv"
 FINISHED = ("ok", "diverged")  # statuses that are measurements; resume skips them ("failed" reruns)
@@ -44,6 +49,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())  # mkstemp creates 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -61,10 +67,24 @@ def _atomic_write_with(path: Path, writer) -> None:
     os.close(fd)
     try:
         writer(tmp)
+        os.chmod(tmp, file_mode())  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_mode() -> int:
+    """0o666 minus the process umask: the mode open() would give a new file."""
+    try:  # Linux >= 4.7 shows it; os.umask() would have to change it to read it (racy with threads)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 # --- rows -------------------------------------------------------------------------------------
@@ -129,19 +149,61 @@ def read_row(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-def read_rows(results_dir: Path) -> dict[str, dict[str, Any]]:
-    """{trial_id: row} of every stored row (temp files of interrupted writes are ignored)."""
+def read_rows(results_dir: Path, *, quarantine: bool = False) -> dict[str, dict[str, Any]]:
+    """{trial_id: row} of every stored row (temp files of interrupted writes are ignored).
+
+    A file in rows/ that is not a row of this store (unreadable, truncated, foreign JSON, a trial_id
+    other than its name) is skipped with a one-line warning naming it; with `quarantine` (the
+    driver at start-up, holding the folder's lock) it is also moved to rows/quarantine/, so that
+    the cell simply runs again.
+    """
     folder = Path(results_dir) / ROWS_DIR
     rows = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        row = read_row(path)
-        rows[row["trial_id"]] = row
+        row, problem = _checked_row(path)
+        if problem is None:
+            rows[row["trial_id"]] = row
+        elif quarantine:
+            log.warning("%s: %s; moved to %s", path, problem, _quarantine(path))
+        else:
+            log.warning("%s: %s; skipped", path, problem)
     return rows
+
+
+def _checked_row(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(row, None) for a row file of this store, else (None, what is wrong with it)."""
+    try:
+        row = read_row(path)
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None, f"unreadable ({type(exc).__name__}: {' '.join(str(exc).split())})"
+    if not isinstance(row, dict):
+        return None, f"not a row file (JSON {type(row).__name__}, expected an object)"
+    if row.get("trial_id") != path.stem:
+        return None, f"not a row file (trial_id {row.get('trial_id')!r} is not the file name)"
+    extra = sorted(set(row) - set(COLUMN_NAMES))
+    if extra or not isinstance(row.get("status"), str):
+        return None, f"not a row file (columns outside bench.schema: {', '.join(extra) or 'no status'})"
+    return row, None
+
+
+def _quarantine(path: Path) -> Path:
+    """Move a bad file to rows/quarantine/ (a free name: nothing there is ever overwritten)."""
+    target_dir = path.parent / QUARANTINE
+    target_dir.mkdir(exist_ok=True)
+    target, n = target_dir / path.name, 1
+    while target.exists():
+        target, n = target_dir / f"{path.name}.{n}", n + 1
+    os.replace(path, target)
+    return target
 
 
 def finished_ids(results_dir: Path) -> set[str]:
     """trial_ids that have a finished row (ok or diverged): a resumed run skips these cells."""
-    return {tid for tid, row in read_rows(results_dir).items() if row.get("status") in FINISHED}
+    return finished(read_rows(results_dir))
+
+
+def finished(rows: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    return {tid for tid, row in rows.items() if row.get("status") in FINISHED}
 
 
 def clean_temp_files(results_dir: Path) -> None:
@@ -165,53 +227,132 @@ def clear(results_dir: Path) -> None:
 # --- tables -----------------------------------------------------------------------------------
 def to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Rows -> DataFrame with exactly the schema's columns, in order, with schema dtypes."""
-    df = pd.DataFrame([normalize_row(r) for r in rows], columns=list(COLUMN_NAMES))
+    return _frame([normalize_row(r) for r in rows])
+
+
+def _frame(normalized: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(normalized, columns=list(COLUMN_NAMES))
     return df.astype({c.name: _PANDAS_DTYPE[c.dtype] for c in COLUMNS})
 
 
-def rebuild_tables(results_dir: Path, trial_ids: Iterable[str] | None = None) -> pd.DataFrame:
-    """Rewrite trials.parquet and trials.csv (atomically) from the stored rows.
+class SuiteTable:
+    """The suite's table (trials.parquet / trials.csv), held in memory by the driver.
 
-    `trial_ids` (the current suite's cells, in grid order) selects and orders the rows; rows of
-    cells no longer in the suite stay in rows/ but are left out of the tables. None: every row.
+    Built from rows/ at start-up and at the end of a run; in between, `put` replaces one cell's
+    row in memory (O(1)) and the files are rewritten only when `FLUSH_SHARE` of the table is new or
+    `FLUSH_S` seconds have passed. A rewrite costs O(n), so the cost per trial stays flat at any
+    suite size instead of growing with it (a rewrite per trial made a suite quadratic). rows/ stays
+    the source of truth: a killed driver loses no row, only a table that the next start rebuilds.
     """
-    results_dir = Path(results_dir)
-    stored = read_rows(results_dir)
-    if trial_ids is None:
 
-        def identity(t: str) -> tuple:
-            r = stored[t]
-            return r["label"], r["dataset"], r["budget"], r["seed"], t
+    FLUSH_SHARE = 0.01  # rewrite once new rows amount to 1% of the table (every trial below 100 rows)
+    FLUSH_S = 30.0  # ... or when the files are this many seconds behind
 
-        ids = sorted(stored, key=identity)
-    else:
-        ids = [t for t in trial_ids if t in stored]
-    df = to_frame(stored[t] for t in ids)
-    _atomic_write_with(results_dir / TABLE, lambda p: df.to_parquet(p, index=False))
-    _atomic_write_with(results_dir / CSV, lambda p: df.to_csv(p, index=False))
-    return df
+    def __init__(self, results_dir: Path, rows: Mapping[str, Mapping[str, Any]], trial_ids: Iterable[str] | None):
+        """`trial_ids` (the suite's cells, in grid order) selects and orders the rows; rows of cells
+        no longer in the suite stay in rows/ but are left out. None: every row, by identity."""
+        self.results_dir = Path(results_dir)
+        normalized = {t: normalize_row(r) for t, r in rows.items()}
+        if trial_ids is None:
+            trial_ids = sorted(normalized, key=lambda t: _identity(normalized[t]))
+        self.order = {t: i for i, t in enumerate(trial_ids)}
+        self.rows = {t: normalized[t] for t in self.order if t in normalized}
+        self._unwritten = 0
+        self._written_at = time.monotonic()
+
+    @classmethod
+    def load(cls, results_dir: Path, trial_ids: Iterable[str] | None = None, *, quarantine: bool = False):
+        return cls(results_dir, read_rows(results_dir, quarantine=quarantine), trial_ids)
+
+    def put(self, row: Mapping[str, Any]) -> None:
+        """One finished trial's row (already stored in rows/); the files follow when due."""
+        row = normalize_row(row)
+        if row["trial_id"] not in self.order:
+            return
+        self.rows[row["trial_id"]] = row
+        self._unwritten += 1
+        due = self._unwritten >= max(1.0, self.FLUSH_SHARE * len(self.rows))
+        if due or time.monotonic() - self._written_at >= self.FLUSH_S:
+            self.write()
+
+    def finished_ids(self) -> set[str]:
+        return finished(self.rows)
+
+    def frame(self) -> pd.DataFrame:
+        return _frame(sorted(self.rows.values(), key=lambda r: self.order[r["trial_id"]]))
+
+    def write(self, *, only_if_changed: bool = False) -> pd.DataFrame:
+        """Rewrite trials.parquet and trials.csv (atomically); with `only_if_changed`, files that
+        already hold exactly this table are left untouched (a rerun that changes nothing writes nothing)."""
+        df = self.frame()
+        if not (only_if_changed and self._on_disk(df)):
+            _atomic_write_with(self.results_dir / TABLE, lambda p: df.to_parquet(p, index=False))
+            _atomic_write_with(self.results_dir / CSV, lambda p: df.to_csv(p, index=False))
+        self._unwritten = 0
+        self._written_at = time.monotonic()
+        return df
+
+    def _on_disk(self, df: pd.DataFrame) -> bool:
+        if not (self.results_dir / CSV).is_file():
+            return False
+        try:
+            return _read_table(self.results_dir / TABLE).equals(df)
+        except Exception:  # unreadable or foreign: rewrite it
+            return False
+
+
+def _identity(row: Mapping[str, Any]) -> tuple:
+    return row["label"], row["dataset"], row["budget"], row["seed"], row["trial_id"]
+
+
+def rebuild_tables(results_dir: Path, trial_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """Rewrite trials.parquet and trials.csv (atomically) from the stored rows; see SuiteTable."""
+    return SuiteTable.load(results_dir, trial_ids).write()
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """trials.parquet with the schema's columns and dtypes (columns added since it was written: NA)."""
+    df = pd.read_parquet(path)
+    if "trial_id" not in df.columns or "status" not in df.columns:
+        raise ValueError("not a genbench table (no trial_id / status column)")
+    missing = [c.name for c in COLUMNS if c.name not in df.columns]
+    df = df.reindex(columns=list(COLUMN_NAMES))
+    for name in missing:  # typed "not measured"
+        df[name] = _frame([empty_row()])[name].iloc[0]
+    return df.astype({c.name: _PANDAS_DTYPE[c.dtype] for c in COLUMNS})
 
 
 def load_results(results_dir: str | os.PathLike) -> pd.DataFrame:
     """A suite's results folder (results/<suite>) as a DataFrame with the schema's columns.
 
-    Reads trials.parquet; a folder with rows but no table yet (a run killed before its first
-    rebuild) is read from its row files.
+    Reads trials.parquet; a folder with rows but no readable table (a run killed before its first
+    write, a damaged file) is read from its row files.
     """
     results_dir = Path(results_dir)
     table = results_dir / TABLE
+    has_rows = (results_dir / ROWS_DIR).is_dir()
     if table.is_file():
-        rows = list((results_dir / ROWS_DIR).glob("*.json"))
-        newer = [p for p in rows if p.stat().st_mtime > table.stat().st_mtime]
-        if newer:  # a driver killed between a trial's row and the table's rebuild
-            log.warning(
-                "%s: %d row files are newer than %s; `genbench run` on the suite rebuilds it",
-                results_dir,
-                len(newer),
-                TABLE,
-            )
-        df = pd.read_parquet(table)
-        return df.astype({c.name: _PANDAS_DTYPE[c.dtype] for c in COLUMNS})
-    if (results_dir / ROWS_DIR).is_dir():
+        try:
+            df = _read_table(table)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            if not has_rows:
+                raise DataError(f"{table}: unreadable ({reason}) and no {ROWS_DIR}/ to read instead") from None
+            log.warning("%s: unreadable (%s); reading the rows in %s/ instead", table, reason, ROWS_DIR)
+        else:
+            _warn_if_stale(results_dir, table)
+            return df
+    if has_rows:
         return to_frame(read_rows(results_dir).values())
     raise DataError(f"{results_dir}: not a results folder (no {TABLE} and no {ROWS_DIR}/); pass results/<suite name>")
+
+
+def _warn_if_stale(results_dir: Path, table: Path) -> None:
+    newer = [p for p in (results_dir / ROWS_DIR).glob("*.json") if p.stat().st_mtime > table.stat().st_mtime]
+    if newer:  # a driver killed (or still running) between a trial's row and the table's next write
+        log.warning(
+            "%s: %d row files are newer than %s; `genbench run` on the suite rebuilds it",
+            results_dir,
+            len(newer),
+            TABLE,
+        )

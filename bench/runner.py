@@ -11,9 +11,12 @@
    checkpoints through `ray.tune.report` (bench.trial.Lifecycle); a retried trial continues from
    `tune.get_checkpoint()`, a cell of a rerun from its most advanced checkpoint stored by an earlier
    run of the folder (bench.checkpoint.find_stored). Each trial writes its own row (bench.results,
-   atomic) and reports it last; the driver rebuilds trials.parquet/.csv after every trial and shows
-   done / running / failed counts.
+   atomic) and reports it last; the driver keeps the table in memory (results.SuiteTable:
+   rewritten at a rate that keeps the cost per trial flat) and shows done / running / failed
+   counts. Cells reach Tune one at a time (bench.cell_feed), not as a grid.
 4. A trial still errored after its retries gets a "failed" row written by the driver.
+5. One run per results folder (bench.lock); storage problems are one-line errors (exit 2).
+   SIGINT / SIGTERM (bench.signals, installed by the CLI) stop the trials cleanly.
 """
 
 from __future__ import annotations
@@ -35,9 +38,12 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from tqdm.auto import tqdm
 
 from bench import checkpoint, results
+from bench.cell_feed import CellFeed
 from bench.datasets import make_dataset
 from bench.errors import ConfigError
+from bench.lock import results_lock, storage_errors
 from bench.metrics.extractors import resolve_extractor
+from bench.signals import SignalStop, StopOnSignal
 from bench.suite import Cell, Suite
 from bench.trial import Lifecycle, identity_row, run_trial
 
@@ -53,6 +59,7 @@ class RunSummary:
     skipped: int  # cells with a finished row from an earlier run
     statuses: Counter = field(default_factory=Counter)  # status -> count over the suite's rows
     report_path: Path | None = None
+    interrupted: int | None = None  # the signal that stopped the run (None: it ran to the end)
 
     @property
     def failed(self) -> int:
@@ -75,18 +82,29 @@ def run_suite(
     address: str | None = None,
     restart: bool = False,
     report: bool = True,
+    stop: StopOnSignal | None = None,
 ) -> RunSummary:
-    """Run every cell of `suite` without a finished row; returns the counts of the suite's rows."""
-    results_dir = (Path(results_root) / suite.name).resolve()
-    if restart and results_dir.exists():
-        log.info("--restart: clearing earlier results in %s", results_dir)
-        results.clear(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    results.clean_temp_files(results_dir)
+    """Run every cell of `suite` without a finished row; returns the counts of the suite's rows.
 
-    cells = suite.cells()
-    ids = [c.trial_id for c in cells]
-    stale = set(results.read_rows(results_dir)) - set(ids)
+    stop: the CLI's signal handlers; a signal ends the run early (summary.interrupted, no report).
+    """
+    results_dir = (Path(results_root) / suite.name).resolve()
+    with results_lock(results_dir):
+        return _run_locked(suite, results_dir, address, restart, report, stop)
+
+
+def _run_locked(suite, results_dir, address, restart, report, stop) -> RunSummary:
+    with storage_errors(results_dir):  # a read-only folder or a full disk: one line, exit 2
+        if restart:
+            log.info("--restart: clearing earlier results in %s", results_dir)
+            results.clear(results_dir)
+        results.clean_temp_files(results_dir)
+        cells = suite.cells()
+        ids = [c.trial_id for c in cells]
+        stored = results.read_rows(results_dir, quarantine=True)
+        table = results.SuiteTable(results_dir, stored, ids)
+        table.write(only_if_changed=True)  # rows a killed run wrote after its last table write
+    stale = set(stored) - set(ids)
     if stale:
         log.warning(
             "%s holds %d rows of cells that are not in this suite (edited suite?); they "
@@ -96,20 +114,31 @@ def run_suite(
             results.ROWS_DIR,
             results.TABLE,
         )
-    done = results.finished_ids(results_dir)
+    done = table.finished_ids()
     todo = [c for c in cells if c.trial_id not in done]
-    results.rebuild_tables(results_dir, ids)  # rows a killed run wrote after its last rebuild
     summary = RunSummary(results_dir=results_dir, total=len(cells), skipped=len(cells) - len(todo))
     log.info("%s; %d to run, %d already finished", suite.describe(), len(todo), summary.skipped)
 
     if todo:
         prepare_extractors(todo, results_dir / "cache")
-        _fit(suite, todo, ids, results_dir, address)
-    df = results.rebuild_tables(results_dir, ids)
-    summary.statuses = Counter(df["status"].tolist())
-    if report:
+        _fit(suite, todo, table, address, stop)
+        table = results.SuiteTable.load(results_dir, ids)  # full rebuild: rows/ is the truth
+        table.write(only_if_changed=True)
+    summary.statuses = Counter(table.frame()["status"].tolist())
+    summary.interrupted = stop.signum if stop else None
+    if summary.interrupted:
+        log.warning("run interrupted: no report written (the next run resumes; or: genbench report %s)", results_dir)
+    elif report and (todo or not _report_exists(results_dir)):  # nothing changed: the report stands
         summary.report_path = write_report(results_dir)
     return summary
+
+
+def _report_exists(results_dir: Path) -> bool:
+    try:
+        from bench.report import OUTPUTS
+    except ImportError:
+        return False
+    return all((results_dir / name).exists() for name in OUTPUTS)
 
 
 def prepare_extractors(cells, cache_dir: Path) -> None:
@@ -150,7 +179,8 @@ def write_report(results_dir: Path) -> Path | None:
 
 
 # --- Ray --------------------------------------------------------------------------------------
-def _fit(suite: Suite, todo: list[Cell], ids: list[str], results_dir: Path, address: str | None) -> None:
+def _fit(suite: Suite, todo: list[Cell], table: results.SuiteTable, address: str | None, stop) -> None:
+    results_dir = table.results_dir
     _init_ray(address)
     cpus, gpus = _trial_resources(suite, address)
     stored = _stored_checkpoints(str(results_dir / "ray"), todo)
@@ -160,12 +190,15 @@ def _fit(suite: Suite, todo: list[Cell], ids: list[str], results_dir: Path, addr
     # Tune's own console tables and per-trial loggers duplicate our bar and rows; users may override
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new engine has a banner at verbose=0
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard; JSON/CSV
+    # Tune's rule for its own grid generator: a custom searcher would get one pending trial only
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(200, int(ray.cluster_resources().get("CPU", 1) * 1.1))))
     by_id = {c.trial_id: c for c in todo}
-    progress = _Progress(results_dir, ids, by_id, total=len(todo))
+    progress = _Progress(table, by_id, total=len(todo))
     tuner = tune.Tuner(
         trainable,
-        param_space={"cell": tune.grid_search([c.to_dict() for c in todo])},  # one trial per cell
         tune_config=tune.TuneConfig(
+            search_alg=CellFeed([c.to_dict() for c in todo]),  # one trial per cell, in grid order
+            num_samples=len(todo),
             max_concurrent_trials=suite.resources.max_concurrent or None,
             trial_name_creator=lambda t: by_id[_cell_id(t)].name,
             trial_dirname_creator=_cell_id,
@@ -176,11 +209,14 @@ def _fit(suite: Suite, todo: list[Cell], ids: list[str], results_dir: Path, addr
             failure_config=tune.FailureConfig(max_failures=suite.resources.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the latest may be cut short by a kill
             callbacks=[progress, JsonLoggerCallback(), CSVLoggerCallback()],
+            stop=SignalStop(stop) if stop else None,
             verbose=0,
         ),  # our progress bar replaces Tune's tables
     )
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # bench.signals handles SIGINT (and SIGTERM)
     try:
-        tuner.fit()
+        with stop.graceful() if stop else contextlib.nullcontext():
+            tuner.fit()
     finally:
         progress.close()
 
@@ -268,9 +304,9 @@ def _report_to_tune(metrics: dict[str, Any], folder: Path | None) -> None:
 class _Progress(tune.Callback):
     """Driver side: table rebuilds, failed rows for crashed trials, a done/running/failed bar."""
 
-    def __init__(self, results_dir: Path, ids: list[str], cells: dict[str, Cell], total: int):
-        self.results_dir = results_dir
-        self.ids = ids
+    def __init__(self, table: results.SuiteTable, cells: dict[str, Cell], total: int):
+        self.results_dir = table.results_dir
+        self.table = table
         self.cells = cells
         self.counts: Counter = Counter()
         self.total = total
@@ -279,7 +315,7 @@ class _Progress(tune.Callback):
         self._shown: dict[str, int] = {}
 
     def __getstate__(self):  # Tune pickles its callbacks with the experiment; a bar holds a stream
-        return {**self.__dict__, "_bar": None}
+        return {**self.__dict__, "_bar": None, "table": None}
 
     @property
     def bar(self):
@@ -316,7 +352,7 @@ class _Progress(tune.Callback):
     def _finished(self, row: dict[str, Any], trials) -> None:
         self.counts[row["status"]] += 1
         self.reported.add(row["trial_id"])
-        results.rebuild_tables(self.results_dir, self.ids)
+        self.table.put(row)
         msg = f"{row['status']:8s} {self.cells[row['trial_id']].name}"
         if row["status"] != "ok":
             msg += f": {row['error']}"

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
+import shutil
+import time
 
 import pandas as pd
 import pytest
@@ -103,3 +106,125 @@ def test_clear_removes_results_but_keeps_caches(tmp_path):
     (tmp_path / "cache").mkdir()
     results.clear(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+
+
+# --- robustness: quarantine, file modes, damaged tables ------------------------------------------
+def test_bad_files_in_rows_are_skipped_or_moved_to_quarantine_with_a_warning(tmp_path, caplog):
+    results.write_row(tmp_path, row("good"))
+    rows = tmp_path / "rows"
+    full = (rows / "good.json").read_text()
+    (rows / "cut.json").write_text(full.replace('"good"', '"cut"')[: len(full) // 2])  # truncated
+    (rows / "notes.json").write_text('{"hello": "world"}')  # foreign JSON: no trial_id
+    (rows / "list.json").write_text("[1, 2]")
+    (rows / "copy.json").write_text(full)  # a row under another file name: a duplicate
+    bad = {"cut.json", "notes.json", "list.json", "copy.json"}
+
+    assert set(results.read_rows(tmp_path)) == {"good"}  # readers skip, and leave the files
+    assert {p.name for p in rows.glob("*.json")} == bad | {"good.json"}
+    assert all(any(name in r.getMessage() for r in caplog.records) for name in bad)
+
+    caplog.clear()
+    assert set(results.read_rows(tmp_path, quarantine=True)) == {"good"}
+    assert {p.name for p in rows.glob("*.json")} == {"good.json"}
+    assert {p.name for p in (rows / results.QUARANTINE).iterdir()} == bad
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 4 and all("\n" not in m and "quarantine" in m for m in warned)
+    (rows / "notes.json").write_text("{}")  # a second file of the same name keeps both
+    results.read_rows(tmp_path, quarantine=True)
+    assert (rows / results.QUARANTINE / "notes.json.1").read_text() == "{}"
+    assert (rows / results.QUARANTINE / "notes.json").read_text() == '{"hello": "world"}'
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_files_are_created_with_the_umask_mode(tmp_path, umask):
+    before = os.umask(umask)
+    try:
+        path = results.write_row(tmp_path, row("a"))
+        results.rebuild_tables(tmp_path)
+    finally:
+        os.umask(before)
+    expected = 0o666 & ~umask
+    for p in (path, tmp_path / results.TABLE, tmp_path / results.CSV):
+        assert p.stat().st_mode & 0o777 == expected, (p.name, oct(p.stat().st_mode))
+
+
+def test_a_damaged_table_is_read_from_the_rows_or_is_a_one_line_error(tmp_path, caplog):
+    results.write_row(tmp_path, row("a"))
+    expected = results.rebuild_tables(tmp_path)
+    (tmp_path / results.TABLE).write_bytes(b"PAR1 not really")
+    pd.testing.assert_frame_equal(results.load_results(tmp_path), expected)
+    assert any(results.TABLE in r.getMessage() and "rows/" in r.getMessage() for r in caplog.records)
+    shutil.rmtree(tmp_path / "rows")
+    with pytest.raises(DataError, match="trials.parquet: unreadable") as info:
+        results.load_results(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_table_written_before_a_column_existed_reads_it_as_not_measured(tmp_path):
+    results.write_row(tmp_path, row("a"))
+    full = results.rebuild_tables(tmp_path)
+    full.drop(columns=["fid", "params", "error"]).to_parquet(tmp_path / results.TABLE, index=False)
+    loaded = results.load_results(tmp_path)
+    pd.testing.assert_frame_equal(loaded, full)
+
+
+# --- the driver's incremental table -------------------------------------------------------------
+def test_incremental_table_equals_a_full_rebuild_after_every_trial(tmp_path, monkeypatch):
+    rng = random.Random(0)
+    ids = [f"t{i:03d}" for i in range(60)]
+    monkeypatch.setattr(results.SuiteTable, "FLUSH_SHARE", 0.05)  # files rewritten every 1-3 puts
+    for tid in ids[:40]:  # an earlier run's rows, some failed
+        results.write_row(tmp_path, row(tid, status=rng.choice(["ok", "failed"]), seed=int(tid[1:])))
+    results.write_row(tmp_path, row("stale", seed=999))  # a cell no longer in the suite
+    table = results.SuiteTable.load(tmp_path, ids)
+    table.write()
+    events = [*ids[40:], *[t for t in ids[:40] if results.read_row(tmp_path / "rows" / f"{t}.json")["status"] != "ok"]]
+    rng.shuffle(events)
+    for n, tid in enumerate(events, 1):
+        new = row(tid, status=rng.choice(["ok", "diverged"]), seed=int(tid[1:]), nll=rng.random())
+        results.write_row(tmp_path, new)  # the trial stores it, then the driver hears of it
+        table.put(new)
+        full = results.SuiteTable.load(tmp_path, ids).frame()
+        pd.testing.assert_frame_equal(table.frame(), full)
+        assert table.finished_ids() == results.finished_ids(tmp_path) - {"stale"}
+        on_disk = pd.read_parquet(tmp_path / results.TABLE)
+        # the files lag by less than FLUSH_SHARE of the table
+        assert len(full) - len(on_disk) < max(1, results.SuiteTable.FLUSH_SHARE * len(full)) + 1, n
+    pd.testing.assert_frame_equal(table.write(), results.rebuild_tables(tmp_path, ids))
+    assert list(table.frame()["trial_id"]) == ids  # grid order, stale row left out
+
+
+def test_table_files_are_rewritten_once_per_percent_of_new_rows(tmp_path, monkeypatch):
+    ids = [f"t{i:04d}" for i in range(1000)]
+    rows = {t: results.normalize_row(row(t, seed=i)) for i, t in enumerate(ids[:900])}
+    table = results.SuiteTable(tmp_path, rows, ids)
+    table.write()
+    writes = []
+    atomic_write = results._atomic_write_with
+
+    def counted(path, writer):
+        if path.name == results.TABLE:
+            writes.append(len(table.rows))
+        atomic_write(path, writer)
+
+    monkeypatch.setattr(results, "_atomic_write_with", counted)
+    for i, tid in enumerate(ids[900:]):
+        table.put(row(tid, seed=900 + i))
+    # a write when the k new rows reach 1% of the table: k >= (n + k) / 100, i.e. k = ceil(n / 99)
+    expected, n = [], 900
+    while n + math.ceil(n / 99) <= 1000:
+        n += math.ceil(n / 99)
+        expected.append(n)
+    assert writes == expected and len(writes) == 10
+
+
+def test_unchanged_table_is_not_rewritten(tmp_path):
+    results.write_row(tmp_path, row("a"))
+    results.rebuild_tables(tmp_path)
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / results.TABLE, tmp_path / results.CSV)}
+    time.sleep(0.01)
+    results.SuiteTable.load(tmp_path).write(only_if_changed=True)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    results.write_row(tmp_path, row("a", nll=3.5))
+    results.SuiteTable.load(tmp_path).write(only_if_changed=True)
+    assert results.load_results(tmp_path)["nll"].tolist() == [3.5]
