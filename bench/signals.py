@@ -5,8 +5,9 @@ in it. While Ray Tune runs the trials (`graceful()`), the first signal only sets
 Tune stopper `SignalStop` then ends the experiment (running trials are stopped, none is started),
 the driver writes the tables from rows/ and exits 128 + signal number. Outside that phase (start-
 up, the final tables) the first signal raises `Interrupted` at once: there is nothing to wind down.
-A second signal exits at once (os._exit): every finished row is already on disk (atomic files),
-and the next run rebuilds the tables from rows/.
+A second signal, at any later moment (Ray's shutdown at exit included), exits at once: the
+processes this driver started (a private local Ray) are killed and the driver leaves with os._exit.
+Every finished row is already on disk (atomic files); the next run rebuilds the tables from rows/.
 
 Ray's `ray.init` installs its own SIGTERM handler (exit 15 with a C++ stack dump), so `graceful()`
 re-installs ours after Ray has started.
@@ -21,6 +22,7 @@ import signal
 import sys
 from collections.abc import Iterator
 
+import psutil
 from ray import tune
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ class StopOnSignal:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.signum is not None:  # interrupted: keep ours, so that a second signal during
+            return  # Ray's shutdown at exit still exits at once
         for s, handler in self._previous.items():
             signal.signal(s, handler)
 
@@ -77,11 +81,24 @@ class StopOnSignal:
         if self.signum is not None:  # the second signal: leave now, rows are safe on disk
             sys.stderr.write(f"genbench: {name} again: exiting at once (the next run rebuilds the tables)\n")
             sys.stderr.flush()
+            _kill_descendants()
             os._exit(128 + signum)
         self.signum = signum
         if not self._graceful:
             raise Interrupted(signum)
         log.warning("%s: stopping the running trials (finished rows are kept); %s again exits at once", name, name)
+
+
+def _kill_descendants() -> None:
+    """SIGKILL every process this one started (a private Ray: GCS, raylet, agents, workers);
+    a cluster joined with --address runs its processes elsewhere and is not touched."""
+    try:
+        children = psutil.Process().children(recursive=True)  # listed before any of them dies
+    except psutil.Error:
+        return
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
 
 
 class SignalStop(tune.Stopper):
