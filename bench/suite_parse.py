@@ -52,7 +52,7 @@ class Parser:
         self.nonfinite: set[str] = set()  # fields holding nan/inf (reported once, skipped after)
         self.facts: dict[str, Facts] = {}  # dataset name -> what validation knows of it
         self.misspelt: set[str] = set()  # tables with an unknown key (a missing key may be that key)
-        self.spaced: list[str] = []  # models that wrote a `space` (valid or not)
+        self.spaced: list[tuple[str, str, str]] = []  # (field, label, family) of models that wrote a `space`
 
     # --- recording ----------------------------------------------------------------------------
     def error(self, where: str, what: str) -> None:
@@ -169,7 +169,7 @@ class Parser:
         self.unique([m.label if m else None for m in models], "models", "model label", hint)
         resources = self.resources(raw.get("resources", {}))
         eval_cfg = self.eval(raw.get("eval", {}))
-        tune = self.tune(raw, models)
+        tune = self.tune(raw)
         if eval_cfg is not None:
             for i, d in enumerate(datasets):
                 if d is not None and d.name in self.facts:
@@ -273,7 +273,7 @@ class Parser:
         built = {ds: self.hparams(family, hparams, overrides, ds, where) for ds in datasets}
         space = {}
         if "space" in t:
-            self.spaced.append(where)
+            self.spaced.append((where, label or family, family))
             hp_cls, overridden = FAMILIES.get(family).Hparams, {k for v in overrides.values() for k in v}
             space, problems = parse_space(t["space"], family, hp_cls, hparams, overridden)
             for key, msg in problems:
@@ -390,10 +390,9 @@ class Parser:
                 f"(eval.prc_neighborhood {cfg.prc_neighborhood} + 1): use more data or a larger test share",
             )
 
-    def tune(self, raw: dict[str, Any], models: list[ModelEntry | None]):
-        spaced = [(i, m) for i, m in enumerate(models) if m is not None and m.space]
+    def tune(self, raw: dict[str, Any]):
         if "tune" not in raw:
-            for where in self.spaced:
+            for where, _, _ in self.spaced:
                 self.error(f"{where}.space", "a search space needs a [tune] table (metric, samples, ...)")
             return None
         spec, problems = parse_tune(raw["tune"])
@@ -403,11 +402,11 @@ class Parser:
             return None
         if not self.spaced:
             self.error("tune", "no [[models]] entry has a `space` to tune")
-        for i, m in spaced:
-            if spec.metric == "nll" and FAMILIES.get(m.family).nll_kind is None:
+        for where, label, family in self.spaced:
+            if spec.metric == "nll" and FAMILIES.get(family).nll_kind is None:
                 self.error(
-                    f"models[{i}]",
-                    f"model {m.label!r} (family {m.family!r}) reports no NLL, so it cannot be tuned on "
+                    f"{where}.family",
+                    f"model {label!r} (family {family!r}) reports no NLL, so it cannot be tuned on "
                     'tune.metric = "nll"; use metric = "fid" or drop its space',
                 )
         return spec
