@@ -55,11 +55,20 @@ class Parser:
         self.spaced: list[tuple[str, str, str]] = []  # (field, label, family) of models that wrote a `space`
 
     # --- recording ----------------------------------------------------------------------------
-    def error(self, where: str, what: str) -> None:
-        """Record a problem, unless it repeats one or follows from a non-finite value inside."""
-        covered = any(p == where or p.startswith((where + ".", where + "[")) for p in self.nonfinite)
+    def error(self, where: str, what: str, *, exact: bool = False) -> None:
+        """Record a problem, unless it repeats one or follows from a non-finite value at `where` or
+        (unless `exact`: the check never saw those values) inside it."""
+        covered = any(p == where or (not exact and self.inside(p, where)) for p in self.nonfinite)
         if not covered and (where, what) not in self.errors:
             self.errors.append((where, what))
+
+    @staticmethod
+    def inside(path: str, where: str) -> bool:
+        return path.startswith((where + ".", where + "["))
+
+    def finite(self, path: str) -> bool:
+        """No non-finite number at `path` or inside it."""
+        return not any(p == path or self.inside(p, path) for p in self.nonfinite)
 
     def lines(self) -> list[str]:
         return [_printable(f"{self.source}: {where or 'top level'}: {what}") for where, what in self.errors]
@@ -128,11 +137,11 @@ class Parser:
         bad = field_errors(cls, mapping, owner=owner, noun=noun)
         for key, msg in bad:
             self.error(_join(where, key), msg)
-        good = {k: v for k, v in mapping.items() if k not in dict(bad) and _join(where, k) not in self.nonfinite}
+        good = {k: v for k, v in mapping.items() if k not in dict(bad) and self.finite(_join(where, k))}
         try:
             built = build(cls, good, owner=owner, noun=noun)
         except ConfigError as exc:
-            self.error(where, str(exc))
+            self.error(where, str(exc), exact=True)  # non-finite values were left out of `good`
             return None
         return None if bad else built
 
@@ -292,13 +301,13 @@ class Parser:
         good = {
             k: v
             for k, v in merged.items()
-            if k not in bad and self.hparam_field(k, hparams, overrides, ds, where) not in self.nonfinite
+            if k not in bad and self.finite(self.hparam_field(k, hparams, overrides, ds, where))
         }
         table = f"{where}.overrides.{ds}" if ds in overrides else f"{where}.hparams"
         try:
             built = build(FAMILIES.get(family).Hparams, good, owner=owner)
         except ConfigError as exc:
-            self.error(table, str(exc))
+            self.error(table, str(exc), exact=True)  # non-finite values were left out of `good`
             return None
         return None if bad else built
 
@@ -310,7 +319,7 @@ class Parser:
         t = self.table(value, "resources", tuple(f.name for f in dataclasses.fields(Resources)))
         if t is None:
             return None
-        t = {k: v for k, v in t.items() if f"resources.{k}" not in self.nonfinite}
+        t = {k: v for k, v in t.items() if self.finite(f"resources.{k}")}
         r, ok = Resources(**t), True
         if "cpus_per_trial" in t:
             ok &= self.positive(r.cpus_per_trial, "resources.cpus_per_trial", float) is not None
