@@ -117,6 +117,14 @@ class Cell:
         """Human-readable cell name for logs and progress."""
         return f"{self.label}/{self.dataset}/{self.budget}/seed{self.seed}"
 
+    def with_hparams(self, values: Mapping[str, Any]) -> Cell:
+        """This cell with some hyper-parameters replaced (e.g. a configuration sampled from `space`),
+        checked by the family's Hparams (ConfigError if invalid). Numpy scalars, as search libraries
+        return them, become Python numbers. The ids are left alone: what identifies a trial with
+        sampled values is the caller's to decide."""
+        plain = {k: v.item() if hasattr(v, "item") else v for k, v in values.items()}
+        return dataclasses.replace(self, hparams=build_hparams(self.family, {**to_dict(self.hparams), **plain}))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data (str, numbers, lists, dicts, None) for Ray's config and JSON."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

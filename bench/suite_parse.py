@@ -52,14 +52,23 @@ class Parser:
         self.nonfinite: set[str] = set()  # fields holding nan/inf (reported once, skipped after)
         self.facts: dict[str, Facts] = {}  # dataset name -> what validation knows of it
         self.misspelt: set[str] = set()  # tables with an unknown key (a missing key may be that key)
-        self.spaced: list[str] = []  # models that wrote a `space` (valid or not)
+        self.spaced: list[tuple[str, str, str]] = []  # (field, label, family) of models that wrote a `space`
 
     # --- recording ----------------------------------------------------------------------------
-    def error(self, where: str, what: str) -> None:
-        """Record a problem, unless it repeats one or follows from a non-finite value inside."""
-        covered = any(p == where or p.startswith((where + ".", where + "[")) for p in self.nonfinite)
+    def error(self, where: str, what: str, *, exact: bool = False) -> None:
+        """Record a problem, unless it repeats one or follows from a non-finite value at `where` or
+        (unless `exact`: the check never saw those values) inside it."""
+        covered = any(p == where or (not exact and self.inside(p, where)) for p in self.nonfinite)
         if not covered and (where, what) not in self.errors:
             self.errors.append((where, what))
+
+    @staticmethod
+    def inside(path: str, where: str) -> bool:
+        return path.startswith((where + ".", where + "["))
+
+    def finite(self, path: str) -> bool:
+        """No non-finite number at `path` or inside it."""
+        return not any(p == path or self.inside(p, path) for p in self.nonfinite)
 
     def lines(self) -> list[str]:
         return [_printable(f"{self.source}: {where or 'top level'}: {what}") for where, what in self.errors]
@@ -128,11 +137,11 @@ class Parser:
         bad = field_errors(cls, mapping, owner=owner, noun=noun)
         for key, msg in bad:
             self.error(_join(where, key), msg)
-        good = {k: v for k, v in mapping.items() if k not in dict(bad) and _join(where, k) not in self.nonfinite}
+        good = {k: v for k, v in mapping.items() if k not in dict(bad) and self.finite(_join(where, k))}
         try:
             built = build(cls, good, owner=owner, noun=noun)
         except ConfigError as exc:
-            self.error(where, str(exc))
+            self.error(where, str(exc), exact=True)  # non-finite values were left out of `good`
             return None
         return None if bad else built
 
@@ -169,7 +178,7 @@ class Parser:
         self.unique([m.label if m else None for m in models], "models", "model label", hint)
         resources = self.resources(raw.get("resources", {}))
         eval_cfg = self.eval(raw.get("eval", {}))
-        tune = self.tune(raw, models)
+        tune = self.tune(raw)
         if eval_cfg is not None:
             for i, d in enumerate(datasets):
                 if d is not None and d.name in self.facts:
@@ -273,7 +282,7 @@ class Parser:
         built = {ds: self.hparams(family, hparams, overrides, ds, where) for ds in datasets}
         space = {}
         if "space" in t:
-            self.spaced.append(where)
+            self.spaced.append((where, label or family, family))
             hp_cls, overridden = FAMILIES.get(family).Hparams, {k for v in overrides.values() for k in v}
             space, problems = parse_space(t["space"], family, hp_cls, hparams, overridden)
             for key, msg in problems:
@@ -292,13 +301,13 @@ class Parser:
         good = {
             k: v
             for k, v in merged.items()
-            if k not in bad and self.hparam_field(k, hparams, overrides, ds, where) not in self.nonfinite
+            if k not in bad and self.finite(self.hparam_field(k, hparams, overrides, ds, where))
         }
         table = f"{where}.overrides.{ds}" if ds in overrides else f"{where}.hparams"
         try:
             built = build(FAMILIES.get(family).Hparams, good, owner=owner)
         except ConfigError as exc:
-            self.error(table, str(exc))
+            self.error(table, str(exc), exact=True)  # non-finite values were left out of `good`
             return None
         return None if bad else built
 
@@ -310,7 +319,7 @@ class Parser:
         t = self.table(value, "resources", tuple(f.name for f in dataclasses.fields(Resources)))
         if t is None:
             return None
-        t = {k: v for k, v in t.items() if f"resources.{k}" not in self.nonfinite}
+        t = {k: v for k, v in t.items() if self.finite(f"resources.{k}")}
         r, ok = Resources(**t), True
         if "cpus_per_trial" in t:
             ok &= self.positive(r.cpus_per_trial, "resources.cpus_per_trial", float) is not None
@@ -390,10 +399,9 @@ class Parser:
                 f"(eval.prc_neighborhood {cfg.prc_neighborhood} + 1): use more data or a larger test share",
             )
 
-    def tune(self, raw: dict[str, Any], models: list[ModelEntry | None]):
-        spaced = [(i, m) for i, m in enumerate(models) if m is not None and m.space]
+    def tune(self, raw: dict[str, Any]):
         if "tune" not in raw:
-            for where in self.spaced:
+            for where, _, _ in self.spaced:
                 self.error(f"{where}.space", "a search space needs a [tune] table (metric, samples, ...)")
             return None
         spec, problems = parse_tune(raw["tune"])
@@ -403,11 +411,11 @@ class Parser:
             return None
         if not self.spaced:
             self.error("tune", "no [[models]] entry has a `space` to tune")
-        for i, m in spaced:
-            if spec.metric == "nll" and FAMILIES.get(m.family).nll_kind is None:
+        for where, label, family in self.spaced:
+            if spec.metric == "nll" and FAMILIES.get(family).nll_kind is None:
                 self.error(
-                    f"models[{i}]",
-                    f"model {m.label!r} (family {m.family!r}) reports no NLL, so it cannot be tuned on "
+                    f"{where}.family",
+                    f"model {label!r} (family {family!r}) reports no NLL, so it cannot be tuned on "
                     'tune.metric = "nll"; use metric = "fid" or drop its space',
                 )
         return spec

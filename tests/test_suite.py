@@ -262,3 +262,14 @@ def test_a_search_space_and_tune_table_are_typed_and_change_only_the_tuned_ids(t
     )
     gan = load_suite(write(tmp_path, doc(models=ok, extra='[tune]\nmetric = "fid"\n'))).models[0]
     assert gan.space["betas"] == Dist("choice", ((0.5, 0.9), (0.0, 0.99)))
+
+
+def test_a_sampled_configuration_goes_through_the_family_hparams(tmp_path):
+    import numpy as np
+
+    cell = load_suite(write(tmp_path, doc())).cells()[0]  # flow
+    tuned = cell.with_hparams({"lr": np.float64(3e-3), "hidden": np.int64(32)})
+    assert (tuned.hparams.lr, tuned.hparams.hidden) == (3e-3, 32) and type(tuned.hparams.hidden) is int
+    assert tuned.hparams.batch_size == cell.hparams.batch_size and cell.hparams.hidden != 32
+    with pytest.raises(ConfigError, match="lr"):
+        cell.with_hparams({"lr": -1.0})

@@ -203,7 +203,7 @@ NEW_CASES = [
     ("space-two-dists", spaced("lr = { uniform = [0.1, 0.2], loguniform = [0.1, 0.2] }"), "models[0].space.lr"),
     ("space-not-table", spaced("lr = 0.1"), "models[0].space.lr"),
     ("space-without-tune", spaced("lr = { uniform = [0.001, 0.01] }", extra=""), "models[0].space"),
-    ("gan-tuned-on-nll", spaced("lr = { uniform = [0.001, 0.01] }", family="gan"), "models[0]"),
+    ("gan-tuned-on-nll", spaced("lr = { uniform = [0.001, 0.01] }", family="gan"), "models[0].family"),
     # [tune]
     ("tune-metric", spaced("lr = { uniform = [0.001, 0.01] }", extra='[tune]\nmetric = "loss"\n'), "tune.metric"),
     ("tune-samples-zero", spaced("lr = { uniform = [0.001, 0.01] }", extra="[tune]\nsamples = 0\n"), "tune.samples"),
@@ -222,6 +222,11 @@ NEW_CASES = [
         "tune",
     ),
     ("tune-without-space", doc(extra=TUNE), "tune"),
+    (
+        "gan-nll-with-broken-space",
+        spaced("hidden = { uniform = [8, 64] }", hparams="lr = inf", family="gan"),
+        ("models[0].hparams.lr", "models[0].space.hidden", "models[0].family"),
+    ),
 ]
 
 # a file with three independent mistakes: all three in one validate
@@ -374,3 +379,14 @@ def test_a_byte_order_mark_is_dropped(tmp_path):
     path = tmp_path / "bom.toml"
     path.write_bytes(b"\xef\xbb\xbf" + doc().encode())
     assert load_suite(path).name == "t"
+
+
+def test_three_independent_errors_come_in_one_validate(tmp_path, capsys):
+    _, text, fields = THREE_ERRORS
+    path = tmp_path / "three.toml"
+    path.write_text(text)
+    assert cli.main(["validate", str(path)]) == 2
+    check_lines(capsys.readouterr().err, path, fields)
+    with pytest.raises(ConfigError) as info:
+        load_suite(path)
+    assert len(info.value.lines) == 3

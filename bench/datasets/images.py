@@ -46,6 +46,10 @@ def _existing_root(root: str, name: str, expected: str) -> Path:
     if not root:
         raise DataError(f"dataset {name!r}: option 'root' is required (a local folder holding {expected})")
     path = Path(root).expanduser()
+    if path.exists() and not path.is_dir():
+        raise DataError(
+            f"dataset {name!r}: root {str(path)!r} is a file, not a folder (expected a folder holding {expected})"
+        )
     if not path.is_dir():
         raise DataError(
             f"dataset {name!r}: root {str(path)!r} does not exist or is not a directory "
