@@ -12,6 +12,11 @@ Usage inside the trial loop:
             with mon.paused(): ...            # checkpoints, previews: not training time
     mon.stop(); row |= mon.summary()
 
+A resumed trial calls `mon.load_state_dict(saved)` before start(), with `saved = mon.state_dict()`
+taken by the interrupted attempt (steps, losses, divergence, training seconds so far): the summary
+then covers all attempts. train_s stands still during a `paused()` block, so a state taken there
+(a checkpoint) holds the training time up to the pause.
+
 `step` must stay cheap (the harness loop targets <= 1.03× a bare loop): it appends floats and
 polls RSS only every `RSS_EVERY` steps. Peak memory on CPU is the growth of the process's peak RSS
 over its value at start(); on a GPU, torch.cuda.max_memory_allocated after a reset at start().
