@@ -35,10 +35,25 @@ COLUMNS: tuple[Column, ...] = (
     Column("nll", "float", "headline test NLL in nll_unit (NaN for families without a likelihood)"),
     Column("nll_stderr", "float", "standard error of nll over test examples, in nll_unit"),
     Column("nll_unit", "str", "nats (points) | bits_per_dim (images, discrete data)"),
-    Column("nll_kind", "str", "exact | elbo | iwae-K | vlb | none"),
+    Column(
+        "nll_kind",
+        "str",
+        "exact | dequantized (one-sample uniform-dequantization upper bound, image flows and gmm) "
+        "| elbo | iwae-K | vlb (bounds) | none",
+    ),
     Column("nll_estimates", "json", "{estimator label: test NLL in nll_unit}, e.g. VAE elbo and iwae-K"),
-    Column("true_nll_nats", "float", "true NLL (entropy) of known-density data in nats, else NaN"),
-    Column("true_nll_stderr_nats", "float", "Monte-Carlo standard error of true_nll_nats"),
+    Column(
+        "true_nll_nats",
+        "float",
+        "known-density data: −mean log p_data over exactly the test examples scored by nll, nats; else NaN",
+    ),
+    Column("true_nll_stderr_nats", "float", "standard error of true_nll_nats over those examples (std / √n)"),
+    Column(
+        "nll_gap_nats",
+        "float",
+        "mean over the scored examples of model NLL − true NLL, per example (paired), nats; NaN without both",
+    ),
+    Column("nll_gap_stderr_nats", "float", "standard error of nll_gap_nats (std of the per-example gaps / √n)"),
     Column(
         "density_mass", "float", "integral of the model density on a grid (2-D exact-likelihood families), else NaN"
     ),
@@ -51,10 +66,29 @@ COLUMNS: tuple[Column, ...] = (
     Column("mode_coverage", "float", "fraction of modes/classes that receive their share of samples, [0, 1]"),
     Column("mode_kl_nats", "float", "KL(sample mode histogram || uniform) in nats"),
     Column("sharpness_ratio", "float", "mean Laplacian variance of samples / that of real test images"),
+    Column(
+        "c2st_accuracy",
+        "float",
+        "classifier two-sample test: held-out accuracy of a k-NN classifier telling real test examples "
+        "from samples (2-fold; raw coordinates for points, extractor features for images); 0.5 = "
+        "indistinguishable, 1 = always told apart",
+    ),
+    Column(
+        "copy_fraction",
+        "float",
+        "share of samples whose nearest training example is closer than 1/3 of the distance to the "
+        "second nearest (memorisation; raw coordinates for points, extractor features for images), [0, 1]",
+    ),
     Column("impute_mse", "float", "MSE on the masked part of test inputs after imputation (model space)"),
     Column("impute_mse_baseline", "float", "same, for imputing the training mean"),
     # cost
-    Column("samples_per_s", "float", "samples per second at sample_batch, after warm-up"),
+    Column("samples_per_s", "float", "samples per wall-clock second at sample_batch, after warm-up"),
+    Column(
+        "samples_per_cpu_s",
+        "float",
+        "samples per second of process CPU time (time.process_time: all threads of the trial process; "
+        "on a GPU only the host side) over the same timed batches as samples_per_s",
+    ),
     Column("sample_batch", "int", "batch size of the sampling-speed measurement"),
     Column("nfe", "int", "network function evaluations per sample"),
     Column("steps_curve", "json", "DDPM: [{steps, nfe, samples_per_s, fid}] over sampling-step counts"),
@@ -65,16 +99,32 @@ COLUMNS: tuple[Column, ...] = (
     Column("examples_per_s", "float", "training examples per second"),
     Column("params", "int", "trainable parameter count"),
     Column("peak_mem_mb", "float", "peak memory in MiB (GPU: max allocated; CPU: peak RSS growth)"),
-    Column("diverged_step", "int", "step at which training diverged, -1 if it did not"),
-    Column("loss_oscillation", "float", "std of the main loss over the last half of training / |mean|"),
+    Column(
+        "diverged_step",
+        "int",
+        "step at which training diverged (same rule for every family: a non-finite loss or |loss| > 1e10, "
+        "bench.families.base.LOSS_LIMIT), -1 if it did not",
+    ),
+    Column(
+        "loss_oscillation",
+        "float",
+        "std of the main loss's step-to-step changes over the last half of training / the loss's 5-95 % "
+        "spread over the whole run (unitless; unchanged by adding a constant to or scaling the loss)",
+    ),
+    Column(
+        "mode_collapsed",
+        "bool",
+        "GAN only (else empty): the discriminator won, loss_d < 0.01 for 500 consecutive steps, at some point",
+    ),
+    Column("weights_evaluated", "str", "ema (the family's weight average) | raw, the weights evaluation used"),
     Column("loss_curve", "json", "{loss name: [[step, value], ...]} downsampled to <= 300 points"),
     Column("eval_s", "float", "wall time of all evaluations in seconds"),
     Column("sample_s", "float", "of eval_s: time spent drawing samples for the metrics"),
     Column("metrics_s", "float", "of eval_s: time spent computing the sample-quality metrics"),
     Column("nll_s", "float", "of eval_s: time spent evaluating the NLL"),
     # protocol stamp
-    Column("n_real", "int", "real test examples the metrics used"),
-    Column("n_fake", "int", "generated samples the metrics used"),
+    Column("n_real", "int", "real test examples the metrics used: min(eval.n_samples, eval.n_real, test size)"),
+    Column("n_fake", "int", "generated samples the metrics used; always equal to n_real (warning when capped)"),
     Column("extractor", "str", "feature extractor of fid/kid/precision/recall"),
     Column("extractor_hash", "str", "content hash of the extractor weights ('' for raw coordinates)"),
     Column("device", "str", "cpu | cuda:<name>"),

@@ -139,9 +139,17 @@ def _run(
         return
 
     family.train(False)
-    measured = evaluate(
-        family, dataset, cell.eval, cache_dir=cache_dir, out_dir=results_dir / "samples" / cell.trial_id, seed=cell.seed
-    )
+    with family.evaluation_weights() as which:  # the weight average when the family keeps one
+        measured = evaluate(
+            family,
+            dataset,
+            cell.eval,
+            cache_dir=cache_dir,
+            out_dir=results_dir / "samples" / cell.trial_id,
+            seed=cell.seed,
+        )
+    row["weights_evaluated"] = which
+    warnings.extend(w for w in measured.pop("warnings", "").split("; ") if w)
     unknown = sorted(set(measured) - set(COLUMN_NAMES))
     if unknown:  # a contract mismatch must not cost the trial its measurements
         log.warning("evaluate() returned columns outside bench.schema, dropped: %s", ", ".join(unknown))
@@ -189,7 +197,7 @@ class _Training:
         try:
             while step < max_steps and monitor.train_s < deadline and monitor.diverged_step < 0:
                 idx = torch.randint(len(data), (batch,), generator=self.batches).to(data.device)
-                diverged = monitor.step(step, family.train_step(data[idx])) is not None
+                diverged = monitor.step(step, family.step(data[idx])) is not None  # train_step + EMA
                 step += 1
                 if not diverged and (step % report == 0 or step % ckpt == 0):
                     with monitor.paused():
@@ -266,7 +274,7 @@ class _Training:
         rng = checkpoint.rng_state(self.batches)
         self.family.train(False)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), self.family.evaluation_weights():  # the weights the final row evaluates
                 return dict(self.lifecycle.report_hook(self.family, self.dataset))
         finally:
             self.family.train(True)

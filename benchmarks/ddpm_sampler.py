@@ -68,7 +68,7 @@ def main() -> None:
     betas = model.diffusion.betas
     sides = {
         "genbench": lambda: model.sample(n, torch.Generator().manual_seed(1)),
-        "bare": lambda: bare_sample(model.ema, betas, n, spec.shape, torch.Generator().manual_seed(1), clip),
+        "bare": lambda: bare_sample(model.net, betas, n, spec.shape, torch.Generator().manual_seed(1), clip),
     }
     for fn in sides.values():  # warm-up, and the two must agree (same draws)
         fn()

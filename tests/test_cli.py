@@ -14,7 +14,7 @@ from bench.families import FAMILIES
 def test_list_shows_families_with_estimator_and_datasets_with_shape_and_unit(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    estimators = {"gan": "none", "vae": "iwae", "flow": "exact", "ddpm": "vlb"}
+    estimators = {"gan": "none", "vae": "iwae", "flow": "exact", "ddpm": "vlb", "copy": "none", "gmm": "exact"}
     for name in FAMILIES.names():
         assert re.search(rf"^\s+{name}\s+{estimators[name]}\s", out, re.M), name
     expected = {

@@ -17,6 +17,8 @@ TINY = {
     "vae": {"hidden": 32, "width": 8},
     "flow": {"coupling_layers": 2, "hidden": 32, "width": 8, "blocks": 1},
     "ddpm": {"hidden": 32, "width": 8, "timesteps": 20},
+    "copy": {},
+    "gmm": {"components": 2},
 }
 
 
@@ -29,7 +31,7 @@ def data():
 
 
 @pytest.mark.parametrize("dataset", ["8gaussians", "digits"])
-@pytest.mark.parametrize("family", ["gan", "vae", "flow", "ddpm"])
+@pytest.mark.parametrize("family", ["gan", "vae", "flow", "ddpm", "copy", "gmm"])
 def test_family_trains_and_samples(family, dataset, data):
     torch.manual_seed(0)
     ds = data[dataset]
@@ -56,8 +58,8 @@ def test_family_trains_and_samples(family, dataset, data):
         assert values.shape == (5,) and torch.isfinite(values).all()
 
 
-def test_registries_hold_the_four_families_and_the_datasets():
-    assert FAMILIES.names() == ["ddpm", "flow", "gan", "vae"]
+def test_registries_hold_the_families_baselines_and_the_datasets():
+    assert FAMILIES.names() == ["copy", "ddpm", "flow", "gan", "gmm", "vae"]
     assert {"8gaussians", "checkerboard", "moons", "digits", "mnist", "cifar10", "folder"} <= set(DATASETS.names())
 
 

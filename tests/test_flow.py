@@ -123,7 +123,7 @@ def test_image_nll_is_dequantized_continuous_nll_minus_d_log_delta():
     flow = perturb(make_flow(TINY_IMAGE), scale=0.1)
     spec, delta = TINY_IMAGE, TINY_IMAGE.bin_width
     x = spec.from_levels(torch.randint(0, 17, (8, *spec.shape), generator=torch.Generator().manual_seed(5)))
-    nll = flow.nll(x, generator=torch.Generator().manual_seed(6))["exact"]
+    nll = flow.nll(x, generator=torch.Generator().manual_seed(6))["dequantized"]
     x_deq = flow.dequantize(x, generator=torch.Generator().manual_seed(6))  # the same noise
     noise = x_deq - x
     assert noise.abs().max() <= delta / 2 and noise.abs().max() > 0.4 * delta
@@ -140,11 +140,19 @@ def test_identity_flow_image_nll_matches_closed_form_and_bounds_discrete_nll():
     one = spec.from_levels(torch.randint(0, 17, (1, *spec.shape), generator=torch.Generator().manual_seed(7)))
     z, logdet = flow.forward(one)
     assert torch.equal(z, one) and logdet.item() == 0.0
-    nll = flow.nll(one.expand(4000, *spec.shape), generator=torch.Generator().manual_seed(8))["exact"]
+    nll = flow.nll(one.expand(4000, *spec.shape), generator=torch.Generator().manual_seed(8))["dequantized"]
     expected = spec.dim / 2 * LOG_2PI + 0.5 * (one**2 + delta**2 / 12).sum() - spec.dim * math.log(delta)
     assert nll.mean().item() == pytest.approx(expected.item(), abs=0.01)  # MC se ≈ 0.0015
     discrete = -discretized_gaussian_log_likelihood(one, torch.zeros(()), torch.zeros(()), delta).sum()
     assert nll.mean().item() >= discrete.item()  # Jensen: a bound on the discrete NLL
+
+
+def test_image_flows_label_their_nll_dequantized_and_point_flows_exact():
+    """The image NLL is a one-sample uniform-dequantization bound, not an exact likelihood."""
+    image, plane = make_flow(TINY_IMAGE), make_flow(PLANE)
+    assert (image.nll_kind, plane.nll_kind) == ("dequantized", "exact")
+    x = TINY_IMAGE.from_levels(torch.randint(0, 17, (3, *TINY_IMAGE.shape), generator=torch.Generator().manual_seed(1)))
+    assert list(image.nll(x)) == ["dequantized"] and list(plane.nll(torch.randn(3, 2))) == ["exact"]
 
 
 # --- the Family contract --------------------------------------------------------------------------

@@ -103,16 +103,47 @@ def test_d_steps_discriminator_steps_per_generator_step():
     assert gan.opt_g.state[gan.g_net[0].weight]["step"] == 1
 
 
-def test_check_divergence_flags_non_finite_and_a_collapsed_discriminator():
+def test_collapse_is_a_measured_column_not_a_divergence():
     gan = _gan(LINE, hidden=8, layers=1)
     assert "non-finite" in gan.check_divergence({"loss_d": float("nan"), "loss_g": 1.0})
+    assert gan.mode_collapsed() is False
+    for _ in range(GAN.COLLAPSE_STEPS - 1):
+        gan._track_collapse(GAN.COLLAPSE_LOSS_D / 10)
+    gan._track_collapse(1.3)  # a healthy step resets the run
+    for _ in range(GAN.COLLAPSE_STEPS - 1):
+        gan._track_collapse(GAN.COLLAPSE_LOSS_D / 10)
+    assert gan.mode_collapsed() is False
     low = {"loss_d": GAN.COLLAPSE_LOSS_D / 10, "loss_g": 9.0}
-    for _ in range(GAN.COLLAPSE_STEPS - 1):
-        assert gan.check_divergence(low) is None
-    assert gan.check_divergence({"loss_d": 1.3, "loss_g": 0.7}) is None  # a healthy step resets
-    for _ in range(GAN.COLLAPSE_STEPS - 1):
-        assert gan.check_divergence(low) is None
-    assert "discriminator collapsed" in gan.check_divergence(low)
+    gan._track_collapse(low["loss_d"])
+    assert gan.mode_collapsed() is True
+    assert gan.check_divergence(low) is None  # finite, moderate losses: not diverged
+    state = gan.extra_state()
+    fresh = _gan(LINE, hidden=8, layers=1)
+    fresh.load_extra_state(state)
+    assert fresh.mode_collapsed() is True
+
+
+def test_a_gan_at_lr_1e3_is_diverged_by_the_one_rule():
+    """Adam at lr = 1e3 on a 2-D GAN sends the weights, then the losses, far past LOSS_LIMIT (or to
+    inf/NaN) within a few hundred steps; the base rule (same for every family) flags it."""
+    from bench.families.base import LOSS_LIMIT
+
+    torch.manual_seed(0)
+    gan = _gan(DataSpec("p", (2,), "points"), hidden=32, layers=2, lr=1e3)
+    x = torch.randn(256, 2)
+    reasons, peak = [], 0.0
+    for _ in range(300):
+        losses = gan.train_step(x)
+        peak = max(peak, *(abs(v) for v in losses.values() if math.isfinite(v)))
+        reason = gan.check_divergence(losses)
+        if reason is not None:
+            reasons.append(reason)
+            break
+    assert reasons, f"not flagged; peak |loss| {peak:.3g}"
+    assert "non-finite" in reasons[0] or "beyond" in reasons[0]
+    assert gan.check_divergence({"loss_d": 2 * LOSS_LIMIT, "loss_g": 1.0}).startswith("loss beyond")
+    assert gan.check_divergence({"loss_d": -2 * LOSS_LIMIT, "loss_g": 1.0}) is not None
+    assert gan.check_divergence({"loss_d": 1.3, "loss_g": 0.7}) is None
 
 
 def test_image_gan_trains_and_samples_in_range():

@@ -6,6 +6,7 @@ import json
 import math
 import time
 
+import numpy as np
 import pytest
 import torch
 from metrics_fakes import GaussianFamily, RingPoints, SleepySampler
@@ -74,12 +75,31 @@ def test_loss_curve_is_downsampled_to_max_points_keeping_ends_and_values():
     assert len(json.loads(short.summary()["loss_curve"])["loss"]) == 10  # nothing dropped when short
 
 
-def test_loss_oscillation_is_std_over_abs_mean_of_the_last_half():
+def _oscillation(values: list[float]) -> float:
     mon = TrainMonitor(family(), "cpu", batch_size=1)
     mon.start()
-    for s in range(100):  # first half: wild; last half alternates 1, 3: std 1, mean 2
-        mon.step(s, {"loss": 100.0 * (-1) ** s if s < 50 else (1.0 if s % 2 else 3.0)})
-    assert mon.summary()["loss_oscillation"] == pytest.approx(0.5)
+    for s, v in enumerate(values):
+        mon.step(s, {"loss": v})
+    return mon.summary()["loss_oscillation"]
+
+
+def test_loss_oscillation_is_tail_step_noise_over_the_runs_spread():
+    # first half: a linear descent 100 -> 2; last half alternates 1, 3: differences ±2, std 2
+    values = [100.0 - 2 * s for s in range(50)] + [1.0 if s % 2 else 3.0 for s in range(50)]
+    lo, hi = np.percentile(values, [5, 95])
+    assert _oscillation(values) == pytest.approx(np.diff(values[50:]).std() / (hi - lo))  # ≈ 2 / (hi − lo)
+    # white noise around a constant: std(diff) / (q95 − q5) = √2σ / (2·1.645σ) ≈ 0.43
+    noise = np.random.default_rng(0).standard_normal(20_000)
+    assert _oscillation(list(noise)) == pytest.approx(math.sqrt(2) / (2 * 1.6449), rel=0.03)
+
+
+@pytest.mark.parametrize("offset", [-1e3, 133.0, 1e4])
+def test_adding_a_constant_or_a_scale_to_the_loss_changes_nothing(offset):
+    """The flow's NLL carries −D·log Δ, the GAN's loss_d sits at 2 log 2: constants must not matter."""
+    values = list(5 * np.exp(-np.arange(400) / 50) + 0.1 * np.random.default_rng(1).standard_normal(400))
+    base = _oscillation(values)
+    assert _oscillation([v + offset for v in values]) == pytest.approx(base, rel=1e-6)
+    assert _oscillation([7.0 * v for v in values]) == pytest.approx(base, rel=1e-9)
 
 
 def test_peak_memory_sees_an_allocation_held_during_training():

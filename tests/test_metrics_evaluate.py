@@ -322,3 +322,48 @@ def test_density_mass_grid_error_is_within_the_stated_bound(sigma_over_h):
     assert abs(mass - inside) <= bound + 1e-9, (mass, inside, bound)
     if sigma_over_h == 0.45:
         assert 1e-4 < abs(mass - inside), "the test must see aliasing at all"
+
+
+# --- the protocol: truth on the scored examples, equal sample counts, CPU-time throughput --------
+def test_true_nll_and_the_paired_gap_are_taken_on_exactly_the_scored_examples(tmp_path):
+    from bench.datasets import make_dataset
+
+    ds = make_dataset("8gaussians", {"n_train": 1000, "n_test": 700})
+    fam = GaussianFamily(ds.spec, torch.zeros(2), 2.0)
+    row = run(fam, ds, tmp_path, small_cfg(nll_examples=250, impute=False))
+    scored = ds.test()[:250]  # the first nll_examples of the test split
+    truth = -ds.log_density(scored).double()
+    model = fam.nll(scored)["exact"].double()
+    assert row["true_nll_nats"] == pytest.approx(truth.mean().item(), rel=1e-9)
+    assert row["true_nll_stderr_nats"] == pytest.approx(truth.std().item() / math.sqrt(250), rel=1e-6)
+    gap = model - truth
+    assert row["nll_gap_nats"] == pytest.approx(gap.mean().item(), rel=1e-6)
+    assert row["nll_gap_stderr_nats"] == pytest.approx(gap.std().item() / math.sqrt(250), rel=1e-5)
+    assert row["nll"] - row["true_nll_nats"] == pytest.approx(row["nll_gap_nats"], rel=1e-5)
+    # the dataset's Monte-Carlo entropy is a different number: not what is reported
+    assert row["true_nll_nats"] != ds.true_nll_nats()[0]
+
+
+def test_unknown_density_has_no_truth_and_no_gap(ring, tmp_path):
+    row = run(GaussianFamily(ring.spec, torch.zeros(2), 1.0), ring, tmp_path, small_cfg(impute=False))
+    for col in ("true_nll_nats", "true_nll_stderr_nats", "nll_gap_nats", "nll_gap_stderr_nats"):
+        assert math.isnan(row[col])
+
+
+def test_n_fake_equals_n_real_and_a_capped_request_warns(tmp_path):
+    bars = Bars(n_test=200)
+    capped = run(DatasetSampler(bars), bars, tmp_path, small_cfg(n_samples=300, n_real=300, impute=False))
+    assert capped["n_fake"] == capped["n_real"] == 200
+    assert "capped" in capped["warnings"] and "test set 200" in capped["warnings"]
+    uneven = run(DatasetSampler(bars), bars, tmp_path, small_cfg(n_samples=120, n_real=150, impute=False))
+    assert uneven["n_fake"] == uneven["n_real"] == 120 and "capped" in uneven["warnings"]
+    fits = run(DatasetSampler(bars), bars, tmp_path, small_cfg(n_samples=100, n_real=100, impute=False))
+    assert fits["n_fake"] == fits["n_real"] == 100 and fits["warnings"] == ""
+
+
+def test_cpu_time_throughput_ignores_time_spent_waiting(ring, tmp_path):
+    """A sampler that sleeps costs wall time but (almost) no CPU time."""
+    fam = SleepySampler(ring.spec, per_batch=0.05)
+    row = run(fam, ring, tmp_path, small_cfg(impute=False, speed_repeats=2))
+    assert row["samples_per_s"] == pytest.approx(100 / 0.05, rel=0.5)
+    assert row["samples_per_cpu_s"] > 10 * row["samples_per_s"]

@@ -52,11 +52,15 @@ def test_ok_row_has_every_column_and_relative_paths(cell, tmp_path):
     assert (row["trial_id"], row["config_hash"]) == (cell.trial_id, cell.config_hash)
     assert row["seed"] == 3
     assert row["train_steps"] == 12 and row["diverged_step"] == -1 and math.isfinite(row["nll"])
+    assert row["weights_evaluated"] == "ema" and row["mode_collapsed"] is None  # flow: no collapse detector
+    assert row["n_fake"] == row["n_real"] == 100 and 0.4 < row["c2st_accuracy"] <= 1
     assert json.loads(row["hparams"])["hidden"] == 16 and json.loads(row["hparams"])["lr"] == 1e-3
     for key in ("weights_path", "samples_npy"):
         assert not row[key].startswith("/") and (tmp_path / row[key]).is_file()
     weights = torch.load(tmp_path / row["weights_path"], weights_only=True)
-    stored = sum(t.numel() for m in weights.values() for k, t in m.items() if t.is_floating_point())
+    modules = {name: m for name, m in weights.items() if name != "ema"}  # "ema": the weight average
+    stored = sum(t.numel() for m in modules.values() for k, t in m.items() if t.is_floating_point())
+    assert {k.split(".")[0] for k in weights["ema"]} == set(modules)
     assert stored >= row["params"] > 0
 
 

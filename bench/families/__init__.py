@@ -7,9 +7,11 @@ from typing import Any
 
 from bench.datasets.base import DataSpec
 from bench.families.base import Family
+from bench.families.copy import Copy
 from bench.families.ddpm import DDPM
 from bench.families.flow import RealNVP
 from bench.families.gan import GAN
+from bench.families.gmm import GMM
 from bench.families.vae import VAE
 from bench.hparams import build
 from bench.registry import Registry
@@ -19,6 +21,9 @@ FAMILIES.register("gan", GAN)
 FAMILIES.register("vae", VAE)
 FAMILIES.register("flow", RealNVP)
 FAMILIES.register("ddpm", DDPM)
+# baselines: the bounds every comparison is read against (a memoriser, a classical density model)
+FAMILIES.register("copy", Copy)
+FAMILIES.register("gmm", GMM)
 
 
 def build_hparams(name: str, hparams: Mapping[str, Any] | None = None):

@@ -1,8 +1,13 @@
 """The one interface every model family implements.
 
-A family owns its networks and optimizers. The trial loop only calls `attach`, `train_step`,
-`sample`, `nll`, `state_dict` and `training_state` / `load_training_state` (checkpoints); nothing
-outside a family's module knows how it trains.
+A family owns its networks and optimizers. The trial loop only calls `attach`, `step` (= the
+family's `train_step` + the weight average's update), `evaluation_weights`, `sample`, `nll`,
+`state_dict` and `training_state` / `load_training_state` (checkpoints); nothing outside a
+family's module knows how it trains.
+
+Equal terms, defined once here for every family: the divergence rule (`check_divergence`,
+LOSS_LIMIT) and the exponential moving average of the weights (`ema` hyper-parameter, default
+EMA_DEFAULT; evaluation swaps the average in through `evaluation_weights`).
 
 Tensor conventions: x is (B, *spec.shape) float32 in model space (see bench.datasets.base).
 NLLs are per example, in nats; for images they bound the NLL of the *discrete* data.
@@ -11,15 +16,37 @@ NLLs are per example, in nats; for images they bound the NLL of the *discrete* d
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from bench.datasets.base import DataSpec
+
+# The one divergence rule of every family: a step whose losses are non-finite or exceed this in
+# magnitude ends training. Losses are per-example nats or per-element MSEs; 1e10 is ~1e4 nats per
+# dimension even for a megapixel RGB image, so no sane trajectory reaches it, while an exploding one
+# (a GAN at lr = 1e3 reaches ~1e34) passes it within a few steps.
+LOSS_LIMIT = 1e10
+EMA_DEFAULT = 0.999  # every family's default weight averaging (the `ema` hyper-parameter)
+
+
+@dataclass
+class CommonHparams:
+    """Hyper-parameters every family has, with one default each; families' Hparams inherit them."""
+
+    # decay of the exponential moving average of the weights that evaluation uses (sampling, NLL,
+    # imputation); 0 = evaluate the raw trained weights. Warm-up: decay_n = min(ema, (1+n)/(10+n)).
+    ema: float = EMA_DEFAULT
+
+    def validate(self) -> None:
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1) (got {self.ema})")
 
 
 class Family(ABC):
@@ -33,6 +60,8 @@ class Family(ABC):
         self.spec = spec
         self.hp = hparams
         self.accelerator = None  # set by attach(); plain PyTorch when None
+        self._ema: dict[str, dict[str, torch.Tensor]] = {}  # module -> parameter -> average
+        self._ema_updates = 0  # train steps averaged so far (drives the warm-up)
 
     # --- what a family provides ------------------------------------------------------------
     @abstractmethod
@@ -85,14 +114,84 @@ class Family(ABC):
     main_loss: ClassVar[str] = "loss"
 
     def check_divergence(self, losses: dict[str, float]) -> str | None:
-        """Reason training diverged after this step's losses, or None. Subclasses may add checks."""
+        """The one divergence rule (same for every family): non-finite or |loss| > LOSS_LIMIT."""
         bad = [k for k, v in losses.items() if not math.isfinite(v)]
-        return f"non-finite loss: {', '.join(bad)}" if bad else None
+        if bad:
+            return f"non-finite loss: {', '.join(bad)}"
+        big = [f"{k}={v:.3g}" for k, v in losses.items() if abs(v) > LOSS_LIMIT]
+        return f"loss beyond {LOSS_LIMIT:g}: {', '.join(big)}" if big else None
+
+    def mode_collapsed(self) -> bool | None:
+        """A family's own collapse detector (the GAN's), measured during training; None: none."""
+        return None
+
+    # --- the training step and the weights evaluation uses ----------------------------------------
+    def step(self, x: torch.Tensor) -> dict[str, float]:
+        """What the trial loop calls: `train_step`, then the weight average's update."""
+        losses = self.train_step(x)
+        self.update_ema()
+        return losses
+
+    def _named_params(self) -> Iterator[tuple[str, str, nn.Parameter]]:
+        for name, module in self.modules().items():
+            for pname, p in self.unwrapped(module).named_parameters():
+                yield name, pname, p
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """One step of the weight average (hp.ema; warm-up so short runs are not stuck at init)."""
+        if self.hp.ema <= 0:
+            return
+        decay = min(self.hp.ema, (1 + self._ema_updates) / (10 + self._ema_updates))
+        for name, pname, p in self._named_params():
+            avg = self._ema.setdefault(name, {}).get(pname)
+            if avg is None or avg.device != p.device:
+                self._ema[name][pname] = p.detach().float().clone()
+            else:
+                avg.lerp_(p.detach().float(), 1 - decay)
+        self._ema_updates += 1
+
+    def weights_evaluated(self) -> str:
+        """ "ema" when evaluation uses averaged weights, else "raw" (ema = 0, no step, no weights)."""
+        return "ema" if self.hp.ema > 0 and self._ema_updates > 0 and self._ema else "raw"
+
+    @contextlib.contextmanager
+    def evaluation_weights(self) -> Iterator[str]:
+        """Swap the averaged weights in for the duration (raw weights restored after); yields which."""
+        which = self.weights_evaluated()
+        if which == "raw":
+            yield which
+            return
+        raw = []
+        with torch.no_grad():
+            for name, pname, p in self._named_params():
+                raw.append((p, p.detach().clone()))
+                p.copy_(self._ema[name][pname].to(p.device, p.dtype))
+        try:
+            yield which
+        finally:
+            with torch.no_grad():
+                for p, value in raw:
+                    p.copy_(value)
+
+    def extra_state(self) -> dict[str, Any]:
+        """Training state outside modules and optimizers (EMA weights, step counters that drive
+        warm-ups and LR schedules): tensors and plain values. The base holds the weight average;
+        families with more state extend this and `load_extra_state` (calling super); a resumed
+        trial is bit-identical only if nothing is missing."""
+        ema = {name: {k: v.cpu() for k, v in params.items()} for name, params in self._ema.items()}
+        return {"ema": ema, "ema_updates": self._ema_updates}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        device = self.device
+        self._ema = {name: {k: v.to(device) for k, v in params.items()} for name, params in state["ema"].items()}
+        self._ema_updates = int(state["ema_updates"])
 
     # --- shared machinery -------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return next(next(iter(self.modules().values())).parameters()).device
+        module = next(iter(self.modules().values()))
+        return next(itertools.chain(module.parameters(), module.buffers())).device  # baselines: buffers only
 
     def attach(self, accelerator) -> None:
         """Hand modules and optimizers to an `accelerate.Accelerator` (device, mixed precision)."""
@@ -182,23 +281,17 @@ class Family(ABC):
         return sum(p.numel() for m in self.modules().values() for p in m.parameters())
 
     def state_dict(self) -> dict[str, Any]:
-        return {name: self.unwrapped(m).state_dict() for name, m in self.modules().items()}
+        """Raw weights per module, plus the weight average under "ema" ({"module.param": tensor})
+        when there is one (what evaluation used)."""
+        out = {name: self.unwrapped(m).state_dict() for name, m in self.modules().items()}
+        ema = {f"{name}.{k}": v.cpu() for name, params in self._ema.items() for k, v in params.items()}
+        return out | ({"ema": ema} if ema else {})
 
     # --- checkpoints (resume a trial exactly) ------------------------------------------------
-    def extra_state(self) -> dict[str, Any]:
-        """Training state outside modules and optimizers (EMA weights, step counters that drive
-        warm-ups and LR schedules): tensors and plain values. Families with such state override
-        this and `load_extra_state`; a resumed trial is bit-identical only if nothing is missing."""
-        return {}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        """Restore what `extra_state` returned (nothing to restore by default)."""
-        return None
-
     def training_state(self) -> dict[str, Any]:
         """Everything the family needs to continue training exactly: modules, optimizers, extra."""
         return {
-            "modules": self.state_dict(),
+            "modules": {name: self.unwrapped(m).state_dict() for name, m in self.modules().items()},
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers().items()},
             "extra": self.extra_state(),
         }

@@ -18,7 +18,6 @@ in an analytic predictor; the sampler passes a (1,) t shared by every row, which
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 
 from bench.datasets.base import DataSpec
-from bench.families.base import Family
+from bench.families.base import CommonHparams, Family
 from bench.likelihood import discretized_gaussian_log_likelihood, gaussian_log_prob, normal_kl
 from bench.nets import SmallUNet, TimeMLP
 
@@ -275,7 +274,7 @@ class GaussianDiffusion:
 
 
 @dataclass
-class DDPMHparams:
+class DDPMHparams(CommonHparams):
     timesteps: int = 1000  # T: diffusion steps for training, the VLB and default sampling (Ho et al.)
     # linear: Ho et al.'s 1e-4 -> 0.02 at T = 1000 (endpoints ×1000/T); cosine: Nichol & Dhariwal 2021
     beta_schedule: Literal["linear", "cosine"] = "linear"
@@ -289,7 +288,6 @@ class DDPMHparams:
     width: int = 32  # base channels of the image SmallUNet
     lr: float = 1e-3  # Adam learning rate
     batch_size: int = 256  # examples per optimizer step (drawn by the trial loop)
-    ema_decay: float = 0.999  # EMA of the weights used for sampling, NLL and imputation; 0 = raw weights
     # VLB terms evaluated per example: 0 = every one of the T terms (one x_t draw each); k > 0 = L_T, L_0
     # and an unbiased stratified estimate of Σ L_{t-1} from k timesteps (full T on 8×8 images at T=1000:
     # ~260 CPU-s per 1000 examples; k = 50: ~13 s; on 2-D points full T costs ~1.5 CPU-s per 1000)
@@ -298,6 +296,7 @@ class DDPMHparams:
     clip_x0: bool = True  # images: clip x̂_0 to [-1, 1] in each sampling step (Ho et al.'s sampler); VLB never clips
 
     def validate(self) -> None:
+        super().validate()
         for name in ("timesteps", "hidden", "width", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
@@ -308,8 +307,6 @@ class DDPMHparams:
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0 (got {self.lr})")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1) (got {self.ema_decay})")
 
 
 class DDPM(Family):
@@ -327,10 +324,7 @@ class DDPM(Family):
             self.net: nn.Module = SmallUNet(spec.shape[0], hp.width)
         else:
             self.net = TimeMLP(spec.dim, hp.hidden, hp.layers)
-        # EMA copy: not in modules() (not trained, not counted, not wrapped by accelerate)
-        self.ema = copy.deepcopy(self.net).requires_grad_(False).eval()
         self.opt = torch.optim.Adam(self.net.parameters(), lr=hp.lr)
-        self.steps = 0  # optimizer steps taken (drives the EMA warm-up)
         self._respaced: dict[int, GaussianDiffusion] = {}
 
     def modules(self) -> dict[str, nn.Module]:
@@ -338,20 +332,6 @@ class DDPM(Family):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt": self.opt}
-
-    def attach(self, accelerator) -> None:
-        super().attach(accelerator)
-        self.ema.to(accelerator.device)
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "ema": self.ema.state_dict()}
-
-    def extra_state(self) -> dict:
-        return {"ema": self.ema.state_dict(), "steps": self.steps}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.ema.load_state_dict(state["ema"])
-        self.steps = state["steps"]
 
     # --- training ----------------------------------------------------------------------------------
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
@@ -365,21 +345,14 @@ class DDPM(Family):
         self.backward(loss)
         self.clip_gradients(self.opt, self.hp.grad_clip)
         self.opt.step()
-        self._update_ema()
-        self.steps += 1
         return {"loss": loss.item()}
 
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        # warm-up (TF's num_updates rule) so that short runs are not dominated by the initial weights
-        decay = min(self.hp.ema_decay, (1 + self.steps) / (10 + self.steps))
-        net = self.unwrapped(self.net)
-        for e, p in zip(self.ema.parameters(), net.parameters()):
-            e.lerp_(p.detach().to(e.dtype), 1 - decay)
-        for e, b in zip(self.ema.buffers(), net.buffers()):
-            e.copy_(b)
-
     # --- generation, likelihood, missing data -------------------------------------------------------
+    def _predictor(self) -> nn.Module:
+        """The bare ε-network. Which weights it holds (raw, or the base class's average during
+        evaluation) is `evaluation_weights`' business, the same for every family."""
+        return self.unwrapped(self.net)
+
     def _noise(self, generator: torch.Generator | None) -> Callable[[tuple[int, ...]], torch.Tensor]:
         """shape -> N(0, I) on the model's device (drawn on the generator's; the device looked up once)."""
         device = self.device
@@ -397,8 +370,10 @@ class DDPM(Family):
     def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None) -> torch.Tensor:
         """(n, *shape) float32 by ancestral sampling on `steps` strided timesteps (None: all T)."""
         clip = self.spec.is_image and self.hp.clip_x0
-        with self.fp32():  # one autocast context for the whole loop: the EMA network runs in fp32
-            x = self._schedule(steps).sample_loop(self.ema, self._noise(generator), (n, *self.spec.shape), clip)
+        with self.fp32():  # one autocast context for the whole loop: the network runs in fp32
+            x = self._schedule(steps).sample_loop(
+                self._predictor(), self._noise(generator), (n, *self.spec.shape), clip
+            )
         return self.to_data_range(x)
 
     def nfe_per_sample(self, steps: int | None = None) -> int:
@@ -417,7 +392,7 @@ class DDPM(Family):
         rows = 2 * self.hp.batch_size if self.spec.is_image else 32768
         with self.fp32():
             vlb = self.diffusion.vlb(
-                self.ema,
+                self._predictor(),
                 x.to(self.device).float(),
                 self.hp.vlb_timesteps,
                 generator,
@@ -440,6 +415,6 @@ class DDPM(Family):
         clip = self.spec.is_image and self.hp.clip_x0
         with self.fp32():
             out = self._schedule(steps).sample_loop(
-                self.ema, self._noise(generator), tuple(x0.shape), clip, x0=x0, known=known
+                self._predictor(), self._noise(generator), tuple(x0.shape), clip, x0=x0, known=known
             )
         return self.to_data_range(torch.where(known, x0, out)).to(x.device)

@@ -13,7 +13,8 @@ the first training batch so the stack starts near whitened data. The base distri
 
 NLL in nats per example: points, the exact continuous NLL −log N(z; 0, I) − log|det ∂z/∂x|. Images,
 uniform dequantization x + u, u ~ U(−Δ/2, Δ/2)^D, plus −D·log Δ, a bound on the NLL of the discrete
-data (single-sample; exact for the dequantized density). Training on images dequantizes likewise.
+data (single-sample; exact for the dequantized density), labelled "dequantized" rather than "exact".
+Training on images dequantizes likewise.
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ from torch.nn import functional as F
 
 from bench.datasets.base import DataSpec
 from bench.errors import ConfigError
-from bench.families.base import Family
+from bench.families.base import CommonHparams, Family
 from bench.likelihood import LOG_2PI
 from bench.nets import ConvNet, mlp
 from bench.units import dequantization_correction_nats
 
 
 @dataclass
-class FlowHparams:
+class FlowHparams(CommonHparams):
     coupling_layers: int = 8  # affine couplings; >= 2 so every dimension is transformed at least once
     hidden: int = 128  # width of each point s/t MLP
     layers: int = 2  # hidden layers of each point s/t MLP
@@ -54,6 +55,7 @@ class FlowHparams:
     grad_clip: float = 100.0  # max global gradient norm of the per-dim loss; 0 disables clipping
 
     def validate(self) -> None:
+        super().validate()
         if self.coupling_layers < 2:
             raise ValueError(f"coupling_layers must be >= 2 (got {self.coupling_layers})")
         for name in ("hidden", "width", "batch_size"):
@@ -252,13 +254,15 @@ def _conditioner(spec: DataSpec, hp: FlowHparams) -> nn.Module:
 
 
 class RealNVP(Family):
-    """RealNVP flow; `nll` gives {"exact": (B,) nats} (images: dequantized bound on discrete NLL)."""
+    """RealNVP flow; `nll` gives {"exact": (B,) nats} on points, {"dequantized": (B,) nats} on images
+    (a one-sample uniform-dequantization upper bound on the discrete NLL)."""
 
     Hparams = FlowHparams
-    nll_kind = "exact"
+    nll_kind = "exact"  # points; image instances say "dequantized"
 
     def __init__(self, spec: DataSpec, hparams: FlowHparams):
         super().__init__(spec, hparams)
+        self.nll_kind = "dequantized" if spec.is_image else "exact"
         if spec.dim < 2:
             raise ConfigError(f"family 'flow' needs data with >= 2 dimensions, {spec.name!r} has {spec.dim}")
         self.net = FlowNet(spec, hparams)
@@ -340,7 +344,7 @@ class RealNVP(Family):
         x = x.to(self.device).float()
         if self.spec.is_image:
             x = self.dequantize(x, generator)
-        return {"exact": self._correction() - self.log_prob(x)}
+        return {self.nll_kind: self._correction() - self.log_prob(x)}
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None) -> torch.Tensor:

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.datasets.base import DataSpec
-from bench.families.base import Family
+from bench.families.base import CommonHparams, Family
 from bench.nets import ConvDecoder, ConvEncoder, mlp
 
 LOG_4 = 2 * math.log(2.0)
@@ -33,7 +33,7 @@ def js_estimate(value: float) -> float:
 
 
 @dataclass
-class GANHparams:
+class GANHparams(CommonHparams):
     latent: int = 16  # dimension of the generator's N(0, I) noise z
     hidden: int = 128  # width of the D and G MLPs (points)
     layers: int = 3  # hidden layers of the D and G MLPs (points)
@@ -45,6 +45,7 @@ class GANHparams:
     grad_clip: float = 0.0  # max gradient norm per network; 0 disables clipping
 
     def validate(self) -> None:
+        super().validate()
         for name in ("latent", "hidden", "width", "batch_size", "d_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
@@ -64,10 +65,10 @@ class GAN(Family):
     Hparams = GANHparams
     nll_kind = None
     main_loss = "loss_d"
-    # Collapse: loss_d < COLLAPSE_LOSS_D means D puts > 99.5 % on the right side of both batches
-    # (at equilibrium loss_d = 2 log 2 ≈ 1.39). Held for COLLAPSE_STEPS consecutive steps the
-    # generator is no longer catching up — the "discriminator wins" failure — even though every
-    # loss is still finite, so the non-finite check alone would miss it.
+    # Collapse (the `mode_collapsed` column, not a divergence): loss_d < COLLAPSE_LOSS_D means D puts
+    # > 99.5 % on the right side of both batches (at equilibrium loss_d = 2 log 2 ≈ 1.39). Held for
+    # COLLAPSE_STEPS consecutive steps the generator is no longer catching up — the "discriminator
+    # wins" failure that usually comes with collapsed samples — though every loss is still finite.
     COLLAPSE_LOSS_D = 0.01
     COLLAPSE_STEPS = 500
 
@@ -84,12 +85,7 @@ class GAN(Family):
         self.opt_d = torch.optim.Adam(self.d_net.parameters(), lr=hp.lr, betas=tuple(hp.betas))
         self.opt_g = torch.optim.Adam(self.g_net.parameters(), lr=hp.lr, betas=tuple(hp.betas))
         self._collapsed_steps = 0  # consecutive steps with loss_d < COLLAPSE_LOSS_D
-
-    def extra_state(self) -> dict:
-        return {"collapsed_steps": self._collapsed_steps}
-
-    def load_extra_state(self, state: dict) -> None:
-        self._collapsed_steps = state["collapsed_steps"]
+        self._collapsed = False  # the collapse condition held at some point of training
 
     def modules(self) -> dict[str, nn.Module]:
         return {"d_net": self.d_net, "g_net": self.g_net}
@@ -148,7 +144,23 @@ class GAN(Family):
         self.backward(loss_g)
         self.clip_gradients(self.opt_g, self.hp.grad_clip)
         self.opt_g.step()
+        self._track_collapse(stats["loss_d"])
         return {**stats, "loss_g": loss_g.item()}
+
+    def _track_collapse(self, loss_d: float) -> None:
+        self._collapsed_steps = self._collapsed_steps + 1 if loss_d < self.COLLAPSE_LOSS_D else 0
+        self._collapsed = self._collapsed or self._collapsed_steps >= self.COLLAPSE_STEPS
+
+    def mode_collapsed(self) -> bool:
+        """Whether loss_d stayed below COLLAPSE_LOSS_D for COLLAPSE_STEPS consecutive steps."""
+        return self._collapsed
+
+    def extra_state(self) -> dict:
+        return super().extra_state() | {"collapsed_steps": self._collapsed_steps, "collapsed": self._collapsed}
+
+    def load_extra_state(self, state: dict) -> None:
+        super().load_extra_state(state)
+        self._collapsed_steps, self._collapsed = int(state["collapsed_steps"]), bool(state["collapsed"])
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None) -> torch.Tensor:
@@ -157,17 +169,3 @@ class GAN(Family):
             raise ValueError(f"the GAN samples in one pass; steps must be None, got {steps}")
         x = self.g_net(self._noise(n, generator)).float().view(n, *self.spec.shape)
         return x.clamp(-1, 1) if self.spec.is_image else x
-
-    def check_divergence(self, losses: dict[str, float]) -> str | None:
-        """Non-finite losses (base check) or a collapsed discriminator; call once per train_step."""
-        reason = super().check_divergence(losses)
-        if reason is not None:
-            return reason
-        low = losses.get("loss_d", math.inf) < self.COLLAPSE_LOSS_D
-        self._collapsed_steps = self._collapsed_steps + 1 if low else 0
-        if self._collapsed_steps >= self.COLLAPSE_STEPS:
-            return (
-                f"discriminator collapsed: loss_d < {self.COLLAPSE_LOSS_D} for "
-                f"{self._collapsed_steps} consecutive steps (generator no longer competes)"
-            )
-        return None

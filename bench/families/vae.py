@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from bench.datasets.base import DataSpec
-from bench.families.base import Family
+from bench.families.base import CommonHparams, Family
 from bench.likelihood import discretized_gaussian_log_likelihood, gaussian_log_prob, normal_kl
 from bench.nets import ConvDecoder, ConvEncoder, mlp
 
@@ -35,7 +35,7 @@ LOG_STD_MAX = 5.0  # ceiling of the encoder's log-std (σ ≤ 148), far outside 
 
 
 @dataclass
-class VAEHparams:
+class VAEHparams(CommonHparams):
     latent: int = 8  # dim of z; vs 2: ~0.02 nats worse on 8gaussians, 0.2 bits/dim better on digits
     hidden: int = 128  # width of the encoder/decoder MLPs (points)
     hidden_layers: int = 3  # hidden layers per MLP (points; 3 beat 2 by ~0.1 nats on 8gaussians);
@@ -49,6 +49,7 @@ class VAEHparams:
     impute_steps: int = 50  # encode/decode iterations of `impute`
 
     def validate(self) -> None:
+        super().validate()
         for name in ("latent", "hidden", "width", "batch_size", "iwae_k", "impute_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
@@ -120,9 +121,10 @@ class VAE(Family):
         self.steps = 0  # optimizer steps taken (drives the KL warm-up)
 
     def extra_state(self) -> dict:
-        return {"steps": self.steps}
+        return super().extra_state() | {"steps": self.steps}  # base: the weight average
 
     def load_extra_state(self, state: dict) -> None:
+        super().load_extra_state(state)
         self.steps = state["steps"]
 
     def modules(self) -> dict[str, nn.Module]:

@@ -2,10 +2,13 @@
 
 Order and what each part costs (the row's eval_s splits into these):
 1. nll_s     test NLL in fp32 (and, for 2-D exact likelihoods, the density mass on a grid);
-2. sample_s  the metrics' n_samples samples, the samples/s measurement, the steps curve's samples;
-3. metrics_s FID/KID/PRC, mode coverage, sharpness, imputation (once per dataset: the classifier).
-Not-applicable columns are NaN / '' (never 0). Paths in samples_png / samples_npy are absolute; the
-runner stores them relative to the results folder.
+2. sample_s  the metrics' n samples, the samples/s measurement, the steps curve's samples;
+3. metrics_s FID/KID/PRC, mode coverage, sharpness, C2ST, copy_fraction, imputation (once per
+   dataset: the classifier and the training set's features).
+Equal protocol: every family draws n_fake = n_real = min(n_samples, n_real, test size) samples; a
+capped request goes to the row's warnings (returned under "warnings"). Not-applicable columns are
+NaN / '' (never 0). Paths in samples_png / samples_npy are absolute; the runner stores them
+relative to the results folder.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import torchvision
 
 from bench.metrics import speed
 from bench.metrics.impute import imputation_columns
-from bench.metrics.nll import density_mass, nll_columns
+from bench.metrics.nll import density_mass, nll_summary, per_example_nll
 from bench.metrics.reference import Reference
 
 log = logging.getLogger(__name__)
@@ -82,9 +85,10 @@ def _evaluate(
     # the extractor (and, the first time per dataset, its training) counts as metric cost
     with clock("metrics"):
         ref = Reference.build(dataset, cfg, cache_dir=cache_dir, device=device, seed=seed)
+    n_compared = ref.n_real  # = compared_count: the same n on both sides, for every family
     with clock("sample"):
         gen = _generator(device, seed + SAMPLE_SEED)
-        samples = speed.draw(lambda b: family.sample(b, generator=gen), cfg.n_samples, cfg.sample_batch)
+        samples = speed.draw(lambda b: family.sample(b, generator=gen), n_compared, cfg.sample_batch)
     with clock("metrics"):
         row |= ref.quality(samples)
     row |= cost_columns(family, cfg, ref, samples, seed, clock)
@@ -101,6 +105,13 @@ def _evaluate(
     else:
         row |= {"impute_mse": math.nan, "impute_mse_baseline": math.nan}
     row |= save_samples(samples, spec, cfg, out_dir)
+    requested = max(cfg.n_samples, cfg.n_real)
+    row["warnings"] = (
+        f"sample metrics capped to n_fake = n_real = {n_compared} (requested n_samples={cfg.n_samples}, "
+        f"n_real={cfg.n_real}; test set {len(dataset.test())})"
+        if n_compared < requested
+        else ""
+    )
     row |= {
         "n_real": ref.n_real,
         "n_fake": len(samples),
@@ -114,24 +125,33 @@ def _evaluate(
 
 
 def likelihood_columns(family, dataset, cfg, seed: int) -> dict[str, Any]:
-    """nll*, true_nll*, density_mass."""
+    """nll*, true_nll* and nll_gap* on the same scored examples (the first nll_examples), density_mass."""
     spec, test = dataset.spec, dataset.test()
-    row = nll_columns(
-        family,
-        test[: cfg.nll_examples],
-        spec,
-        batch=cfg.nll_batch,
-        iwae_k=cfg.iwae_k,
-        generator=_generator(family.device, seed + NLL_SEED),
+    scored = test[: cfg.nll_examples]
+    est = per_example_nll(
+        family, scored, batch=cfg.nll_batch, iwae_k=cfg.iwae_k, generator=_generator(family.device, seed + NLL_SEED)
     )
-    true = dataset.true_nll_nats()
-    row |= {
-        "true_nll_nats": true[0] if true else math.nan,
-        "true_nll_stderr_nats": true[1] if true else math.nan,
-    }
+    row = nll_summary(est, spec)
+    log_p = dataset.log_density(scored)
+    row |= true_nll_columns(next(iter(est.values()), None), None if log_p is None else -log_p.double())
     exact_2d = row["nll_kind"] == "exact" and not spec.is_image and spec.dim == 2
     row["density_mass"] = density_mass(family, test) if exact_2d else math.nan
     return row
+
+
+def true_nll_columns(model_nats: torch.Tensor | None, true_nats: torch.Tensor | None) -> dict[str, float]:
+    """true_nll_nats (−mean log p_data) and the paired per-example gap model − truth, with std errors."""
+    row = dict.fromkeys(("true_nll_nats", "true_nll_stderr_nats", "nll_gap_nats", "nll_gap_stderr_nats"), math.nan)
+    if true_nats is None:
+        return row
+    row["true_nll_nats"], row["true_nll_stderr_nats"] = _mean_stderr(true_nats)
+    if model_nats is not None:
+        row["nll_gap_nats"], row["nll_gap_stderr_nats"] = _mean_stderr(model_nats.double() - true_nats)
+    return row
+
+
+def _mean_stderr(v: torch.Tensor) -> tuple[float, float]:
+    return v.mean().item(), (v.std().item() / math.sqrt(len(v)) if len(v) > 1 else math.nan)
 
 
 def cost_columns(family, cfg, ref: Reference, samples: torch.Tensor, seed: int, clock: PhaseClock) -> dict[str, Any]:
@@ -141,13 +161,18 @@ def cost_columns(family, cfg, ref: Reference, samples: torch.Tensor, seed: int, 
     T = family.sampling_steps()
     if T is None:
         with clock("sample"):
-            sps = speed.samples_per_second(
+            sps, cpu_sps = speed.sampling_rates(
                 lambda b: family.sample(b, generator=gen),
                 cfg.sample_batch,
                 cfg.speed_repeats,
                 device,
             )
-        return {"samples_per_s": sps, "nfe": family.nfe_per_sample(None), "steps_curve": ""}
+        return {
+            "samples_per_s": sps,
+            "samples_per_cpu_s": cpu_sps,
+            "nfe": family.nfe_per_sample(None),
+            "steps_curve": "",
+        }
     curve = []
     for i, steps in enumerate(speed.steps_grid(tuple(cfg.ddpm_steps), T)):
 
@@ -155,8 +180,8 @@ def cost_columns(family, cfg, ref: Reference, samples: torch.Tensor, seed: int, 
             return family.sample(b, generator=gen, steps=steps)
 
         with clock("sample"):  # the network is the same at every step count: one warm-up is enough
-            sps = speed.samples_per_second(sample, cfg.sample_batch, cfg.speed_repeats, device, warmup=i == 0)
-            drawn = samples if steps == T else speed.draw(sample, cfg.n_samples, cfg.sample_batch)
+            sps, cpu_sps = speed.sampling_rates(sample, cfg.sample_batch, cfg.speed_repeats, device, warmup=i == 0)
+            drawn = samples if steps == T else speed.draw(sample, len(samples), cfg.sample_batch)
         with clock("metrics"):
             fid = ref.fid(drawn)
         curve.append(
@@ -164,12 +189,14 @@ def cost_columns(family, cfg, ref: Reference, samples: torch.Tensor, seed: int, 
                 "steps": steps,
                 "nfe": family.nfe_per_sample(steps),
                 "samples_per_s": sps,
+                "samples_per_cpu_s": cpu_sps,
                 "fid": fid if math.isfinite(fid) else None,
             }
         )
     headline = curve[-1]  # T is the largest step count
     return {
         "samples_per_s": headline["samples_per_s"],
+        "samples_per_cpu_s": headline["samples_per_cpu_s"],
         "nfe": family.nfe_per_sample(None),
         "steps_curve": json.dumps(curve),
     }

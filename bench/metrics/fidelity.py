@@ -179,6 +179,25 @@ def image_metrics(
     return row
 
 
+def extract_features(images: torch.Tensor, extractor: FidelityExtractor, *, cuda: bool, batch_size: int = 64):
+    """(N, F) float64 features of uint8 images at the extractor's FID layer, through torch-fidelity.
+
+    The same network and layer as FID/KID/PRC, for the metrics torch-fidelity does not compute
+    (the classifier two-sample test, copy_fraction).
+    """
+    net = torch_fidelity.utils.create_feature_extractor(
+        extractor.name,
+        [extractor.layer],
+        cuda=cuda,
+        feature_extractor_weights_path=extractor.weights_path,
+        verbose=False,
+    )
+    feats = torch_fidelity.utils.get_featuresdict_from_dataset(
+        Uint8Images(_channels_for(extractor, images)), net, batch_size, cuda, True, False
+    )
+    return feats[extractor.layer].double().flatten(1)
+
+
 def _channels_for(extractor: FidelityExtractor, images: torch.Tensor) -> torch.Tensor:
     return images.repeat(1, 3, 1, 1) if extractor.rgb and images.shape[1] == 1 else images
 

@@ -83,7 +83,11 @@ def _with_iwae(est: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> d
 
 def nll_columns(family, x: torch.Tensor, spec, *, batch: int, iwae_k: int, generator: torch.Generator | None) -> dict:
     """nll, nll_stderr, nll_unit, nll_kind, nll_estimates for test examples x (N, *spec.shape)."""
-    est = per_example_nll(family, x, batch=batch, iwae_k=iwae_k, generator=generator)
+    return nll_summary(per_example_nll(family, x, batch=batch, iwae_k=iwae_k, generator=generator), spec)
+
+
+def nll_summary(est: dict[str, torch.Tensor], spec) -> dict:
+    """The nll* columns from per-example estimates {label: (N,) nats}, headline first."""
     if not est:
         return {
             "nll": math.nan,

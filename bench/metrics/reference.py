@@ -1,10 +1,13 @@
 """The real test data that samples are compared against, bound to one feature extractor.
 
 `Reference.build` fixes the protocol once per evaluation: which n_real test examples (a fixed
-permutation, the same for every trial), how they are quantised (exactly like samples: through
-`spec.to_levels`), which extractor, and the content-addressed cache name of their features
-(dataset, n_real, hash of the uint8 bytes, extractor name + weights hash). Then `quality(samples)`
-gives every sample-quality column and `fid(samples)` the FID alone (DDPM steps curve).
+permutation, the same for every trial; n_real = n_fake = `compared_count`), how they are
+quantised (exactly like samples: through `spec.to_levels`), which extractor, and the
+content-addressed cache name of their features (dataset, n_real, hash of the uint8 bytes,
+extractor name + weights hash). Then `quality(samples)` gives every sample-quality column and
+`fid(samples)` the FID alone (DDPM steps curve).
+The classifier two-sample test and copy_fraction use the same features as FID (raw coordinates,
+or the extractor's FID layer); the training set's features are cached per dataset and extractor.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from bench.metrics import fidelity, quality
-from bench.metrics.cache import safe_name, tensor_hash
+from bench.metrics import fidelity, quality, twosample
+from bench.metrics.cache import atomic_torch_save, file_lock, safe_name, tensor_hash
 from bench.metrics.extractors import (
     Extractor,
     classifier_input,
@@ -37,7 +40,15 @@ QUALITY_KEYS = (
     "mode_coverage",
     "mode_kl_nats",
     "sharpness_ratio",
+    "c2st_accuracy",
+    "copy_fraction",
 )
+
+
+def compared_count(cfg, n_test: int) -> int:
+    """n_real = n_fake of every family: min(eval.n_samples, eval.n_real, test size); FID and KID
+    are biased by the sample count, so both sides and every row use the same n."""
+    return min(cfg.n_samples, cfg.n_real, n_test)
 
 
 @dataclass
@@ -52,11 +63,13 @@ class Reference:
     cfg: object  # EvalConfig
     cuda: bool
     seed: int
+    train: torch.Tensor  # (N_train, *shape) model space: the memorisation check's neighbours
+    feature_cache: Path  # cached training-set features (images), by content and extractor
 
     @classmethod
     def build(cls, dataset, cfg, *, cache_dir: Path, device: torch.device, seed: int) -> Reference:
         spec, test = dataset.spec, dataset.test()
-        n_real = min(cfg.n_real, len(test))
+        n_real = compared_count(cfg, len(test))
         order = torch.randperm(len(test), generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))
         real = quantise(test[order[:n_real]], spec)
         extractor = resolve_extractor(dataset, cfg, cache_dir)
@@ -72,6 +85,8 @@ class Reference:
             cfg=cfg,
             cuda=device.type == "cuda",
             seed=seed,
+            train=dataset.train(),
+            feature_cache=Path(cache_dir) / "features",
         )
 
     @property
@@ -93,7 +108,38 @@ class Reference:
             row |= quality.class_mode_coverage(inputs, self.classifier, self.classifier.head[-1].out_features)
         if self.spec.is_image:
             row["sharpness_ratio"] = quality.sharpness_ratio(samples, self.real)
+        fake = self.features(samples)
+        row["c2st_accuracy"] = twosample.c2st_accuracy(self.real_features(), fake, seed=self.seed)
+        row["copy_fraction"] = twosample.copy_fraction(fake, self.train_features())
         return row
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, F) float64 features of quantised model-space x: raw coordinates or the extractor's."""
+        if self.extractor.fidelity is None:
+            return x.flatten(1).double()
+        images = fidelity.to_uint8(x, self.spec)
+        return fidelity.extract_features(images, self.extractor.fidelity, cuda=self.cuda)
+
+    def real_features(self) -> torch.Tensor:
+        """Features of the n_real test examples (images: cached on disk under the FID cache's name)."""
+        return self._cached(self.real, self.cache_name)
+
+    def train_features(self) -> torch.Tensor:
+        """Features of the whole training set (images: cached per content and extractor)."""
+        train = quantise(self.train, self.spec)
+        if self.extractor.fidelity is None:
+            return self.features(train)
+        key = tensor_hash(fidelity.to_uint8(train, self.spec))
+        return self._cached(train, safe_name(self.spec.name, "train", key, self.extractor.name, self.extractor.hash))
+
+    def _cached(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        if self.extractor.fidelity is None:
+            return self.features(x)
+        path = self.feature_cache / f"{name}.pt"
+        with file_lock(path.with_suffix(".lock")):
+            if not path.exists():
+                atomic_torch_save(self.features(x), path)
+        return torch.load(path, weights_only=True)
 
     def fid(self, samples: torch.Tensor) -> float:
         if not torch.isfinite(samples).all():

@@ -1,4 +1,5 @@
-"""Sampling cost: samples per second at a fixed batch size, after a warm-up batch.
+"""Sampling cost: samples per second at a fixed batch size, after a warm-up batch, per wall-clock
+second and per second of process CPU time (the latter is robust to a loaded, shared machine).
 
 Timing is wall clock around whole `sample` calls under `torch.inference_mode`; on a GPU the device
 is synchronised before reading the clock, otherwise asynchronous kernels would be timed as free.
@@ -41,6 +42,28 @@ def samples_per_second(
         synchronize(device)
         elapsed = clock() - t0
     return batch * repeats / elapsed
+
+
+def sampling_rates(
+    sample: Callable[[int], object], batch: int, repeats: int, device: torch.device, *, warmup: bool = True
+) -> tuple[float, float]:
+    """(samples per wall-clock second, samples per second of process CPU time) over the same calls.
+
+    Process CPU time (time.process_time) sums every thread of the process, so it is what sampling
+    costs in CPU whatever else loads the machine; on a GPU it counts only the host side (launches,
+    synchronisation waits are not CPU time), and the wall-clock rate is the one to read there.
+    """
+    with torch.inference_mode():
+        if warmup:
+            sample(batch)
+        synchronize(device)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(repeats):
+            sample(batch)
+        synchronize(device)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    n = batch * repeats
+    return n / wall, (n / cpu if cpu > 0 else float("nan"))
 
 
 def steps_grid(requested: tuple[int, ...], default_steps: int) -> list[int]:
