@@ -24,7 +24,6 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.datasets import make_dataset  # noqa: E402
 from bench.errors import GenbenchError  # noqa: E402
 from bench.report import metrics  # noqa: E402
 from bench.report.data import finite, parse_json, resolve_asset  # noqa: E402
@@ -363,6 +362,8 @@ def _load_points(path: Path) -> np.ndarray | None:
 def _real_points(dataset: str) -> np.ndarray | None:
     """Test points of a registered 2-D dataset with its default options (the overlay only shows
     the shape of the data); None for other or unknown datasets."""
+    from bench.datasets import make_dataset  # imports torch: only paid when a 2-D scatter is drawn
+
     try:
         data = make_dataset(dataset)
     except GenbenchError as exc:
