@@ -132,6 +132,8 @@ def fid_vs_speed(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Fig
             bars = dict(xerr=_err(x), yerr=_err(y), fmt="o", capsize=3)
             ax.errorbar(x.mean, y.mean, color=pal[label], label=label, **bars)
         ax.set_xscale("log")
+        # a decade around the seeds: 2-seed intervals on a log axis can span 20 decades
+        ax.set_xlim(sub[x_col].min() / 10, sub[x_col].max() * 10)
         ax.set(title=ds, xlabel=x_label, ylabel=_fid_label(sub))
         ax.legend(fontsize=7)
     return [_save(fig, out_dir, name, caption + "; points: seeds, bars: mean with 95 % interval")]
