@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-dev
 SUITE ?= suites/quick.toml
 RESULTS ?= results
 
-.PHONY: demo test lint venv clean bench
+.PHONY: demo test lint venv clean bench chromium
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,7 +20,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# Headless Chromium (Debian package) for the HTML report test: installed when missing and running as
+# root with apt-get; otherwise, or when the install fails, that one test skips and says why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "chromium could not be installed: the Chromium report test will skip"; \
+	  else echo "chromium not installed (needs root and apt-get): the Chromium report test will skip"; fi; }
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -168,3 +168,15 @@ def test_nll_gap_interval_of_one_seed_uses_its_per_example_stderr():
     assert (s["nll_gap_nats_ci_low"], s["nll_gap_nats_ci_high"]) == pytest.approx(
         (0.05 - 1.959964 * 0.01, 0.05 + 1.959964 * 0.01), rel=1e-6
     )
+
+
+def test_columns_a_harness_did_not_write_are_not_measured():
+    old = rows_from({"gan": {"fid": [1.0, 2.0, 3.0]}, "vae": {"fid": [2.0, 3.0, 4.0]}}, "digits")
+    assert "c2st_accuracy" not in old.columns and "tuned" not in old.columns
+    df = normalize(old)
+    assert df["c2st_accuracy"].isna().all() and not df["tuned"].any()
+    [table] = tables.summary_tables(tables.summarize(df), df)
+    assert not {"C2ST acc. ↓", "copies", "NLL gap [nats]", "collapsed"} & set(table.cells.columns)
+    collapsed = normalize(old.assign(mode_collapsed=[1.0, 0.0, 0.0, np.nan, np.nan, np.nan]))
+    [table] = tables.summary_tables(tables.summarize(collapsed), collapsed)
+    assert list(table.cells["collapsed"]) == ["1", "—"]

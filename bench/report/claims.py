@@ -13,107 +13,31 @@ the flow claim from section 3), "what is measured" from the claims table in erra
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from bench.report import evidence as ev
-from bench.report import metrics
 from bench.report.data import finite, parse_json
 from bench.report.evidence import HIGHER, LOWER, Evidence
 from bench.report.metrics import BASELINES
+from bench.report.pairwise import (
+    MEASURES,
+    SAMPLE_PROTOCOL,
+    SPEED_PROTOCOL,
+    Outcome,
+    PairwiseClaim,
+    contexts,
+    families_with,
+    missing_note,
+    models,
+    ok_rows,
+)
 
-SAMPLE_PROTOCOL = ("extractor", "extractor_hash", "n_real", "n_fake")  # sample metrics depend on all four
-SPEED_PROTOCOL = ("sample_batch", "device")  # throughput only compares at equal batch and device
 MASS_TOLERANCE = 0.01  # |∫p − 1| allowed for a normalised density on the grid (±1 %)
 FLOW_KINDS = ("exact", "dequantized")  # exact density of the model; dequantized: a bound on discrete data
-
-Outcome = tuple[list[Evidence], list[str]]  # comparisons made, notes on what could not be compared
-
-
-@dataclass(frozen=True)
-class Measure:
-    """What a pairwise claim compares: fixed columns, or columns chosen per context."""
-
-    text: str  # as shown in the claims table
-    columns: Callable[[pd.DataFrame], tuple[str, ...]]  # ok rows of one context -> columns compared
-
-
-MEASURES: dict[str, Measure] = {
-    "sample_quality": Measure(
-        "sample quality: FID (images); mode coverage, precision, recall, C2ST accuracy (2-D)",
-        metrics.quality_columns,
-    ),
-    "throughput": Measure(
-        "samples per CPU-second (wall-clock samples/s where not measured), log scale",
-        lambda rows: (metrics.throughput_column(rows),),
-    ),
-}
-
-
-def measure(name: str) -> Measure:
-    """A registered measure, or the plain result column `name`."""
-    return MEASURES.get(name) or Measure(name, lambda rows: (name,))
-
-
-@dataclass(frozen=True)
-class PairwiseClaim:
-    """ "`column` of family `a` vs each family in `b`": every model of `a` against every model of
-    each b family in each dataset/budget, Welch t across seeds; baselines added as references."""
-
-    a: str  # family the claim is about
-    b: tuple[str, ...] | None  # families compared against; None: every other non-baseline family with values
-    column: str  # result column, or a MEASURES name resolved per context
-    better: str  # "a" | "b": the side the claim predicts to be better on the column
-    protocol: tuple[str, ...] = ()  # columns that must agree between the sides to compare at all
-
-    @property
-    def compared(self) -> str:
-        return f"{self.a} vs {', '.join(self.b) if self.b else 'each other family'} (baselines for reference)"
-
-    @property
-    def metric(self) -> str:
-        return measure(self.column).text
-
-    def expect(self, column: str) -> str:
-        """Predicted direction of A relative to B on `column`."""
-        up = metrics.spec(column).better or HIGHER
-        return up if self.better == "a" else (LOWER if up == HIGHER else HIGHER)
-
-    def evaluate(self, df: pd.DataFrame) -> Outcome:
-        found: list[Evidence] = []
-        notes: list[str] = []
-        for ctx, rows in _contexts(_ok(df)):
-            for col in measure(self.column).columns(rows):
-                have = rows[np.isfinite(rows[col].to_numpy(dtype=float))]
-                others = sorted(set(have["family"]) - {self.a, *BASELINES})
-                sides = [(f, False) for f in (self.b if self.b is not None else others)]
-                sides += [(f, True) for f in BASELINES if f != self.a]
-                for a_name, a_rows in _models(have, [self.a]):
-                    for fam, ref in sides:
-                        for b_name, b_rows in _models(have, [fam]):
-                            bad = _protocol_mismatch(a_rows, b_rows, self.protocol)
-                            if bad:
-                                notes.append(f"{ctx}: {a_name} vs {b_name} not comparable, {bad}")
-                                continue
-                            found.append(
-                                ev.compare_means(
-                                    ctx,
-                                    col,
-                                    a_name,
-                                    finite(a_rows, col),
-                                    b_name,
-                                    finite(b_rows, col),
-                                    self.expect(col),
-                                    reference=ref,
-                                )
-                            )
-        if not any(not e.reference for e in found) and not notes:
-            b_text = " and ".join(self.b) if self.b else "another family"
-            notes.append(f"needs ok trials with {self.column} from {self.a} and {b_text} in one dataset/budget")
-        return found, notes
 
 
 @dataclass(frozen=True)
@@ -153,45 +77,6 @@ class ClaimResult:
     reason: str
 
 
-# ---------------------------------------------------------------- row selection helpers
-
-
-def _ok(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["status"] == "ok"]
-
-
-def _contexts(df: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
-    """(dataset/budget label, rows) — models are only ever compared within one context."""
-    for (dataset, budget), rows in df.groupby(["dataset", "budget"], sort=True):
-        yield f"{dataset}/{budget}", rows
-
-
-def _models(rows: pd.DataFrame, families: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
-    """(label, rows) for each label of the given families, sorted by label."""
-    sub = rows[rows["family"].isin(list(families))]
-    return [(str(label), g) for label, g in sub.groupby("label", sort=True)]
-
-
-def _families_with(df: pd.DataFrame, col: str) -> list[str]:
-    rows = df[np.isfinite(df[col].to_numpy(dtype=float))]
-    return sorted(rows["family"].unique())
-
-
-def _protocol_mismatch(a: pd.DataFrame, b: pd.DataFrame, cols: Sequence[str]) -> str:
-    """'' when both sides share one value of every protocol column, else what differs."""
-    for col in cols:
-        va, vb = sorted(set(map(str, a[col]))), sorted(set(map(str, b[col])))
-        if len(set(va) | set(vb)) > 1:
-            return f"{col} differs ({'/'.join(va)} vs {'/'.join(vb)})"
-    return ""
-
-
-def _missing(df: pd.DataFrame, families: Sequence[str], col: str) -> str:
-    have = set(_families_with(_ok(df), col))
-    status = ", ".join(f"{f} {'yes' if f in have else 'no'}" for f in families)
-    return f"needs ok trials with {col} from {' and '.join(families)} in one dataset/budget ({status})"
-
-
 # ---------------------------------------------------------------- composite claims
 
 
@@ -214,15 +99,15 @@ def gan_training_unstable(df: pd.DataFrame) -> Outcome:
     oscillation is left out: the families' losses are different quantities (a constant offset,
     such as the flow's −D·log Δ, changes std/|mean|), so it is only a within-family column."""
     found, notes = [], []
-    for ctx, rows in _contexts(df):
+    for ctx, rows in contexts(df):
         ran = rows[rows["status"].isin(["ok", "diverged"]) & ~rows["family"].isin(BASELINES)]
         others = ran[ran["family"] != "gan"]
         if others.empty:
             continue
-        other_models = _models(_ok(others), sorted(others["family"].unique()))
+        other_models = models(ok_rows(others), sorted(others["family"].unique()))
         o_name = "others (" + ", ".join(sorted(others["label"].unique())) + ")"
-        for g_name, g_rows in _models(ran, ["gan"]):
-            g_ok = _ok(g_rows)
+        for g_name, g_rows in models(ran, ["gan"]):
+            g_ok = ok_rows(g_rows)
             if len(finite(g_ok, "fid")) and any(len(finite(m, "fid")) for _, m in other_models):
                 spread = [_log_spread(m) for _, m in other_models]
                 cvs = ", ".join(f"{n} {_cv(m)}" for n, m in [(g_name, g_ok), *other_models])
@@ -251,11 +136,11 @@ def vae_handles_missing_data(df: pd.DataFrame) -> Outcome:
     """VAE imputation error vs mean imputation on the same masked inputs (paired by trial), and
     vs every other family that imputes (Welch; baselines as references); lower is predicted."""
     found, notes = [], []
-    ok = _ok(df)
-    imputers = [f for f in _families_with(ok, "impute_mse") if f != "vae"]
-    for ctx, rows in _contexts(ok):
+    ok = ok_rows(df)
+    imputers = [f for f in families_with(ok, "impute_mse") if f != "vae"]
+    for ctx, rows in contexts(ok):
         rows = rows[np.isfinite(rows["impute_mse"].to_numpy(dtype=float))]
-        for v_name, v_rows in _models(rows, ["vae"]):
+        for v_name, v_rows in models(rows, ["vae"]):
             found.append(
                 ev.compare_paired(
                     ctx,
@@ -268,13 +153,13 @@ def vae_handles_missing_data(df: pd.DataFrame) -> Outcome:
                 )
             )
             for fam in imputers:
-                for o_name, o_rows in _models(rows, [fam]):
+                for o_name, o_rows in models(rows, [fam]):
                     v, o = finite(v_rows, "impute_mse"), finite(o_rows, "impute_mse")
                     found.append(
                         ev.compare_means(ctx, "impute_mse", v_name, v, o_name, o, LOWER, reference=fam in BASELINES)
                     )
     if not found:
-        notes.append(_missing(df, ["vae"], "impute_mse"))
+        notes.append(missing_note(df, ["vae"], "impute_mse"))
     return found, notes
 
 
@@ -301,8 +186,8 @@ def ddpm_sampling_expensive(df: pd.DataFrame) -> Outcome:
     """DDPM throughput lower than each other family (equal batch/device, log scale), and sampling
     cost growing with the number of steps (cost exponent > 0 across seeds)."""
     found, notes = DDPM_SLOWER.evaluate(df)
-    for ctx, rows in _contexts(_ok(df)):
-        for d_name, d_rows in _models(rows, ["ddpm"]):
+    for ctx, rows in contexts(ok_rows(df)):
+        for d_name, d_rows in models(rows, ["ddpm"]):
             exps = np.array([cost_exponent(c) for c in d_rows["steps_curve"]])
             if np.isfinite(exps).any():
                 found.append(
@@ -327,14 +212,14 @@ def flow_exact_likelihood(df: pd.DataFrame) -> Outcome:
     per context), it reports nll_kind 'exact' (or 'dequantized' on discrete images: the exact
     density of the dequantized data, a bound on the discrete likelihood), and GAN/VAE do not
     report 'exact': a wrong kind is one more, contradicting, comparison."""
-    ok = _ok(df)
+    ok = ok_rows(df)
     found, notes = [], []
     kinds = {f: sorted(set(ok.loc[ok["family"] == f, "nll_kind"]) - {""}) for f in ("flow", "gan", "vae")}
     notes.append("nll_kind: " + "; ".join(f"{f} {'/'.join(k) or 'n/a'}" for f, k in kinds.items()))
     wrong = [f"flow reports {k!r}" for k in kinds["flow"] if k not in FLOW_KINDS]
     wrong += [f"{f} reports 'exact'" for f in ("gan", "vae") if "exact" in kinds[f]]
-    for ctx, rows in _contexts(ok):
-        for f_name, f_rows in _models(rows, ["flow"]):
+    for ctx, rows in contexts(ok):
+        for f_name, f_rows in models(rows, ["flow"]):
             mass = finite(f_rows, "density_mass")
             if len(mass):
                 found.append(ev.check_mass(ctx, "density_mass", f_name, mass, MASS_TOLERANCE))

@@ -83,7 +83,7 @@ def decide(e: Evidence, p: float) -> tuple[str, str]:
         return INCONCLUSIVE, f"too few seeds (n={e.n[0]} vs {e.n[1]}; need >= {MIN_SEEDS} per side)"
     detect = f"; detectable difference {e.detectable}" if e.detectable else ""
     if not e.spread:
-        return INCONCLUSIVE, "no spread over seeds (identical values on a side): untestable"
+        return INCONCLUSIVE, f"no spread over seeds (identical values on a side): untestable{detect}"
     raw = f", raw p={_fmt_p(e.p_value)}" if p != e.p_value and math.isfinite(e.p_value) else ""
     if not p < ALPHA:
         return INCONCLUSIVE, f"no significant difference (p={_fmt_p(p)}{raw} >= {ALPHA}){detect}"

@@ -24,7 +24,6 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.datasets import make_dataset  # noqa: E402
 from bench.errors import GenbenchError  # noqa: E402
 from bench.report import metrics  # noqa: E402
 from bench.report.data import finite, parse_json, resolve_asset  # noqa: E402
@@ -133,6 +132,8 @@ def fid_vs_speed(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Fig
             bars = dict(xerr=_err(x), yerr=_err(y), fmt="o", capsize=3)
             ax.errorbar(x.mean, y.mean, color=pal[label], label=label, **bars)
         ax.set_xscale("log")
+        # a decade around the seeds: 2-seed intervals on a log axis can span 20 decades
+        ax.set_xlim(sub[x_col].min() / 10, sub[x_col].max() * 10)
         ax.set(title=ds, xlabel=x_label, ylabel=_fid_label(sub))
         ax.legend(fontsize=7)
     return [_save(fig, out_dir, name, caption + "; points: seeds, bars: mean with 95 % interval")]
@@ -363,6 +364,8 @@ def _load_points(path: Path) -> np.ndarray | None:
 def _real_points(dataset: str) -> np.ndarray | None:
     """Test points of a registered 2-D dataset with its default options (the overlay only shows
     the shape of the data); None for other or unknown datasets."""
+    from bench.datasets import make_dataset  # imports torch: only paid when a 2-D scatter is drawn
+
     try:
         data = make_dataset(dataset)
     except GenbenchError as exc:

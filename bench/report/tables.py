@@ -65,7 +65,7 @@ def _fmt_side(side: Side) -> str:
 
 
 def summary_columns() -> list[str]:
-    cols = [*GROUP, "n_trials", "n_ok", "n_failed", "n_diverged", "nll_unit", "nll_kind", "tuned"]
+    cols = [*GROUP, "n_trials", "n_ok", "n_failed", "n_diverged", "n_collapsed", "nll_unit", "nll_kind", "tuned"]
     for c in SUMMARY_COLUMNS:
         cols += [f"{c}_mean", f"{c}_ci_low", f"{c}_ci_high", f"{c}_n"]
     return cols
@@ -84,6 +84,12 @@ def _column_interval(ok: pd.DataFrame, col: str) -> Interval:
     return iv
 
 
+def _collapsed(ok: pd.DataFrame) -> float:
+    """Ok trials the GAN collapse detector flagged; NaN where no trial was checked."""
+    x = ok["mode_collapsed"].to_numpy(dtype=float)
+    return float(np.sum(x[np.isfinite(x)] != 0)) if np.isfinite(x).any() else math.nan
+
+
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """One row per dataset × budget × family × label: trial counts and, over the ok trials,
     mean / 95 % interval / n of every SUMMARY_COLUMNS column (NaN where nothing was measured).
@@ -97,6 +103,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             n_ok=len(ok),
             n_failed=int((g["status"] == "failed").sum()),
             n_diverged=int((g["status"] == "diverged").sum()),
+            n_collapsed=_collapsed(ok),
             nll_unit=_joined(ok.loc[np.isfinite(ok["nll"].to_numpy(dtype=float)), "nll_unit"]),
             nll_kind=_joined(ok["nll_kind"]),
             tuned=bool(g["tuned"].any()),
@@ -168,8 +175,10 @@ def summary_tables(summary: pd.DataFrame, df: pd.DataFrame) -> list[DisplayTable
             if c == "nll":  # estimator named right next to the value it qualifies
                 cells["estimator"] = [k if k and k != "none" else DASH for k in s["nll_kind"]]
                 best["estimator"] = False
-        for col, name in (("n_failed", "failed"), ("n_diverged", "diverged")):
-            cells[name] = [str(int(v)) for v in s[col]]
+        for col, name in (("n_failed", "failed"), ("n_diverged", "diverged"), ("n_collapsed", "collapsed")):
+            if col == "n_collapsed" and not np.isfinite(s[col].to_numpy(dtype=float)).any():
+                continue  # no collapse detector ran in this table
+            cells[name] = [str(int(v)) if math.isfinite(v) else DASH for v in s[col]]
             best[name] = False
         tables.append(DisplayTable(f"{dataset} / {budget}", _protocol(rows), cells, best))
     return tables
