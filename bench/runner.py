@@ -93,7 +93,9 @@ def run_suite(
         return _run_locked(suite, results_dir, address, restart, report, stop)
 
 
-def _run_locked(suite, results_dir, address, restart, report, stop) -> RunSummary:
+def _run_locked(
+    suite: Suite, results_dir: Path, address: str | None, restart: bool, report: bool, stop: StopOnSignal | None
+) -> RunSummary:
     with storage_errors(results_dir):  # a read-only folder or a full disk: one line, exit 2
         if restart:
             log.info("--restart: clearing earlier results in %s", results_dir)

@@ -127,3 +127,12 @@ def test_results_pointing_at_a_file_in_process(tmp_path, capsys):
     assert cli.main(["run", str(tmp_path / "s.toml"), "--results", str(tmp_path / "taken")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("genbench: error:") and str(tmp_path / "taken") in err
+
+
+def test_report_on_a_damaged_table_without_rows_is_a_one_line_error(tmp_path, capsys):
+    folder = tmp_path / "quick"
+    folder.mkdir()
+    (folder / results.TABLE).write_bytes(b"PAR1\x00 cut short")
+    assert cli.main(["report", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(folder / results.TABLE) in err and "unreadable" in err, err
