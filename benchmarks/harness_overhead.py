@@ -4,8 +4,9 @@
     python benchmarks/harness_overhead.py --quick    # smaller, for a smoke check
 
 1. Train loop: bench.trial's loop (Accelerate-prepared family, TrainMonitor, budget checks, seeded
-   batch draws) vs a bare PyTorch loop calling the same family's train_step on batches drawn the
-   same way; same model, same steps, one thread; CPU time of the loop (process_time: robust to
+   batch draws) vs a bare PyTorch loop calling the same family's step (train_step + its weight
+   average, part of training for every family) on batches drawn the same way; same model, same
+   steps, one thread; CPU time of the loop (process_time: robust to
    other load on a shared machine), median of per-round ratios, with an A/A control (bare vs bare)
    that shows the measurement's noise floor. Target <= 1.03x. On a shared 2-core VM that floor is
    several percent, so the overhead is also measured by parts: the loop around a zero-cost family
@@ -87,6 +88,12 @@ class NullFamily:
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         return {"loss": 0.0}
 
+    def step(self, x: torch.Tensor) -> dict[str, float]:  # no weights, so no weight average
+        return self.train_step(x)
+
+    def mode_collapsed(self) -> None:
+        return None
+
 
 def _family(cell, null: bool):
     from bench.datasets import make_dataset
@@ -117,7 +124,7 @@ def bare_loop(cell, null: bool = False) -> float:
     family.train(True)
     t = time.process_time()
     for _ in range(cell.steps):
-        family.train_step(data[torch.randint(len(data), (batch,), generator=generator)])
+        family.step(data[torch.randint(len(data), (batch,), generator=generator)])  # train_step + EMA
     return time.process_time() - t
 
 

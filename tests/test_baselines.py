@@ -35,6 +35,14 @@ def test_copy_samples_only_memorised_examples_from_a_ring_buffer():
     assert copy.weights_evaluated() == "raw" and copy.param_count() == 0  # nothing to average
 
 
+def test_bad_baseline_hparams_are_config_errors():
+    from bench.errors import ConfigError
+
+    for family, hp in (("gmm", {"components": 300}), ("gmm", {"covariance": "banded"}), ("copy", {"capacity": 0})):
+        with pytest.raises(ConfigError):
+            make_family(family, PLANE, hp)
+
+
 def test_gmm_nll_is_the_exact_mixture_density_and_samples_follow_it():
     ds = make_dataset("8gaussians", {"n_train": 5_000, "n_test": 1_000})
     torch.manual_seed(0)

@@ -78,9 +78,13 @@ def test_evaluate_real_family(family, dataset, data, cache_dir, tmp_path):
         "recall",
         "mode_coverage",
         "samples_per_s",
+        "samples_per_cpu_s",
         "impute_mse_baseline",
     ):
         assert math.isfinite(row[col]), col
+    # 20 training steps: every family is still told apart from the data (extractor features on images)
+    assert 0.5 < row["c2st_accuracy"] <= 1 and 0 <= row["copy_fraction"] <= 1
+    assert row["n_fake"] == row["n_real"]
     assert math.isfinite(row["sharpness_ratio"]) == ds.spec.is_image
     assert row["extractor"] == ("genbench-classifier" if ds.spec.is_image else "raw")
     if family == "ddpm":

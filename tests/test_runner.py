@@ -87,7 +87,9 @@ def test_tiny_grid_gives_one_ok_row_per_cell_with_finite_measurements(grid):
     assert (ok["train_steps"] == 15).all() and (ok["params"] > 0).all()
     units = dict(zip(ok["dataset"], ok["nll_unit"]))
     assert units == {"8gaussians": "nats", "digits": "bits_per_dim"}
-    assert set(ok[ok.family == "flow"]["nll_kind"]) == {"exact"}
+    flow = ok[ok.family == "flow"]
+    assert dict(zip(flow["dataset"], flow["nll_kind"])) == {"8gaussians": "exact", "digits": "dequantized"}
+    assert (ok["n_fake"] == ok["n_real"]).all()  # equal protocols for every ok row
     assert set(ok[ok.family == "vae"]["nll_kind"]) == {"iwae-4"}
     assert set(ok["device"]) == {"cpu"} and set(ok["mixed_precision"]) == {"no"}
     for _, row in ok.iterrows():

@@ -94,6 +94,16 @@ def test_divergence_stops_training_and_skips_evaluation(cell, tmp_path):
     assert math.isnan(row["nll"]) and math.isnan(row["fid"])
 
 
+def test_a_gan_at_lr_1e3_is_diverged_not_ok(cell, tmp_path):
+    """Exploding but finite losses (~1e34 before this rule) are a divergence under the one rule."""
+    from bench.families import build_hparams
+
+    gan = dataclasses.replace(cell, family="gan", hparams=build_hparams("gan", {"lr": 1e3, "hidden": 16}), steps=200)
+    row = run_trial(gan, results_dir=tmp_path)
+    assert row["status"] == "diverged" and ("beyond" in row["error"] or "non-finite" in row["error"]), row["error"]
+    assert math.isnan(row["fid"]) and row["mode_collapsed"] in (True, False)
+
+
 def test_fp16_on_cpu_falls_back_with_a_warning_on_the_row(cell, tmp_path):
     row = run_trial(dataclasses.replace(cell, mixed_precision="fp16"), results_dir=tmp_path)
     assert row["status"] == "ok" and row["mixed_precision"] == "no"

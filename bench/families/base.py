@@ -143,12 +143,16 @@ class Family(ABC):
         if self.hp.ema <= 0:
             return
         decay = min(self.hp.ema, (1 + self._ema_updates) / (10 + self._ema_updates))
+        avgs, params = [], []
         for name, pname, p in self._named_params():
             avg = self._ema.setdefault(name, {}).get(pname)
             if avg is None or avg.device != p.device:
                 self._ema[name][pname] = p.detach().float().clone()
             else:
-                avg.lerp_(p.detach().float(), 1 - decay)
+                avgs.append(avg)
+                params.append(p.detach().float())
+        if avgs:  # one fused call, not a kernel per tensor (the average costs 1-2.5 % of a CPU toy step)
+            torch._foreach_lerp_(avgs, params, 1 - decay)
         self._ema_updates += 1
 
     def weights_evaluated(self) -> str:

@@ -54,8 +54,9 @@ class GMMHparams(CommonHparams):
                 raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
         if not self.reg_covar >= 0:
             raise ValueError(f"reg_covar must be >= 0 (got {self.reg_covar})")
-        if self.capacity < self.components:
-            raise ValueError(f"capacity must be >= components (got {self.capacity} < {self.components})")
+        for name in ("capacity", "batch_size"):  # the first EM step fits one batch
+            if getattr(self, name) < self.components:
+                raise ValueError(f"{name} must be >= components (got {getattr(self, name)} < {self.components})")
 
 
 def _cov_shape(kind: Covariance, k: int, d: int) -> tuple[int, ...]:

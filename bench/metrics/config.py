@@ -10,8 +10,9 @@ AUTO_EXTRACTOR = {"points": "raw", "image": "classifier"}  # what "auto" means p
 
 @dataclass
 class EvalConfig:
-    n_samples: int = 2000  # generated samples for FID/KID/PRC/mode coverage (n_fake)
-    n_real: int = 2000  # real test examples for the metrics (capped at the test-set size)
+    # the sample metrics use n_fake = n_real = min(n_samples, n_real, test size) for every family
+    n_samples: int = 2000  # generated samples requested for FID/KID/PRC/C2ST/mode coverage
+    n_real: int = 2000  # real test examples requested for the same metrics
     sample_batch: int = 500  # batch size of the samples/s measurement (recorded on the row)
     speed_repeats: int = 3  # timed sampling batches after one warm-up batch
     nll_examples: int = 1000  # test examples for the NLL (capped at the test-set size)
