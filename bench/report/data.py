@@ -21,18 +21,9 @@ from bench.schema import COLUMNS
 log = logging.getLogger(__name__)
 
 IDENTITY = ("dataset", "budget", "family", "label", "seed", "trial_id")  # sort key for determinism
-# Columns the report reads that results written by an older harness may lack (dtype as in bench.schema);
-# absent means "not measured": NaN, "" or, for `tuned`, false.
-LATER_COLUMNS = {
-    "c2st_accuracy": "float",
-    "copy_fraction": "float",
-    "nll_gap_nats": "float",
-    "nll_gap_stderr_nats": "float",
-    "samples_per_cpu_s": "float",
-    "weights_evaluated": "str",
-    "mode_collapsed": "bool",
-    "tuned": "bool",
-}
+# Columns the report reads that bench.schema may not define (the tuning run adds `tuned`); absent
+# means false. Schema columns an older results folder lacks are added below as NaN / "" (not measured).
+LATER_COLUMNS = {"tuned": "bool"}
 
 
 def load(results_dir: Path) -> pd.DataFrame:
