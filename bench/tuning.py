@@ -124,6 +124,16 @@ def tune_phase(suite: Suite, results_dir: Path, *, slots: int, resources: dict, 
     (bench.signals) ends the running search and skips the others."""
     spec = suite.tune
     ids = tuning_ids(suite)
+    stale = set(tuning_rows.read_rows(results_dir)) - set(ids)
+    if stale:
+        log.warning(
+            "%s holds %d tuning rows of searches that are not in this suite (edited space, [tune] or model "
+            "configuration?); they stay in %s/ but not in %s",
+            results_dir,
+            len(stale),
+            tuning_rows.ROWS_DIR,
+            tuning_rows.TABLE,
+        )
     tuning_rows.rebuild_tables(results_dir, ids)
     for search in searches(suite):
         done = {
