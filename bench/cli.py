@@ -3,6 +3,7 @@
     genbench --version
     genbench validate SUITE [--data-root DIR] [--address ADDR] [--cells]
     genbench run SUITE [--results DIR] [--address ADDR] [--resume | --restart] [--data-root DIR]
+                       [--tracking tensorboard|mlflow]
     genbench list
     genbench report RESULTS_DIR
 
@@ -134,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-root", **data_root)
     p.add_argument("--no-report", dest="report", action="store_false", help="skip the report at the end")
+    p.add_argument(
+        "--tracking",
+        choices=("tensorboard", "mlflow"),
+        default=None,
+        help="attach Ray Tune's TensorBoard or MLflow (local file store) logger to every trial",
+    )
     p.set_defaults(command=cmd_run)
 
     p = sub.add_parser(
@@ -186,12 +193,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # invalid: exit 2, Ray not imported
     suite = load_suite(args.suite, data_root=args.data_root, check_machine=_on_this_machine(args))
+    from bench.tracking import check_tracking
+
+    check_tracking(args.tracking)  # a missing package: exit 2 before Ray starts
     from bench.runner import run_suite
     from bench.signals import StopOnSignal
 
     with StopOnSignal() as stop:  # SIGINT / SIGTERM: trials stopped, rows kept, exit 130 / 143
         summary = run_suite(
-            suite, args.results, address=args.address, restart=args.restart, report=args.report, stop=stop
+            suite,
+            args.results,
+            address=args.address,
+            restart=args.restart,
+            report=args.report,
+            stop=stop,
+            tracking=args.tracking,
         )
     print(summary.describe())
     if summary.report_path is not None:

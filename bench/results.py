@@ -323,11 +323,24 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 
 def load_results(results_dir: str | os.PathLike) -> pd.DataFrame:
-    """A suite's results folder (results/<suite>) as a DataFrame with the schema's columns.
+    """A suite's results folder (results/<suite>) as a DataFrame with the schema's columns, plus
+    one `hp_<name>` column per hyper-parameter found in `hparams` (missing for other families).
 
     Reads trials.parquet; a folder with rows but no readable table (a run killed before its first
     write, a damaged file) is read from its row files.
     """
+    return hparam_columns(_load_results(Path(results_dir)))
+
+
+def hparam_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """df with `hp_<name>` columns unpacked from the JSON `hparams` column (None where absent)."""
+    parsed = [json.loads(text) if text else {} for text in df["hparams"].fillna("")]
+    names = sorted({name for hp in parsed for name in hp})
+    columns = {f"hp_{name}": pd.Series([hp.get(name) for hp in parsed], index=df.index) for name in names}
+    return pd.concat([df, pd.DataFrame(columns, index=df.index)], axis=1) if columns else df
+
+
+def _load_results(results_dir: Path) -> pd.DataFrame:
     results_dir = Path(results_dir)
     table = results_dir / TABLE
     has_rows = (results_dir / ROWS_DIR).is_dir()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import time
 from collections import Counter
@@ -37,7 +38,7 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from tqdm.auto import tqdm
 
-from bench import checkpoint, results
+from bench import checkpoint, results, tuning
 from bench.cell_feed import CellFeed
 from bench.datasets import make_dataset
 from bench.errors import ConfigError
@@ -45,6 +46,7 @@ from bench.lock import results_lock, storage_errors
 from bench.metrics.extractors import resolve_extractor
 from bench.signals import SignalStop, StopOnSignal
 from bench.suite import Cell, Suite
+from bench.tracking import tracking_callbacks
 from bench.trial import Lifecycle, identity_row, run_trial
 
 log = logging.getLogger(__name__)
@@ -83,25 +85,38 @@ def run_suite(
     restart: bool = False,
     report: bool = True,
     stop: StopOnSignal | None = None,
+    tracking: str | None = None,
 ) -> RunSummary:
     """Run every cell of `suite` without a finished row; returns the counts of the suite's rows.
 
     stop: the CLI's signal handlers; a signal ends the run early (summary.interrupted, no report).
+    A suite with [tune] first tunes (bench.tuning, phase 1); its cells then carry the chosen
+    configurations. tracking: "tensorboard" | "mlflow" attaches Ray Tune's logger callbacks.
     """
     results_dir = (Path(results_root) / suite.name).resolve()
+    callbacks = tracking_callbacks(tracking, results_dir)
     with results_lock(results_dir):
-        return _run_locked(suite, results_dir, address, restart, report, stop)
+        return _run_locked(suite, results_dir, address, restart, report, stop, callbacks)
 
 
 def _run_locked(
-    suite: Suite, results_dir: Path, address: str | None, restart: bool, report: bool, stop: StopOnSignal | None
+    suite: Suite,
+    results_dir: Path,
+    address: str | None,
+    restart: bool,
+    report: bool,
+    stop: StopOnSignal | None,
+    callbacks: list,
 ) -> RunSummary:
     with storage_errors(results_dir):  # a read-only folder or a full disk: one line, exit 2
         if restart:
             log.info("--restart: clearing earlier results in %s", results_dir)
             results.clear(results_dir)
         results.clean_temp_files(results_dir)
-        cells = suite.cells()
+    cells = suite.cells() if suite.tune is None else tuned_cells(suite, results_dir, address, callbacks, stop)
+    if cells is None:  # a signal during tuning: the final runs wait for the next run
+        return RunSummary(results_dir=results_dir, total=len(suite.cells()), skipped=0, interrupted=stop.signum)
+    with storage_errors(results_dir):
         ids = [c.trial_id for c in cells]
         stored = results.read_rows(results_dir, quarantine=True)
         table = results.SuiteTable(results_dir, stored, ids)
@@ -123,7 +138,7 @@ def _run_locked(
 
     if todo:
         prepare_extractors(todo, results_dir / "cache")
-        _fit(suite, todo, table, address, stop)
+        _fit(suite, todo, table, address, stop, callbacks)
         table = results.SuiteTable.load(results_dir, ids)  # full rebuild: rows/ is the truth
         table.write(only_if_changed=True)
     summary.statuses = Counter(table.frame()["status"].tolist())
@@ -133,6 +148,23 @@ def _run_locked(
     elif report and (todo or not _report_exists(results_dir)):  # nothing changed: the report stands
         summary.report_path = write_report(results_dir)
     return summary
+
+
+def tuned_cells(suite: Suite, results_dir: Path, address: str | None, callbacks=(), stop=None) -> list[Cell] | None:
+    """A [tune] suite: its missing tuning trials (bench.tuning, phase 1), then the phase-2 cells
+    (None when a stop signal ended phase 1)."""
+    if tuning.pending(suite, results_dir):
+        _init_ray(address)
+        cpus, gpus = _trial_resources(suite, address)
+        prepare_extractors(suite.cells(), results_dir / "cache")  # before tuning trials race to build them
+        available = ray.cluster_resources()
+        slots = min(available.get("CPU", 0) // cpus, available.get("GPU", 0) // gpus if gpus else math.inf)
+        slots = suite.resources.max_concurrent or max(1, int(slots))
+        resources = {"cpu": cpus, "gpu": gpus}
+        tuning.tune_phase(suite, results_dir, slots=slots, resources=resources, callbacks=callbacks, stop=stop)
+        if stop is not None and stop.signum is not None:
+            return None
+    return tuning.final_cells(suite, results_dir)
 
 
 def _report_exists(results_dir: Path) -> bool:
@@ -181,7 +213,7 @@ def write_report(results_dir: Path) -> Path | None:
 
 
 # --- Ray --------------------------------------------------------------------------------------
-def _fit(suite: Suite, todo: list[Cell], table: results.SuiteTable, address: str | None, stop) -> None:
+def _fit(suite: Suite, todo: list[Cell], table: results.SuiteTable, address: str | None, stop, callbacks=()) -> None:
     results_dir = table.results_dir
     _init_ray(address)
     cpus, gpus = _trial_resources(suite, address)
@@ -210,7 +242,7 @@ def _fit(suite: Suite, todo: list[Cell], table: results.SuiteTable, address: str
             storage_path=str(results_dir / "ray"),  # absolute: Tune rejects relative paths
             failure_config=tune.FailureConfig(max_failures=suite.resources.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the latest may be cut short by a kill
-            callbacks=[progress, JsonLoggerCallback(), CSVLoggerCallback()],
+            callbacks=[progress, JsonLoggerCallback(), CSVLoggerCallback(), *callbacks],
             stop=SignalStop(stop) if stop else None,
             verbose=0,
         ),  # our progress bar replaces Tune's tables

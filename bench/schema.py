@@ -31,6 +31,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("warnings", "str", "'; '-joined notes (e.g. fp16 on CPU fell back to fp32)"),
     Column("config_hash", "str", "hash of family hparams + dataset options + budget + eval config"),
     Column("hparams", "json", "the family's full hyper-parameters after defaults"),
+    Column("tuned", "bool", "hparams were chosen by the suite's [tune] search on the validation split"),
     # likelihood
     Column("nll", "float", "headline test NLL in nll_unit (NaN for families without a likelihood)"),
     Column("nll_stderr", "float", "standard error of nll over test examples, in nll_unit"),

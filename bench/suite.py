@@ -111,6 +111,7 @@ class Cell:
     tune: TuneSpec | None = None  # the suite's [tune] table (None = not a tuning suite)
     config_hash: str = ""
     trial_id: str = ""
+    tuned: bool = False  # phase 2 of a tuning run: hparams hold the configuration chosen on validation
 
     @property
     def name(self) -> str:
@@ -232,6 +233,13 @@ def _stamp(cell: Cell) -> Cell:
         {"label": cell.label, "dataset": cell.dataset, "budget": cell.budget, "seed": cell.seed, "config": config_hash}
     )
     return dataclasses.replace(cell, config_hash=config_hash, trial_id=trial_id)
+
+
+def with_values(cell: Cell, values: Mapping[str, Any], *, tuned: bool) -> Cell:
+    """The cell with hyper-parameter `values` set on top of its own (checked), hashes recomputed.
+    tuned: the values were chosen by a tuning run (phase 2)."""
+    hparams = build_hparams(cell.family, {**to_dict(cell.hparams), **values})
+    return _stamp(dataclasses.replace(cell, hparams=hparams, tuned=tuned))
 
 
 # --- loading ----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ rather than becoming a failed row: it is the harness talking, not the trial fail
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.metadata
 import io
 import json
@@ -49,6 +50,7 @@ from bench.metrics import TrainMonitor, evaluate
 from bench.results import atomic_write_bytes, empty_row, normalize_row
 from bench.schema import COLUMN_NAMES
 from bench.suite import Cell
+from bench.validation import TuningView, ValidationHook
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +79,28 @@ class _ReporterError(BaseException):
 
 
 def run_trial(
-    cell: Cell, *, results_dir: Path, cache_dir: Path | None = None, lifecycle: Lifecycle | None = None
+    cell: Cell,
+    *,
+    results_dir: Path,
+    cache_dir: Path | None = None,
+    lifecycle: Lifecycle | None = None,
+    validation: str | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one cell; the row (schema columns) whatever happens inside.
 
     results_dir: the suite's results folder (absolute); weights/ and samples/ go under it.
     cache_dir: metric caches shared by the suite's trials (default results_dir/cache).
     lifecycle: reporter, report hook and checkpoint to resume from (default: none of them).
+    validation: a tuning metric ("nll" | "fid") makes this a phase-1 tuning trial: it trains on the
+        tuning split, every report carries the metric on the validation split (bench.validation),
+        and it ends with training: no evaluation (the test split is never read), no weights.
     """
     results_dir = Path(results_dir).resolve()
     row = identity_row(cell)
     warnings: list[str] = []
     try:
-        _run(cell, row, warnings, results_dir, Path(cache_dir or results_dir / "cache"), lifecycle or Lifecycle())
+        cache = Path(cache_dir or results_dir / "cache")
+        _run(cell, row, warnings, results_dir, cache, lifecycle or Lifecycle(), validation)
     except _ReporterError as wrapped:
         raise wrapped.__cause__ from None
     except Exception as exc:  # a failing trial is data: record it, the suite goes on
@@ -114,12 +125,19 @@ def identity_row(cell: Cell) -> dict[str, Any]:
         status="running",
         mixed_precision=cell.mixed_precision,
         versions=_versions(),
+        tuned=cell.tuned,
     )
     return row
 
 
 def _run(
-    cell: Cell, row: dict[str, Any], warnings: list[str], results_dir: Path, cache_dir: Path, lifecycle: Lifecycle
+    cell: Cell,
+    row: dict[str, Any],
+    warnings: list[str],
+    results_dir: Path,
+    cache_dir: Path,
+    lifecycle: Lifecycle,
+    validation: str | None,
 ) -> None:
     torch.set_num_threads(max(1, int(cell.cpus)))  # the CPUs Ray reserved, not the machine's
     set_seed(cell.seed)  # python random, numpy, torch (CPU and CUDA)
@@ -130,8 +148,17 @@ def _run(
     row.update(mixed_precision=precision, device=_device_name(accelerator.device))
     family.attach(accelerator)
 
+    if validation is not None:  # phase 1 of a tuning run: train on the tuning split, report on val
+        hook = ValidationHook(validation, dataset, cell.eval, cache_dir, cell.seed)
+        lifecycle = dataclasses.replace(lifecycle, report_hook=hook)
+        dataset = TuningView(dataset)
     monitor = _Training(family, dataset, cell, accelerator, lifecycle).run(row)
     row.update(monitor.summary())
+    if validation is not None:  # the reports were the result
+        row["status"] = "ok" if monitor.diverged_reason is None else "diverged"
+        if monitor.diverged_reason is not None:
+            row["error"] = f"diverged at step {monitor.diverged_step}: {monitor.diverged_reason}"
+        return
     _detach(family, accelerator)  # evaluation runs plain fp32 modules (no autocast wrapper)
     _save_weights(family, results_dir / "weights" / f"{cell.trial_id}.pt", row, results_dir)
     if monitor.diverged_reason is not None:

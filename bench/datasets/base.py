@@ -106,6 +106,34 @@ class Dataset(ABC):
     def test(self) -> torch.Tensor:
         """(N_test, *shape) float32, model space."""
 
+    # --- validation split (hyper-parameter tuning) ------------------------------------------
+    # A fixed, seeded share of the training split, held out while tuning: tuning trials train on
+    # the rest (`tuning_train`) and are scored on `val`, never on `test`. train() itself is
+    # unchanged, so untuned suites and the final (phase 2) trials of a tuning run train on all of it.
+    VAL_FRACTION: ClassVar[float] = 0.1  # share of the training split held out for validation
+    VAL_MAX: ClassVar[int] = 5000  # at most this many validation examples (large training sets)
+    VAL_SEED: ClassVar[int] = 20_250_101  # fixes which examples are held out (same for every trial)
+
+    def val_indices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(validation indices, remaining indices) into train(), both sorted; cached."""
+        cached = self.__dict__.get("_val_index")
+        if cached is None:
+            n = len(self.train())
+            n_val = min(self.VAL_MAX, max(1, round(self.VAL_FRACTION * n)))
+            if n_val >= n:
+                raise ValueError(f"dataset {self.spec.name!r}: {n} training examples leave none after validation")
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.VAL_SEED))
+            cached = self.__dict__["_val_index"] = (order[:n_val].sort().values, order[n_val:].sort().values)
+        return cached
+
+    def val(self) -> torch.Tensor:
+        """(N_val, *shape) float32: the held-out part of train() (see VAL_FRACTION, VAL_MAX)."""
+        return self.train()[self.val_indices()[0]]
+
+    def tuning_train(self) -> torch.Tensor:
+        """(N_train - N_val, *shape) float32: what tuning trials train on (train() minus val())."""
+        return self.train()[self.val_indices()[1]]
+
     def train_labels(self) -> torch.Tensor | None:
         """(N_train,) int64 class labels where the dataset has them, else None.
 

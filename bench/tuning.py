@@ -1,0 +1,396 @@
+"""Hyper-parameter tuning with an equal budget for every model: the two phases of a `[tune]` suite.
+
+Phase 1 (`tune_phase`): for every model × dataset × budget and every tuning seed, one Ray Tune
+experiment tries `samples` configurations drawn from the model's `space` (Ray Tune's own
+`tune.uniform / loguniform / randint / choice`; randint's upper bound is exclusive, as in Tune).
+- search "random": Tune's default variant generator (seeded by the tuning seed);
+  "optuna": `OptunaSearch` (seeded), behind a `ConcurrencyLimiter` so it learns from finished trials.
+- scheduler "fifo": every trial runs its budget; "asha": `ASHAScheduler` stops trials whose
+  validation metric falls behind at its rungs (time attribute: the optimizer step, or train_s for
+  time-only budgets; rungs on the trial's report points).
+Each trial trains on the tuning split and reports `val_metric` on the validation split
+(bench.validation); the test split is never read. One row per trial goes to tuning_rows/.
+
+Phase 2 (`final_cells`): the configuration with the lowest final val_metric among the trials that
+ran their whole budget (ties: lowest seed, then sample) is retrained with every suite seed and
+evaluated on the test split exactly like an untuned cell (rows with tuned = true).
+
+Resume: a finished tuning row (ok / stopped / diverged) is never rerun. A rerun runs only the
+missing sample indices of each search: "random" draws them afresh (seeded by the tuning seed and
+the missing indices); "optuna" is first told the finished trials' configurations and scores
+(`points_to_evaluate` + `evaluated_rewards`), so it continues the same study.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+from bench import results, tuning_rows
+from bench.errors import GenbenchError
+from bench.signals import SignalStop
+from bench.suite import Cell, Suite, _digest, with_values
+from bench.trial import Lifecycle, identity_row, run_trial
+
+log = logging.getLogger(__name__)
+
+METRIC = "val_metric"  # the reported key every searcher and scheduler minimises
+ROW_KEY = "genbench_tuning_row"  # final report of a trial that ran its budget: its row as JSON
+ASHA_REDUCTION = 3  # ASHA keeps the best third at each rung (rungs at 1, 3, 9... report intervals)
+
+
+# --- search spaces ------------------------------------------------------------------------------
+def _choice(*options):
+    return tune.choice(list(options))
+
+
+DISTRIBUTIONS = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint, "choice": _choice}
+
+
+def search_space(space: dict[str, Any]) -> dict[str, Any]:
+    """{hparam: Dist} -> {hparam: Ray Tune domain}."""
+    return {key: DISTRIBUTIONS[dist.kind](*dist.args) for key, dist in space.items()}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars from the samplers -> Python values (typed hparams reject numpy types)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def tuning_id(search_key: str, sample: int) -> str:
+    """Stable id of one tuning trial: the search's key and the sample index."""
+    return _digest({"search": search_key, "sample": sample})
+
+
+# --- the searches ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Search:
+    """One Ray Tune experiment: `samples` configurations of one model × dataset × budget × seed."""
+
+    cell: Cell  # the untuned cell, seed = the tuning seed
+    space: dict[str, Any]  # hparam -> Dist
+    key: str  # hash of what defines the search (see tuning_rows)
+
+    def tuning_id(self, sample: int) -> str:
+        return tuning_id(self.key, sample)
+
+    @property
+    def name(self) -> str:
+        return f"{self.cell.label}/{self.cell.dataset}/{self.cell.budget}/seed{self.cell.seed}"
+
+
+def searches(suite: Suite) -> list[Search]:
+    spec, spaces = suite.tune, {m.label: m.space for m in suite.models}
+    base = [c for c in suite.cells() if c.seed == suite.seeds[0] and spaces[c.label]]  # no space: not tuned
+    out = []
+    for seed in spec.seeds:
+        for cell in base:
+            # no checkpoints: a tuning trial whose process dies starts again (it is short)
+            cell = with_values(replace(cell, seed=seed, checkpoint_every_steps=0), {}, tuned=False)
+            space = spaces[cell.label]
+            # what was trained and measured how, without [tune] (a larger `samples` keeps the rows)
+            untuned = with_values(replace(cell, tune=None, space={}), {}, tuned=False)
+            key = _digest(
+                {
+                    "config": untuned.config_hash,
+                    "label": cell.label,
+                    "seed": seed,
+                    "space": {k: [d.kind, list(d.args)] for k, d in sorted(space.items())},
+                    "tune": [spec.metric, spec.search, spec.scheduler],
+                }
+            )
+            out.append(Search(cell=cell, space=space, key=key))
+    return out
+
+
+def tuning_ids(suite: Suite) -> list[str]:
+    return [s.tuning_id(i) for s in searches(suite) for i in range(suite.tune.samples)]
+
+
+# --- phase 1 --------------------------------------------------------------------------------------
+def tune_phase(suite: Suite, results_dir: Path, *, slots: int, resources: dict, callbacks, stop=None) -> None:
+    """Run every missing tuning trial of the suite (one Tune experiment per search); a stop signal
+    (bench.signals) ends the running search and skips the others."""
+    spec = suite.tune
+    ids = tuning_ids(suite)
+    stale = set(tuning_rows.read_rows(results_dir)) - set(ids)
+    if stale:
+        log.warning(
+            "%s holds %d tuning rows of searches that are not in this suite (edited space, [tune] or model "
+            "configuration?); they stay in %s/ but not in %s",
+            results_dir,
+            len(stale),
+            tuning_rows.ROWS_DIR,
+            tuning_rows.TABLE,
+        )
+    tuning_rows.rebuild_tables(results_dir, ids)
+    for search in searches(suite):
+        done = {
+            r["sample"]: r for r in tuning_rows.finished(results_dir).values() if r["tuning_id"] in _ids(search, spec)
+        }
+        missing = [i for i in range(spec.samples) if i not in done]
+        if not missing:
+            continue
+        log.info("tuning %s: %d of %d configurations to try", search.name, len(missing), spec.samples)
+        _run_search(
+            suite,
+            search,
+            sorted(done.values(), key=lambda r: r["sample"]),
+            missing,
+            results_dir,
+            slots=slots,
+            resources=resources,
+            callbacks=callbacks,
+            stop=stop,
+        )
+        tuning_rows.rebuild_tables(results_dir, ids)
+        if stop is not None and stop.signum is not None:
+            return
+
+
+def _ids(search: Search, spec) -> set[str]:
+    return {search.tuning_id(i) for i in range(spec.samples)}
+
+
+def _run_search(
+    suite, search: Search, done: list[dict], missing: list[int], results_dir: Path, *, slots, resources, callbacks, stop
+):
+    spec = suite.tune
+    concurrent = max(1, min(slots, len(missing)))
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            _trainable, results_dir=str(results_dir), keys=tuple(search.space), metric=spec.metric, key=search.key
+        ),
+        resources,
+    )
+    searcher, first = SEARCHERS[spec.search](search, done, missing, concurrent)
+    namer = _SampleNamer(missing, first)
+    recorder = _Recorder(results_dir, search, spec, namer, stop)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"cell": search.cell.to_dict(), **search_space(search.space)},
+        tune_config=tune.TuneConfig(
+            metric=METRIC,
+            mode="min",
+            num_samples=len(missing),
+            search_alg=searcher,
+            scheduler=SCHEDULERS[spec.scheduler](search.cell),
+            trial_name_creator=namer,
+            trial_dirname_creator=namer,
+            reuse_actors=True,  # one worker process per slot, not per trial (imports cost ~8 CPU-s)
+        ),
+        run_config=tune.RunConfig(
+            name=_experiment_name(results_dir / "ray", search),
+            storage_path=str(results_dir / "ray"),
+            failure_config=tune.FailureConfig(max_failures=suite.resources.max_retries),
+            callbacks=[recorder, JsonLoggerCallback(), CSVLoggerCallback(), *callbacks],
+            stop=SignalStop(stop) if stop else None,
+            verbose=0,
+        ),
+    )
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # bench.signals handles SIGINT (and SIGTERM)
+    with stop.graceful() if stop else contextlib.nullcontext():
+        tuner.fit()
+
+
+def _experiment_name(storage: Path, search: Search) -> str:
+    """tune-<label>-<dataset>-<budget>-seed<seed>[-n]: a rerun never mixes files with a killed run."""
+    c = search.cell
+    base = f"tune-{c.label}-{c.dataset}-{c.budget}-seed{c.seed}"
+    name, n = base, 1
+    while (storage / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def _random(search: Search, done: list[dict], missing: list[int], concurrent: int):
+    seed = int(_digest({"seed": search.cell.seed, "missing": missing}), 16) % 2**32
+    return BasicVariantGenerator(random_state=seed, max_concurrent=concurrent), 0
+
+
+def _optuna(search: Search, done: list[dict], missing: list[int], concurrent: int):
+    from ray.tune.search.optuna import OptunaSearch  # imports optuna (~1 s): only where it is used
+
+    scored = [r for r in done if math.isfinite(r["val_metric"])]
+    searcher = OptunaSearch(
+        metric=METRIC,
+        mode="min",
+        seed=search.cell.seed,
+        points_to_evaluate=[json.loads(r["config"]) for r in scored] or None,
+        evaluated_rewards=[r["val_metric"] for r in scored] or None,
+    )
+    return ConcurrencyLimiter(searcher, max_concurrent=concurrent), 1
+
+
+def _fifo(cell: Cell):
+    return FIFOScheduler()
+
+
+def _asha(cell: Cell):
+    if cell.steps is not None:
+        every = min(cell.report_every_steps, cell.steps)
+        return ASHAScheduler(time_attr="step", max_t=cell.steps, grace_period=every, reduction_factor=ASHA_REDUCTION)
+    return ASHAScheduler(
+        time_attr="train_s", max_t=cell.seconds, grace_period=cell.seconds / 8, reduction_factor=ASHA_REDUCTION
+    )
+
+
+SEARCHERS = {"random": _random, "optuna": _optuna}
+SCHEDULERS = {"fifo": _fifo, "asha": _asha}
+
+
+class _SampleNamer:
+    """Names each Tune trial after its sample index: the k-th trial Tune creates in this
+    experiment runs the k-th missing index. Tune numbers its trials in `experiment_tag` (from 0 in
+    its variant generator, from 1 behind a searcher); Tune copies this callable, so it is stateless."""
+
+    def __init__(self, missing: list[int], first: int):
+        self.missing = list(missing)
+        self.first = first  # Tune's number of the first trial
+
+    def __call__(self, trial) -> str:
+        return f"sample-{self.missing[int(trial.experiment_tag.split('_')[0]) - self.first]}"
+
+
+def _sample_of(trial_name: str) -> int:
+    return int(trial_name.rsplit("-", 1)[1])
+
+
+def _trainable(config: dict[str, Any], results_dir: str, keys: tuple[str, ...], metric: str, key: str) -> None:
+    """One tuning trial: train the sampled configuration, report val_metric, store the row."""
+    base = Cell.from_dict(config["cell"])
+    sampled = {k: _plain(config[k]) for k in keys}
+    sample = _sample_of(tune.get_context().get_trial_name())
+    last: dict[str, Any] = {}
+
+    def report(metrics: dict[str, Any], folder=None) -> None:  # checkpoints: a retry starts afresh
+        last.update(metrics)
+        tune.report(metrics)
+
+    try:  # a sampled value the family rejects (e.g. lr below its lr_min) is a failed row, not a crash
+        cell = with_values(base, sampled, tuned=False)
+    except GenbenchError as exc:
+        row = {"status": "failed", "error": str(exc), "train_s": math.nan}
+    else:
+        row = run_trial(cell, results_dir=Path(results_dir), lifecycle=Lifecycle(reporter=report), validation=metric)
+    out = tuning_row(base, sample, sampled, metric, last, status=row["status"], error=row["error"])
+    out["train_s"] = row["train_s"]
+    out["tuning_id"] = tuning_id(key, sample)
+    tuning_rows.write_row(Path(results_dir), out)
+    tune.report({**last, METRIC: out["val_metric"], ROW_KEY: json.dumps(out)})
+
+
+def tuning_row(cell: Cell, sample: int, sampled: dict, metric: str, last: dict, *, status: str, error: str = ""):
+    return {
+        "label": cell.label,
+        "family": cell.family,
+        "dataset": cell.dataset,
+        "budget": cell.budget,
+        "seed": cell.seed,
+        "sample": sample,
+        "config": json.dumps(sampled, sort_keys=True),
+        "val_metric": last.get(METRIC, math.nan) if status != "diverged" else math.inf,
+        "metric": metric,
+        "stopped_step": last.get("step"),
+        "budget_steps": cell.steps,
+        "status": status,
+        "train_s": last.get("train_s", math.nan),
+        "error": error,
+    }
+
+
+def _ran_budget(cell: Cell, last: dict) -> bool:
+    if cell.steps is not None and last.get("step", 0) >= cell.steps:
+        return True
+    return cell.seconds is not None and last.get("train_s", 0) >= cell.seconds
+
+
+class _Recorder(tune.Callback):
+    """Driver side: the row of every ended trial (early-stopped and failed trials write none)."""
+
+    def __init__(self, results_dir: Path, search: Search, spec, namer: _SampleNamer, stop=None):
+        self.results_dir, self.search, self.spec, self.namer = results_dir, search, spec, namer
+        self.stop = stop  # bench.signals.StopOnSignal: trials ended by a stop signal leave no row
+
+    def __getstate__(self):  # Tune pickles its callbacks; the signal handlers stay in this process
+        return {**self.__dict__, "stop": None}
+
+    def _store(self, trial, status: str | None, error: str = "") -> None:
+        sample = _sample_of(self.namer(trial))
+        path = tuning_rows.row_path(self.results_dir, self.search.tuning_id(sample))
+        last = trial.last_result or {}
+        if ROW_KEY in last:
+            row = json.loads(last[ROW_KEY])
+        elif path.exists() and tuning_rows.read_row(path)["status"] in tuning_rows.FINISHED:
+            return  # the trial stored its own row before Tune ended it
+        else:
+            # ended by the scheduler: at its last rung (the whole budget ran) or early
+            status = status or ("ok" if _ran_budget(self.search.cell, last) else "stopped")
+            if status == "stopped" and self.stop is not None and self.stop.signum is not None:
+                return  # ended by a stop signal, not by the scheduler: it runs again next time
+            sampled = {k: _plain(trial.config[k]) for k in self.search.space}
+            row = tuning_row(self.search.cell, sample, sampled, self.spec.metric, last, status=status, error=error)
+        row["tuning_id"] = self.search.tuning_id(sample)
+        tuning_rows.write_row(self.results_dir, row)
+        log.info("tuning %s sample %d: %s, %s = %s", self.search.name, sample, row["status"], METRIC, row["val_metric"])
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._store(trial, None)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._store(trial, "failed", error=f"trial process died ({trial.num_failures} attempts)")
+
+
+# --- phase 2 --------------------------------------------------------------------------------------
+def best_configs(suite: Suite, results_dir: Path) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(label, dataset, budget) -> chosen sampled values: lowest val_metric among ok trials."""
+    ids = set(tuning_ids(suite))
+    rows = [r for t, r in tuning_rows.read_rows(results_dir).items() if t in ids and r["status"] == "ok"]
+    rows = [r for r in rows if math.isfinite(r["val_metric"])]
+    best: dict[tuple[str, str, str], dict] = {}
+    for r in sorted(rows, key=lambda r: (r["val_metric"], r["seed"], r["sample"])):
+        best.setdefault((r["label"], r["dataset"], r["budget"]), r)
+    return {k: json.loads(r["config"]) for k, r in best.items()}
+
+
+def final_cells(suite: Suite, results_dir: Path) -> list[Cell]:
+    """The phase-2 cells: each carries its model's chosen configuration (tuned = true).
+
+    A search without any trial that ran its budget with a finite score gets "failed" rows for its
+    cells (a row with its error, never a crashed suite); they stay in the grid, so a rerun after
+    more tuning retries them.
+    """
+    tuning_rows.rebuild_tables(results_dir, tuning_ids(suite))
+    chosen = best_configs(suite, results_dir)
+    cells = []
+    for cell in suite.cells():
+        config = chosen.get((cell.label, cell.dataset, cell.budget))
+        if not cell.space:  # a model without a space trains with its written hyper-parameters
+            cells.append(cell)
+        elif config is None:
+            row = identity_row(cell)
+            row.update(status="failed", error="tuning: no configuration ran its budget with a finite validation metric")
+            results.write_row(results_dir, row)
+            cells.append(cell)
+        else:
+            cells.append(with_values(cell, config, tuned=True))
+    return cells
+
+
+def pending(suite: Suite, results_dir: Path) -> bool:
+    """Whether phase 1 has tuning trials left to run."""
+    return bool(set(tuning_ids(suite)) - set(tuning_rows.finished(results_dir)))
