@@ -99,7 +99,17 @@ COLUMNS: tuple[Column, ...] = (
     Column("resumed_from_step", "int", "step of the checkpoint the last resume started from, -1 if never resumed"),
     Column("examples_per_s", "float", "training examples per second"),
     Column("params", "int", "trainable parameter count"),
-    Column("peak_mem_mb", "float", "peak memory in MiB (GPU: max allocated; CPU: peak RSS growth)"),
+    Column(
+        "peak_mem_mb",
+        "float",
+        "the trial process's peak memory in MiB over training and evaluation (CPU: peak RSS, VmHWM reset at "
+        "the trial's start; GPU: torch max allocated)",
+    ),
+    Column(
+        "train_mem_growth_mb",
+        "float",
+        "memory growth during training in MiB (CPU: peak RSS over its value at the start; GPU: max allocated)",
+    ),
     Column(
         "diverged_step",
         "int",

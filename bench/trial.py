@@ -47,6 +47,7 @@ from bench.datasets import make_dataset
 from bench.families import make_family
 from bench.hparams import to_dict
 from bench.metrics import TrainMonitor, evaluate
+from bench.metrics.cost import process_peak_mb, reset_process_peak
 from bench.results import atomic_write_bytes, empty_row, normalize_row
 from bench.schema import COLUMN_NAMES
 from bench.suite import Cell
@@ -98,6 +99,8 @@ def run_trial(
     results_dir = Path(results_dir).resolve()
     row = identity_row(cell)
     warnings: list[str] = []
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    reset_process_peak(device)  # a reused worker must not report the previous trial's peak
     try:
         cache = Path(cache_dir or results_dir / "cache")
         _run(cell, row, warnings, results_dir, cache, lifecycle or Lifecycle(), validation)
@@ -106,6 +109,7 @@ def run_trial(
     except Exception as exc:  # a failing trial is data: record it, the suite goes on
         log.error("trial %s failed:\n%s", cell.name, traceback.format_exc())
         row.update(status="failed", error=_one_line(exc))
+    row["peak_mem_mb"] = process_peak_mb(device)
     row["warnings"] = "; ".join(warnings)
     return normalize_row(row)
 

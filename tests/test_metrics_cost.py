@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 
 import numpy as np
@@ -110,7 +111,23 @@ def test_peak_memory_sees_an_allocation_held_during_training():
         mon.step(s, {"loss": 1.0})
     del block
     mon.stop()
-    assert mon.summary()["peak_mem_mb"] >= 200
+    assert mon.summary()["train_mem_growth_mb"] >= 200
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM reset is Linux-only")
+def test_process_peak_sees_a_freed_allocation_and_resets():
+    """The peak keeps a 256 MiB block after it is freed; a reset (next trial in a reused worker)
+    forgets it, so trials do not inherit each other's peaks."""
+    from bench.metrics.cost import process_peak_mb, reset_process_peak
+
+    reset_process_peak("cpu")
+    before = process_peak_mb("cpu")
+    block = torch.ones(64 * 2**20)  # 256 MiB, written so it is resident
+    del block  # large blocks go back to the OS on free
+    peak = process_peak_mb("cpu")
+    assert peak >= before + 200
+    reset_process_peak("cpu")
+    assert process_peak_mb("cpu") < peak - 200
 
 
 # --- sampling speed -------------------------------------------------------------------------------

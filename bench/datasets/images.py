@@ -17,10 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
 from bench.datasets.base import Dataset, DataSpec, Facts, OptionError
@@ -115,6 +112,10 @@ class Digits(Dataset):
 
     @cached_property
     def _data(self) -> dict[str, torch.Tensor]:
+        # imported here: scikit-learn and torchvision cost ~1 s of every trial's start-up otherwise
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
         digits = load_digits()  # bundled with sklearn: no network
         levels = torch.from_numpy(digits.data.astype(np.int64)).view(-1, *self.spec.shape)
         labels = torch.from_numpy(digits.target.astype(np.int64))
@@ -244,6 +245,8 @@ class MNIST(_TorchvisionDataset):
     test_size = 10_000
 
     def _read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        import torchvision  # only for datasets stored in its layout (see load_digits)
+
         tv = torchvision.datasets.MNIST(root=str(self.root), train=train, download=False)
         return tv.data.unsqueeze(1), tv.targets.long()
 
@@ -266,6 +269,8 @@ class CIFAR10(_TorchvisionDataset):
     test_size = 10_000
 
     def _read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        import torchvision  # only for datasets stored in its layout (see load_digits)
+
         tv = torchvision.datasets.CIFAR10(root=str(self.root), train=train, download=False)
         q = torch.from_numpy(np.ascontiguousarray(tv.data)).permute(0, 3, 1, 2)  # HWC -> CHW
         return q.contiguous(), torch.as_tensor(tv.targets, dtype=torch.int64)

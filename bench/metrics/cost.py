@@ -25,8 +25,15 @@ then covers all attempts. train_s stands still during a `paused()` block, so a s
 (a checkpoint) holds the training time up to the pause.
 
 `step` must stay cheap (the harness loop targets <= 1.03× a bare loop): it appends floats and
-polls RSS only every `RSS_EVERY` steps. Peak memory on CPU is the growth of the process's peak RSS
-over its value at start(); on a GPU, torch.cuda.max_memory_allocated after a reset at start().
+polls RSS only every `RSS_EVERY` steps. Training memory growth (train_mem_growth_mb) on CPU is the
+growth of the process's peak RSS over its value at start(); on a GPU, torch.cuda.max_memory_allocated
+after a reset at start().
+
+The trial's own peak (peak_mem_mb: what a user sizes concurrent trials by) is `process_peak_mb`
+after `reset_process_peak` at the trial's start: on Linux the process's RSS high-water mark
+(VmHWM, reset by writing 5 to /proc/self/clear_refs, so a reused Ray worker does not carry the
+previous trial's peak), elsewhere ru_maxrss (since process start: an upper bound); on a GPU the
+maximum allocated by torch.
 """
 
 from __future__ import annotations
@@ -168,7 +175,7 @@ class TrainMonitor:
             "train_s": train_s,
             "train_steps": n,
             "examples_per_s": n * self.batch_size / train_s if train_s > 0 else math.nan,
-            "peak_mem_mb": self.peak_mem_mb(),
+            "train_mem_growth_mb": self.peak_mem_mb(),
             "diverged_step": self.diverged_step,
             "loss_oscillation": self.loss_oscillation(),
             "mode_collapsed": self.family.mode_collapsed(),
@@ -185,6 +192,27 @@ def oscillation(losses) -> float:
         return math.nan
     lo, hi = np.percentile(values, [5, 95])
     return float(np.diff(tail).std() / (hi - lo)) if hi > lo else math.nan
+
+
+def reset_process_peak(device: torch.device | str) -> None:
+    """Start a new peak-memory window for this process (see the module docstring)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with contextlib.suppress(OSError):  # not Linux (or no permission): ru_maxrss, not resettable
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+
+
+def process_peak_mb(device: torch.device | str) -> float:
+    """Peak memory in MiB since `reset_process_peak`: max allocated (GPU), else the peak RSS."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as f:
+            hwm = next(line for line in f if line.startswith("VmHWM:"))
+        return int(hwm.split()[1]) / 1024  # kB
+    except (OSError, StopIteration):
+        return _ru_maxrss_bytes() / 2**20
 
 
 def _finite_or_none(v: float) -> float | None:
