@@ -140,7 +140,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("extractor_hash", "str", "content hash of the extractor weights ('' for raw coordinates)"),
     Column("device", "str", "cpu | cuda:<name>"),
     Column("mixed_precision", "str", "no | bf16 | fp16 as actually used for training (NLL is always fp32)"),
-    Column("versions", "json", "{library: version} for torch, torch-fidelity, ray, accelerate, genbench"),
+    Column("versions", "json", "{library: version} of bench.provenance.VERSIONED (torch, torch-fidelity, ray, ...)"),
     Column("weights_path", "str", "saved final weights, relative to the results folder"),
     Column("samples_png", "str", "PNG grid of samples (images), relative to the results folder"),
     Column("samples_npy", "str", "up to 2000 samples in model space (.npy), relative to the results folder"),

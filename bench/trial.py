@@ -22,11 +22,8 @@ rather than becoming a failed row: it is the harness talking, not the trial fail
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import importlib.metadata
 import io
-import json
 import logging
 import math
 import shutil
@@ -48,6 +45,7 @@ from bench.families import make_family
 from bench.hparams import to_dict
 from bench.metrics import TrainMonitor, evaluate
 from bench.metrics.cost import process_peak_mb, reset_process_peak
+from bench.provenance import device_name, versions
 from bench.results import atomic_write_bytes, empty_row, normalize_row
 from bench.schema import COLUMN_NAMES
 from bench.suite import Cell
@@ -55,7 +53,6 @@ from bench.validation import TuningView, ValidationHook
 
 log = logging.getLogger(__name__)
 
-VERSIONED = ("torch", "torch-fidelity", "ray", "accelerate", "genbench")  # stamped on the row
 PATH_COLUMNS = ("samples_png", "samples_npy")  # evaluate() gives absolute paths; rows: relative
 
 # reporter(metrics, checkpoint folder or None): Ray's trainable passes one that calls tune.report
@@ -128,7 +125,7 @@ def identity_row(cell: Cell) -> dict[str, Any]:
         config_hash=cell.config_hash,
         status="running",
         mixed_precision=cell.mixed_precision,
-        versions=_versions(),
+        versions=versions(),
         tuned=cell.tuned,
     )
     return row
@@ -149,7 +146,7 @@ def _run(
     family = make_family(cell.family, dataset.spec, cell.hparams)
     row.update(hparams=to_dict(family.hp), params=family.param_count())
     accelerator, precision = _accelerator(cell.mixed_precision, warnings)
-    row.update(mixed_precision=precision, device=_device_name(accelerator.device))
+    row.update(mixed_precision=precision, device=device_name(accelerator.device))
     family.attach(accelerator)
 
     if validation is not None:  # phase 1 of a tuning run: train on the tuning split, report on val
@@ -163,7 +160,7 @@ def _run(
         if monitor.diverged_reason is not None:
             row["error"] = f"diverged at step {monitor.diverged_step}: {monitor.diverged_reason}"
         return
-    _detach(family, accelerator)  # evaluation runs plain fp32 modules (no autocast wrapper)
+    family.detach()  # evaluation runs plain fp32 modules (no autocast wrapper)
     _save_weights(family, results_dir / "weights" / f"{cell.trial_id}.pt", row, results_dir)
     if monitor.diverged_reason is not None:
         row.update(status="diverged", error=f"diverged at step {monitor.diverged_step}: {monitor.diverged_reason}")
@@ -323,14 +320,6 @@ class _Training:
         }
 
 
-def _detach(family, accelerator) -> None:
-    """Swap the prepared modules for the bare ones (mixed precision ends with training)."""
-    # keep_fp32_wrapper=False also removes the autocast wrapper around forward
-    bare = {name: accelerator.unwrap_model(m, keep_fp32_wrapper=False) for name, m in family.modules().items()}
-    family._replace(bare, {})
-    family.accelerator = None
-
-
 def _save_weights(family, path: Path, row: dict[str, Any], results_dir: Path) -> None:
     buffer = io.BytesIO()
     torch.save(family.state_dict(), buffer)
@@ -347,18 +336,6 @@ def _relative_paths(measured: dict[str, Any], results_dir: Path) -> dict[str, An
             inside = p.is_absolute() and p.is_relative_to(results_dir)
             out[key] = str(p.relative_to(results_dir)) if inside else str(p)
     return out
-
-
-def _device_name(device: torch.device) -> str:
-    return f"cuda:{torch.cuda.get_device_name(device)}" if device.type == "cuda" else "cpu"
-
-
-def _versions() -> str:
-    found = {}
-    for name in VERSIONED:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found[name] = importlib.metadata.version(name)
-    return json.dumps(found, sort_keys=True)
 
 
 def _one_line(exc: BaseException) -> str:

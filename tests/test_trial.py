@@ -10,9 +10,10 @@ import math
 import pytest
 import torch
 
+from bench.families.base import Family
 from bench.schema import COLUMN_NAMES
 from bench.suite import load_suite
-from bench.trial import _accelerator, _detach, run_trial
+from bench.trial import _accelerator, run_trial
 
 SUITE = """
 name = "unit"
@@ -124,13 +125,16 @@ class Probe(torch.nn.Module):
 
 
 class Holder:
-    """The part of the Family protocol that _detach uses: modules(), _replace(), accelerator."""
+    """The part of the Family protocol that Family.detach uses: modules(), optimizers(), _replace(), accelerator."""
 
     def __init__(self, net):
         self.net, self.accelerator = net, None
 
     def modules(self):
         return {"net": self.net}
+
+    def optimizers(self):
+        return {}
 
     def _replace(self, modules, optimizers):
         self.net = modules["net"]
@@ -145,7 +149,7 @@ def test_bf16_trains_under_autocast_and_evaluation_runs_without_it():
     fam.accelerator = accelerator
     fam.net(torch.randn(2, 4))
     assert probe.autocast_seen is True  # training: the prepared forward runs in bf16 autocast
-    _detach(fam, accelerator)
+    Family.detach(fam)
     fam.net(torch.randn(2, 4))
     assert probe.autocast_seen is False and fam.accelerator is None  # evaluation: fp32
     assert fam.net(torch.randn(2, 4)).dtype == torch.float32

@@ -111,12 +111,12 @@ def test_ppca_with_exact_posterior_makes_every_bound_exact():
 
 def test_nll_labels_signs_and_one_batched_decoder_pass():
     torch.manual_seed(2)
-    hp = build(VAE.Hparams, {"hidden": 16, "iwae_k": 10}, owner="test")
+    hp = build(VAE.Hparams, {"hidden": 16}, owner="test")
     vae = VAE(DataSpec("p", (3,), "points"), hp)
     calls = []
     vae.decoder.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape))
     x = torch.randn(40, 3)
-    nll = vae.nll(x, torch.Generator().manual_seed(0))
+    nll = vae.nll(x, torch.Generator().manual_seed(0), iwae_k=10)
     assert list(nll) == ["iwae-10", "elbo"]  # headline first
     assert calls == [torch.Size([10 * 40, vae.hp.latent])]  # K·B latents in one decoder call
     assert all(v.shape == (40,) and torch.isfinite(v).all() for v in nll.values())
@@ -131,12 +131,12 @@ def _images(n: int) -> torch.Tensor:
 
 def test_image_vae_trains_bounds_and_samples():
     torch.manual_seed(3)
-    vae = VAE(IMG, build(VAE.Hparams, {"latent": 4, "width": 8, "iwae_k": 8}, owner="test"))
+    vae = VAE(IMG, build(VAE.Hparams, {"latent": 4, "width": 8}, owner="test"))
     x = _images(16)
     for _ in range(3):
         losses = vae.train_step(x)
         assert losses and all(math.isfinite(v) for v in losses.values()), losses
-    nll = vae.nll(x[:5], torch.Generator().manual_seed(0))
+    nll = vae.nll(x[:5], torch.Generator().manual_seed(0), iwae_k=8)
     assert list(nll) == ["iwae-8", "elbo"]
     for v in nll.values():  # discrete data: −log P ≥ 0, and finite
         assert v.shape == (5,) and torch.isfinite(v).all() and (v > 0).all()
@@ -190,8 +190,10 @@ def test_hparams_unknown_key_and_bad_value_give_config_errors():
     with pytest.raises(ConfigError, match="unknown hyper-parameter 'latnet' for family 'vae'") as e:
         build(VAE.Hparams, {"latnet": 3}, owner="family 'vae'")
     assert "\n" not in str(e.value)
-    with pytest.raises(ConfigError, match="iwae_k must be >= 1"):
-        build(VAE.Hparams, {"iwae_k": 0}, owner="family 'vae'")
+    with pytest.raises(ConfigError, match="latent must be >= 1"):
+        build(VAE.Hparams, {"latent": 0}, owner="family 'vae'")
+    with pytest.raises(ConfigError, match="unknown hyper-parameter 'iwae_k'"):  # an [eval] option
+        build(VAE.Hparams, {"iwae_k": 8}, owner="family 'vae'")
 
 
 def test_vae_under_accelerate():
@@ -206,6 +208,6 @@ def test_vae_under_accelerate():
         assert vae.accelerator is not None
         losses = vae.train_step(torch.randn(32, 2))
         assert all(math.isfinite(v) for v in losses.values())
-        assert torch.isfinite(vae.nll(torch.randn(4, 2))["iwae-64"]).all()
+        assert torch.isfinite(vae.nll(torch.randn(4, 2), iwae_k=64)["iwae-64"]).all()
     finally:
         AcceleratorState._reset_state(True)

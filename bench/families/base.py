@@ -88,11 +88,14 @@ class Family(ABC):
         sampling); one-shot families raise ValueError when it is given.
         """
 
-    def nll(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def nll(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, *, iwae_k: int | None = None
+    ) -> dict[str, torch.Tensor]:
         """Per-example NLL estimates in nats, {estimator label: (B,)}, headline estimator first.
 
-        Labels: "exact", "elbo", "iwae-K", "vlb". The default (no likelihood) returns {}: a family
-        without a likelihood reports none rather than a made-up number.
+        Labels: "exact", "elbo", "iwae-K", "vlb". `iwae_k` is the evaluation's importance-sample
+        count for estimators that take one (the VAE's IWAE-K); others ignore it. The default (no
+        likelihood) returns {}: a family without a likelihood reports none rather than a made-up number.
         """
         return {}
 
@@ -227,9 +230,22 @@ class Family(ABC):
 
     @contextlib.contextmanager
     def fp32(self) -> Iterator[None]:
-        """Autocast off around evaluation code (one context per loop, not per network call)."""
-        with torch.autocast(self.device.type, enabled=False):
-            yield
+        """Run the modules in fp32 for the duration: Accelerate's autocast wrapper around a prepared
+        module's forward is swapped for the original, and autocast is off (enter it once per loop,
+        not per network call). Restored on exit, so training may go on in mixed precision."""
+        swapped = []
+        for module in self.modules().values():
+            # Accelerator.prepare keeps the unwrapped forward here when it adds the autocast wrapper
+            original = module.__dict__.get("_original_forward")
+            if original is not None:
+                swapped.append((module, module.__dict__["forward"]))
+                module.forward = original
+        try:
+            with torch.autocast(self.device.type, enabled=False):
+                yield
+        finally:
+            for module, wrapped in swapped:
+                module.forward = wrapped
 
     def randn(
         self, shape: tuple[int, ...], generator: torch.Generator | None = None, *, device: torch.device | None = None

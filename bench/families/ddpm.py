@@ -383,7 +383,9 @@ class DDPM(Family):
         return self.diffusion.T
 
     @torch.no_grad()
-    def nll(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def nll(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, *, iwae_k: int | None = None
+    ) -> dict[str, torch.Tensor]:
         """{"vlb": L_VLB} per example, (B,) nats in fp32; all T terms or stratified (hp.vlb_timesteps).
 
         Images: a bound on the discrete NLL (discretized L_0). Rows per network call: 32768 points

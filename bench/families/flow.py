@@ -340,7 +340,9 @@ class RealNVP(Family):
         return {"loss": loss.item()}
 
     @torch.no_grad()
-    def nll(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def nll(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, *, iwae_k: int | None = None
+    ) -> dict[str, torch.Tensor]:
         x = x.to(self.device).float()
         if self.spec.is_image:
             x = self.dequantize(x, generator)

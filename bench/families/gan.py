@@ -102,12 +102,6 @@ class GAN(Family):
         """−L(G, D) on the batches; log D = −softplus(−d) and log(1 − D) = −softplus(d), stably."""
         return F.softplus(-self.logits(real)).mean() + F.softplus(self.logits(fake)).mean()
 
-    def _noise(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-        """(n, latent) N(0, I), drawn on the generator's device when one is given, on `device`."""
-        device = device if device is not None else self.device
-        dev = generator.device if generator is not None else device
-        return torch.randn((n, self.hp.latent), generator=generator, device=dev).to(device)
-
     @torch.no_grad()
     def value(self, real: torch.Tensor, fake: torch.Tensor) -> float:
         """L(G, D) = mean log D(real) + mean log(1 − D(fake)), nats, at the current D (no step)."""
@@ -136,10 +130,10 @@ class GAN(Family):
         b = x.shape[0]
         for _ in range(self.hp.d_steps):
             with torch.no_grad():
-                fake = self.g_net(self._noise(b, device=x.device))
+                fake = self.g_net(self.randn((b, self.hp.latent), device=x.device))
             stats = self.discriminator_step(x, fake)
         # G's backward also fills D's .grad; discriminator_step zeroes those before D's next step.
-        loss_g = F.softplus(-self.logits(self.g_net(self._noise(b, device=x.device)))).mean()
+        loss_g = F.softplus(-self.logits(self.g_net(self.randn((b, self.hp.latent), device=x.device)))).mean()
         self.opt_g.zero_grad(set_to_none=True)
         self.backward(loss_g)
         self.clip_gradients(self.opt_g, self.hp.grad_clip)
@@ -167,5 +161,4 @@ class GAN(Family):
         """(n, *shape) float32 samples G(z), z ~ N(0, I); images in [-1, 1]; steps must be None."""
         if steps is not None:
             raise ValueError(f"the GAN samples in one pass; steps must be None, got {steps}")
-        x = self.g_net(self._noise(n, generator)).float().view(n, *self.spec.shape)
-        return x.clamp(-1, 1) if self.spec.is_image else x
+        return self.to_data_range(self.g_net(self.randn((n, self.hp.latent), generator)).view(n, *self.spec.shape))

@@ -13,8 +13,9 @@ Bounds per example, in nats, with z_k = μ + σ ⊙ ε_k, ε_k ~ N(0, I) and
 log w_k = log p(x|z_k) + log p(z_k) − log q(z_k|x):
     ELBO   = E_q[log w]                        (training: the analytic-KL form, one z per example)
     IWAE-K = E[log (1/K) Σ_k w_k]              ELBO = IWAE-1 ≤ IWAE-K ≤ IWAE-(K+1) → log p(x)
-`nll` reports −IWAE-K (headline, K = hp.iwae_k) and −ELBO, both estimated from the same K samples
-(the ELBO as their mean log-weight), so elbo ≥ iwae-K holds per example by Jensen's inequality.
+`nll` reports −IWAE-K (headline; K = its iwae_k argument, the suite's [eval] iwae_k) and −ELBO, both
+estimated from the same K samples (the ELBO as their mean log-weight), so elbo ≥ iwae-K holds per
+example by Jensen's inequality.
 """
 
 from __future__ import annotations
@@ -43,14 +44,13 @@ class VAEHparams(CommonHparams):
     width: int = 32  # base channels of the conv encoder/decoder (images)
     lr: float = 1e-3  # Adam learning rate
     batch_size: int = 256  # examples per optimizer step (drawn by the trial loop)
-    iwae_k: int = 64  # importance samples K of the reported IWAE-K bound
     kl_warmup: int = 0  # steps of a linear 0 -> 1 ramp of the KL weight; 0 = plain ELBO throughout
     grad_clip: float = 100.0  # max global gradient norm; 0 disables clipping
     impute_steps: int = 50  # encode/decode iterations of `impute`
 
     def validate(self) -> None:
         super().validate()
-        for name in ("latent", "hidden", "width", "batch_size", "iwae_k", "impute_steps"):
+        for name in ("latent", "hidden", "width", "batch_size", "impute_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
         for name in ("hidden_layers", "kl_warmup", "grad_clip"):
@@ -147,11 +147,6 @@ class VAE(Family):
         """(..., *shape) -> (...): sum over the per-example data dimensions."""
         return t.sum(dim=tuple(range(-len(self.spec.shape), 0)))
 
-    def _randn(self, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
-        """N(0, 1) noise drawn on the generator's device (reproducible), moved to the model's."""
-        dev = generator.device if generator is not None else self.device
-        return torch.randn(shape, generator=generator, device=dev).to(self.device)
-
     def log_weights(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """log w_k = log p(x|z_k) + log p(z_k) − log q(z_k|x), z_k ~ q(z|x): (B, *shape) -> (k, B).
 
@@ -159,7 +154,7 @@ class VAE(Family):
         or examples. Differentiable (usable for IWAE training); `bounds` wraps it without gradients.
         """
         mean, log_std = self.encoder(x)  # (B, L) each
-        eps = self._randn((k, *mean.shape), generator)  # (k, B, L)
+        eps = self.randn((k, *mean.shape), generator)  # (k, B, L)
         z = mean + log_std.exp() * eps
         log_q = gaussian_log_prob(z, mean, log_std).sum(-1)
         log_prior = gaussian_log_prob(z, torch.zeros_like(z), torch.zeros_like(z)).sum(-1)
@@ -192,10 +187,18 @@ class VAE(Family):
         """IWAE-k lower bound on log p(x): x (B, *shape) -> (B,) nats (images: discrete data)."""
         return self.bounds(x, k, generator)[1]
 
-    def nll(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """{"iwae-K": −IWAE-K, "elbo": −ELBO}, (B,) nats each, K = hp.iwae_k; both ≥ −log p(x)."""
-        elbo, iwae = self.bounds(x, self.hp.iwae_k, generator)
-        return {f"iwae-{self.hp.iwae_k}": -iwae, "elbo": -elbo}
+    def nll(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, *, iwae_k: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """{"iwae-K": −IWAE-K, "elbo": −ELBO}, (B,) nats each, K = iwae_k; both ≥ −log p(x).
+
+        One set of K samples gives both bounds. iwae_k is an evaluation option (the suite's [eval]
+        iwae_k), required here: the VAE has no K of its own.
+        """
+        if iwae_k is None:
+            raise ValueError("the VAE's nll needs iwae_k (importance samples of its IWAE-K bound)")
+        elbo, iwae = self.bounds(x, iwae_k, generator)
+        return {f"iwae-{iwae_k}": -iwae, "elbo": -elbo}
 
     # --- training --------------------------------------------------------------------------------
     def _kl_weight(self) -> float:
@@ -223,11 +226,6 @@ class VAE(Family):
         return {"loss": loss.item(), "elbo_nats": elbo, "kl_nats": kl.mean().item()}
 
     # --- generation and missing data -----------------------------------------------------------
-    def _in_range(self, x: torch.Tensor) -> torch.Tensor:
-        """float32; images clamped to [-1, 1] (a discretized decoder's mean may lie outside: the
-        extreme levels own the tails), points unchanged."""
-        return x.float().clamp(-1, 1) if self.spec.is_image else x.float()
-
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None) -> torch.Tensor:
         """(n, *shape) float32: the decoder *mean* m_θ(z) at z ~ N(0, I), not a draw from p(x|z).
@@ -238,8 +236,8 @@ class VAE(Family):
         """
         if steps is not None:
             raise ValueError(f"the VAE samples in one pass; steps must be None, got {steps}")
-        mean, _ = self.decoder(self._randn((n, self.hp.latent), generator))
-        return self._in_range(mean)
+        mean, _ = self.decoder(self.randn((n, self.hp.latent), generator))
+        return self.to_data_range(mean)  # a discretized decoder's mean may lie outside [-1, 1]
 
     @torch.no_grad()
     def impute(self, x: torch.Tensor, known: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -252,11 +250,11 @@ class VAE(Family):
         """
         known = known.to(torch.bool)
         start, _ = self.decoder(torch.zeros(1, self.hp.latent, device=self.device))
-        filled = torch.where(known, x, self._in_range(start).expand_as(x))
+        filled = torch.where(known, x, self.to_data_range(start).expand_as(x))
         for _ in range(self.hp.impute_steps):
             mean, _ = self.encoder(filled)
             recon, _ = self.decoder(mean)
             # clamp inside the loop: an unclamped mean beyond [-1, 1] fed back to the encoder
             # runs away (hidden pixels reached ±1e3 on digits)
-            filled = torch.where(known, x, self._in_range(recon))
+            filled = torch.where(known, x, self.to_data_range(recon))
         return filled

@@ -19,7 +19,6 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,6 @@ log = logging.getLogger(__name__)
 
 NPY_MAX = 2000  # samples kept in samples.npy
 PNG_GRID = 64  # samples in the PNG grid (8 × 8)
-VERSIONED = ("torch", "torch-fidelity", "torchvision", "ray", "accelerate", "numpy", "genbench")
 # seed offsets keep the NLL, sample, speed and imputation random streams independent of each other
 NLL_SEED, SAMPLE_SEED, SPEED_SEED, IMPUTE_SEED = 0, 1, 2, 3
 
@@ -117,8 +115,6 @@ def _evaluate(
         "extractor": ref.extractor.name,
         "extractor_hash": ref.extractor.hash,
         "sample_batch": cfg.sample_batch,
-        "device": device_name(device),
-        "versions": json.dumps(library_versions()),
     }
     return row
 
@@ -223,17 +219,3 @@ def save_samples(samples: torch.Tensor, spec, cfg, out_dir: Path | None) -> dict
 def _generator(device: torch.device, seed: int) -> torch.Generator:
     """A generator on the family's device (families draw their noise there)."""
     return torch.Generator(device=device).manual_seed(seed)
-
-
-def device_name(device: torch.device) -> str:
-    return f"cuda:{torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
-
-
-def library_versions() -> dict[str, str]:
-    out = {}
-    for name in VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = ""
-    return out

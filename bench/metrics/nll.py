@@ -2,83 +2,37 @@
 
 Families return per-example NLLs in nats ({estimator label: (B,)}, headline first); this module
 averages them over test examples, attaches a standard error (std / √n over examples) and converts
-images to bits/dim of the discrete data (bench.units). Accelerate's mixed precision wraps a prepared
-module's `forward` in autocast; `fp32_forward` swaps the original forward back for the duration.
+images to bits/dim of the discrete data (bench.units). Evaluation runs the modules in fp32 through
+`Family.fp32()` (also usable mid-training, when Accelerate's autocast wrapper is still on).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
 
 import torch
 
 from bench.units import nats_to_bits_per_dim
 
 
-@runtime_checkable
-class SupportsIWAE(Protocol):
-    """A family that evaluates the IWAE-k lower bound on log p(x) for any k (the VAE): (B,) nats.
-
-    Note the sign: `iwae` returns the log-likelihood bound; its NLL estimate is −iwae(x, k).
-    """
-
-    def iwae(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor: ...
-
-
-@contextlib.contextmanager
-def fp32_forward(family) -> Iterator[None]:
-    """Run the family's modules without Accelerate's autocast wrapper and with autocast disabled."""
-    swapped = []
-    for module in family.modules().values():
-        # Accelerator.prepare keeps the unwrapped forward here when it adds the autocast wrapper
-        original = module.__dict__.get("_original_forward")
-        if original is not None:
-            swapped.append((module, module.__dict__["forward"]))
-            module.forward = original
-    device_type = family.device.type
-    try:
-        with torch.autocast(device_type=device_type, enabled=False):
-            yield
-    finally:
-        for module, wrapped in swapped:
-            module.forward = wrapped
+def fp32_forward(family):
+    """The family's modules in fp32 for the duration (Family.fp32: Accelerate's autocast wrapper
+    swapped out, autocast off); training may go on in mixed precision afterwards."""
+    return family.fp32()
 
 
 def per_example_nll(
     family, x: torch.Tensor, *, batch: int, iwae_k: int, generator: torch.Generator | None
 ) -> dict[str, torch.Tensor]:
-    """{label: (N,) nats} over x in batches; a family with `iwae(x, k)` also gets "iwae-{iwae_k}".
-
-    The suite's eval.iwae_k decides the reported IWAE bound, so VAE rows stay comparable whatever
-    iwae_k the family's own hparams say; it replaces the family's own IWAE estimate (and headline).
-    """
+    """{label: (N,) nats} over x in batches; iwae_k (the suite's [eval] iwae_k) is passed to the family."""
     parts: dict[str, list[torch.Tensor]] = {}
-    key = f"iwae-{iwae_k}"
-    with fp32_forward(family), torch.no_grad():
+    with family.fp32(), torch.no_grad():
         for chunk in x.split(batch):
-            chunk = chunk.to(family.device)
-            est = family.nll(chunk, generator)
-            if isinstance(family, SupportsIWAE) and key not in est:
-                est = _with_iwae(est, key, -family.iwae(chunk, iwae_k, generator))
+            est = family.nll(chunk.to(family.device), generator, iwae_k=iwae_k)
             for label, v in est.items():
                 parts.setdefault(label, []).append(v.detach().double().cpu())
     return {label: torch.cat(v) for label, v in parts.items()}
-
-
-def _with_iwae(est: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Add IWAE-k; it takes the place (and headline position) of the family's own IWAE estimate."""
-    own = [label for label in est if label.startswith("iwae")]
-    if not own:
-        return est | {key: value}
-    return {
-        (key if label == own[0] else label): (value if label == own[0] else v)
-        for label, v in est.items()
-        if label not in own[1:]
-    }
 
 
 def nll_columns(family, x: torch.Tensor, spec, *, batch: int, iwae_k: int, generator: torch.Generator | None) -> dict:
@@ -150,7 +104,7 @@ def density_mass(
     axes = [lo[i] + step[i] * (torch.arange(cells, dtype=torch.float64) + 0.5) for i in range(2)]
     grid = torch.cartesian_prod(*axes).float()
     total = 0.0
-    with fp32_forward(family), torch.no_grad():
+    with family.fp32(), torch.no_grad():
         for chunk in grid.split(batch):
             nll = next(iter(family.nll(chunk.to(family.device)).values()))
             total += torch.exp(-nll.double()).sum().item()
