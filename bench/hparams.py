@@ -1,12 +1,14 @@
 """Typed hyper-parameter dataclasses built from plain mappings (TOML tables, dicts).
 
 `build(cls, mapping, owner=...)` rejects unknown keys (naming the key, the owner and the known
-keys) and values of the wrong type, so a misspelt key can never be silently ignored.
+keys) and values of the wrong type, so a misspelt key can never be silently ignored. A class may
+name deprecated keys in `ALIASES` ({old: new}): they are mapped to the new name with a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -14,6 +16,7 @@ from typing import Any, TypeVar
 from bench.errors import ConfigError
 
 H = TypeVar("H")
+log = logging.getLogger(__name__)
 
 
 def type_ok(value: Any, tp: Any) -> bool:
@@ -45,8 +48,14 @@ def field_errors(cls: type, mapping: Mapping[str, Any], *, owner: str, noun: str
     """(key, one-line message) for every unknown key and every value of the wrong type."""
     fields = {f.name for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
+    aliases = getattr(cls, "ALIASES", {})
     out = []
     for key, value in mapping.items():
+        if key in aliases:  # a deprecated name: checked as the field it stands for
+            if aliases[key] in mapping:
+                out.append((key, f"{owner}: {key!r} is the deprecated name of {aliases[key]!r}; give only the latter"))
+                continue
+            key = aliases[key]
         if key not in fields:
             out.append((key, f"unknown {noun} {key!r} for {owner}; known: {', '.join(sorted(fields))}"))
         elif not type_ok(value, hints[key]):
@@ -72,6 +81,10 @@ def build(cls: type[H], mapping: Mapping[str, Any] | None, *, owner: str, noun: 
     bad = field_errors(cls, mapping, owner=owner, noun=noun)
     if bad:
         raise ConfigError(bad[0][1])
+    for old, new in getattr(cls, "ALIASES", {}).items():
+        if old in mapping:
+            log.warning("%s: %r is deprecated, use %r (mapped)", owner, old, new)
+            mapping[new] = mapping.pop(old)
     mapping = {k: tuple(v) if isinstance(v, list) else v for k, v in mapping.items()}
     obj = cls(**mapping)
     check = getattr(obj, "validate", None)

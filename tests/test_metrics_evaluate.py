@@ -121,7 +121,7 @@ def test_iwae_k_of_the_eval_config_becomes_the_headline(ring, tmp_path):
 
 def test_iterative_sampler_gets_a_steps_curve(ring, tmp_path):
     fam = SleepySampler(ring.spec, per_step=0.002, T=40)
-    row = run(fam, ring, tmp_path, small_cfg(ddpm_steps=(5, 20, 80), impute=False))
+    row = run(fam, ring, tmp_path, small_cfg(sampling_steps=(5, 20, 80), impute=False))
     curve = json.loads(row["steps_curve"])
     assert [c["steps"] for c in curve] == [5, 20, 40] and [c["nfe"] for c in curve] == [5, 20, 40]
     assert row["nfe"] == 40 and row["samples_per_s"] == curve[-1]["samples_per_s"]
@@ -370,3 +370,14 @@ def test_cpu_time_throughput_ignores_time_spent_waiting(ring, tmp_path):
     row = run(fam, ring, tmp_path, small_cfg(impute=False, speed_repeats=2))
     assert row["samples_per_s"] == pytest.approx(100 / 0.05, rel=0.5)
     assert row["samples_per_cpu_s"] > 10 * row["samples_per_s"]
+
+
+def test_ddpm_steps_is_a_deprecated_alias_of_sampling_steps(caplog):
+    from bench.errors import ConfigError
+    from bench.hparams import build
+
+    with caplog.at_level("WARNING"):
+        cfg = build(EvalConfig, {"ddpm_steps": [5, 20]}, owner="[eval]")
+    assert cfg.sampling_steps == (5, 20) and "'ddpm_steps' is deprecated" in caplog.text
+    with pytest.raises(ConfigError, match="deprecated name of 'sampling_steps'; give only the latter"):
+        build(EvalConfig, {"ddpm_steps": [5], "sampling_steps": [5]}, owner="[eval]")

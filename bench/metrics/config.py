@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 EXTRACTORS = ("raw", "classifier", "inception-v3-compat")  # eval.feature_extractor besides "auto"
 AUTO_EXTRACTOR = {"points": "raw", "image": "classifier"}  # what "auto" means per data kind
@@ -10,6 +11,9 @@ AUTO_EXTRACTOR = {"points": "raw", "image": "classifier"}  # what "auto" means p
 
 @dataclass
 class EvalConfig:
+    # deprecated key -> current name; bench.hparams.build maps it with a warning
+    ALIASES: ClassVar[dict[str, str]] = {"ddpm_steps": "sampling_steps"}
+
     # the sample metrics use n_fake = n_real = min(n_samples, n_real, test size) for every family
     n_samples: int = 2000  # generated samples requested for FID/KID/PRC/C2ST/mode coverage
     n_real: int = 2000  # real test examples requested for the same metrics
@@ -17,7 +21,8 @@ class EvalConfig:
     speed_repeats: int = 3  # timed sampling batches after one warm-up batch
     nll_examples: int = 1000  # test examples for the NLL (capped at the test-set size)
     iwae_k: int = 64  # importance samples for the VAE's IWAE-K bound
-    ddpm_steps: tuple[int, ...] = (10, 50, 200)  # DDPM sampling-step counts for the cost/quality curve (T is added)
+    # step counts of iterative samplers (DDPM) for the cost/quality curve; the family's full count is added
+    sampling_steps: tuple[int, ...] = (10, 50, 200)
     feature_extractor: str = (
         "auto"  # auto | raw | classifier | inception-v3-compat ("auto": raw for points, classifier for images)
     )
@@ -49,8 +54,8 @@ class EvalConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"eval.{name} must be positive, got {getattr(self, name)}")
-        if any(s <= 0 for s in self.ddpm_steps):
-            raise ValueError(f"eval.ddpm_steps must be positive, got {self.ddpm_steps}")
+        if any(s <= 0 for s in self.sampling_steps):
+            raise ValueError(f"eval.sampling_steps must be positive, got {self.sampling_steps}")
         allowed = ("auto", *EXTRACTORS)
         if self.feature_extractor not in allowed:
             raise ValueError(f"eval.feature_extractor must be one of {allowed}, got {self.feature_extractor!r}")

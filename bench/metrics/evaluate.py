@@ -169,7 +169,7 @@ def cost_columns(family, cfg, ref: Reference, samples: torch.Tensor, seed: int, 
             "steps_curve": "",
         }
     curve = []
-    for i, steps in enumerate(speed.steps_grid(tuple(cfg.ddpm_steps), T)):
+    for i, steps in enumerate(speed.steps_grid(tuple(cfg.sampling_steps), T)):
 
         def sample(b, steps=steps):
             return family.sample(b, generator=gen, steps=steps)
