@@ -21,7 +21,7 @@ from bench.trial import Lifecycle, run_trial
 MODELS = {
     "flow": "{ coupling_layers = 2, hidden = 16, batch_size = 32, lr_decay_steps = 40 }",  # LR schedule
     "ddpm": "{ timesteps = 20, hidden = 16, layers = 1, batch_size = 32 }",  # EMA + step counter
-    "vae": "{ hidden = 16, hidden_layers = 1, batch_size = 32, iwae_k = 4, kl_warmup = 20 }",  # KL warm-up
+    "vae": "{ hidden = 16, hidden_layers = 1, batch_size = 32, kl_warmup = 20 }",  # KL warm-up
     "gan": "{ hidden = 16, layers = 1, batch_size = 32 }",  # two optimizers, collapse counter
 }
 SUITE = """
@@ -43,6 +43,7 @@ n_real = 100
 sample_batch = 50
 speed_repeats = 1
 nll_examples = 100
+iwae_k = 4
 kid_subset_size = 20
 kid_subsets = 3
 impute_examples = 20

@@ -312,7 +312,7 @@ def test_density_mass_grid_error_is_within_the_stated_bound(sigma_over_h):
         def fp32(self):
             return contextlib.nullcontext()
 
-        def nll(self, x, generator=None):
+        def nll(self, x, generator=None, *, iwae_k=None):
             d = torch.distributions.Normal(means[:, None].double(), sigma)  # (2, 1, 2)
             logp = d.log_prob(x.double()[None]).sum(-1)  # (2, B)
             return {"exact": -(torch.logsumexp(logp, 0) - math.log(2))}

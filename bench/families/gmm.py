@@ -145,7 +145,9 @@ class GMM(Family):
         return {"loss": float(-gm.lower_bound_)}
 
     @torch.no_grad()
-    def nll(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def nll(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, *, iwae_k: int | None = None
+    ) -> dict[str, torch.Tensor]:
         x = x.float()
         correction = 0.0
         if self.spec.is_image:
