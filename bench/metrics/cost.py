@@ -13,7 +13,7 @@ Usage inside the trial loop:
     mon = TrainMonitor(family, device, batch_size=hp.batch_size)
     mon.start()
     for step in range(steps):
-        reason = mon.step(step, family.train_step(next_batch()))
+        reason = mon.step(step, family.step(next_batch()))  # train_step + weight average
         if reason: break                      # diverged: the trial records it
         if step % every == 0:
             with mon.paused(): ...            # checkpoints, previews: not training time
