@@ -36,8 +36,8 @@ MEASURE_NOTES = (
     "two-sample test (C2ST: held-out accuracy of a classifier telling real from generated points, "
     "0.5 = indistinguishable); FID on raw 2-D coordinates compares two fitted Gaussians and cannot "
     "see modes, so it stays a column only. On images FID decides, in the named extractor's feature space.",
-    "Loss oscillation (std/|mean| of a family's own loss) is not compared across families: the "
-    "losses are different quantities and a constant offset changes it.",
+    "Loss oscillation is a within-family column, not compared across families: their losses are "
+    "different quantities (a discriminator loss, an MSE, a likelihood bound).",
     "Throughput is compared on the log scale and summarized by geometric means; samples per "
     "CPU-second where measured (wall-clock samples/s depends on the machine's load).",
     "Intervals are 95 % t-intervals over seeds, clipped to the metric's range (precision, recall, "
