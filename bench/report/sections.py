@@ -33,7 +33,7 @@ VERDICT_RULES = (
 )
 MEASURE_NOTES = (
     "Sample quality on 2-D data is decided by mode coverage, precision/recall and the classifier "
-    "two-sample test (C2ST: held-out accuracy of a classifier telling real from generated points, "
+    "two-sample test (C2ST: held-out accuracy of a classifier telling real from generated examples, "
     "0.5 = indistinguishable); FID on raw 2-D coordinates compares two fitted Gaussians and cannot "
     "see modes, so it stays a column only. On images FID decides, in the named extractor's feature space.",
     "Loss oscillation is a within-family column, not compared across families: their losses are "
