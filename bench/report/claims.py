@@ -96,8 +96,8 @@ def _cv(rows: pd.DataFrame) -> str:
 def gan_training_unstable(df: pd.DataFrame) -> Outcome:
     """Two indicators per context, each GAN model against the other (non-baseline) families
     pooled: FID spread over seeds and divergence rate (both predicted higher for the GAN). Loss
-    oscillation is left out: the families' losses are different quantities (a constant offset,
-    such as the flow's −D·log Δ, changes std/|mean|), so it is only a within-family column."""
+    oscillation is left out: even offset- and scale-free, it compares different quantities (a
+    discriminator loss, an MSE, a bound), so it stays a within-family column."""
     found, notes = [], []
     for ctx, rows in contexts(df):
         ran = rows[rows["status"].isin(["ok", "diverged"]) & ~rows["family"].isin(BASELINES)]

@@ -21,9 +21,6 @@ from bench.schema import COLUMNS
 log = logging.getLogger(__name__)
 
 IDENTITY = ("dataset", "budget", "family", "label", "seed", "trial_id")  # sort key for determinism
-# Columns the report reads that bench.schema may not define (the tuning run adds `tuned`); absent
-# means false. Schema columns an older results folder lacks are added below as NaN / "" (not measured).
-LATER_COLUMNS = {"tuned": "bool"}
 
 
 def load(results_dir: Path) -> pd.DataFrame:
@@ -46,15 +43,14 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
     """Every schema column present and typed (float/int/bool as float, str/json as str, "" if
     missing); rows sorted by identity so every aggregate sums in the same order on a rerun."""
     out = df.copy()
-    dtypes = {**LATER_COLUMNS, **{col.name: col.dtype for col in COLUMNS}}
-    for name, dtype in dtypes.items():
+    for name, dtype in ((col.name, col.dtype) for col in COLUMNS):
         if dtype in ("str", "json"):
             values = out[name] if name in out else pd.Series("", index=out.index)
             out[name] = [_as_text(v) for v in values]
         else:
             values = out[name] if name in out else pd.Series(np.nan, index=out.index)
             out[name] = pd.to_numeric(values, errors="coerce").astype(float)
-    out["tuned"] = out["tuned"].fillna(0.0) != 0  # untuned suites write false or nothing
+    out["tuned"] = out["tuned"].fillna(0.0) != 0  # results from before tuning existed: not tuned
     for key in ("dataset", "budget", "family", "label", "status"):
         out[key] = out[key].astype(str)
     out["label"] = out["label"].where(out["label"] != "", out["family"])

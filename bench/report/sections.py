@@ -33,11 +33,11 @@ VERDICT_RULES = (
 )
 MEASURE_NOTES = (
     "Sample quality on 2-D data is decided by mode coverage, precision/recall and the classifier "
-    "two-sample test (C2ST: held-out accuracy of a classifier telling real from generated points, "
+    "two-sample test (C2ST: held-out accuracy of a classifier telling real from generated examples, "
     "0.5 = indistinguishable); FID on raw 2-D coordinates compares two fitted Gaussians and cannot "
     "see modes, so it stays a column only. On images FID decides, in the named extractor's feature space.",
-    "Loss oscillation (std/|mean| of a family's own loss) is not compared across families: the "
-    "losses are different quantities and a constant offset changes it.",
+    "Loss oscillation is a within-family column, not compared across families: their losses are "
+    "different quantities (a discriminator loss, an MSE, a likelihood bound).",
     "Throughput is compared on the log scale and summarized by geometric means; samples per "
     "CPU-second where measured (wall-clock samples/s depends on the machine's load).",
     "Intervals are 95 % t-intervals over seeds, clipped to the metric's range (precision, recall, "
