@@ -190,12 +190,18 @@ class SleepySampler(_FakeFamily):
             T,
         )
         self.calls: list[tuple[int, int | None]] = []
+        self.now = 0.0  # virtual clock: the nominal seconds slept so far (exact, unlike a loaded machine's)
+
+    def clock(self) -> float:
+        return self.now
 
     def sample(self, n, generator=None, *, steps=None):
         if steps is not None and self.T is None:
             raise ValueError("one-shot")
         steps = steps if steps is not None else self.T
-        time.sleep(self.per_batch + (self.first_extra if not self.calls else 0.0) + self.per_step * (steps or 0))
+        seconds = self.per_batch + (self.first_extra if not self.calls else 0.0) + self.per_step * (steps or 0)
+        time.sleep(seconds)
+        self.now += seconds
         self.calls.append((n, steps))
         return torch.zeros(n, *self.spec.shape)
 

@@ -18,36 +18,20 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def samples_per_second(
+def sampling_rates(
     sample: Callable[[int], object],
     batch: int,
     repeats: int,
     device: torch.device,
     *,
     warmup: bool = True,
-    clock: Callable[[], float] = time.perf_counter,
-) -> float:
-    """`batch` × `repeats` / seconds for `repeats` calls of sample(batch); one untimed call first.
+    clocks: tuple[Callable[[], float], Callable[[], float]] = (time.perf_counter, time.process_time),
+) -> tuple[float, float]:
+    """(samples per wall-clock second, samples per second of process CPU time) over the same calls:
+    `batch` × `repeats` samples from `repeats` calls of sample(batch), after one untimed call.
 
     The warm-up batch absorbs one-off costs (allocator growth, cuDNN autotuning, lazy init) that a
-    long sampling run does not pay per batch. `clock` is wall time; tests may pass CPU time.
-    """
-    with torch.inference_mode():
-        if warmup:
-            sample(batch)
-        synchronize(device)
-        t0 = clock()
-        for _ in range(repeats):
-            sample(batch)
-        synchronize(device)
-        elapsed = clock() - t0
-    return batch * repeats / elapsed
-
-
-def sampling_rates(
-    sample: Callable[[int], object], batch: int, repeats: int, device: torch.device, *, warmup: bool = True
-) -> tuple[float, float]:
-    """(samples per wall-clock second, samples per second of process CPU time) over the same calls.
+    long sampling run does not pay per batch. `clocks` are (wall, CPU); tests pass a virtual clock.
 
     Process CPU time (time.process_time) sums every thread of the process, so it is what sampling
     costs in CPU whatever else loads the machine; on a GPU it counts only the host side (launches,
@@ -57,11 +41,12 @@ def sampling_rates(
         if warmup:
             sample(batch)
         synchronize(device)
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall_clock, cpu_clock = clocks
+        wall, cpu = wall_clock(), cpu_clock()
         for _ in range(repeats):
             sample(batch)
         synchronize(device)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        wall, cpu = wall_clock() - wall, cpu_clock() - cpu
     n = batch * repeats
     return n / wall, (n / cpu if cpu > 0 else float("nan"))
 
