@@ -140,7 +140,8 @@ def test_a_run_with_s3_storage_keeps_only_rows_tables_report_and_logs_locally(s3
         ):
             assert stored.get(rel, 0) > 0, (rel, sorted(stored))
             assert r[key].startswith(f"s3://bench/runs/{rel}?"), r[key]
-    assert any(p.startswith("ray/run-") for p in stored), sorted(stored)  # Tune's experiment files
+    for r in rows:  # Tune's checkpoints (the one at the end of training) went to the bucket too
+        assert any(p.startswith("ray/run-") and f"/{r['trial_id']}/checkpoint_" in p for p in stored), sorted(stored)
 
     allowed = {"rows", "logs", "figures", "trials.parquet", "trials.csv", *OUTPUTS}
     assert {p.name for p in out.iterdir()} <= allowed, sorted(p.name for p in out.iterdir())
