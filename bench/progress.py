@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 REDRAW_S = 1.0  # the clock's tick: redraw at least this often while trials run
 SHOWN_TRIALS = 4  # running trials named on the status line; the rest are counted
-BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}"
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]{postfix}"  # tqdm adds ", "
 
 
 class ProgressBar:

@@ -1,9 +1,10 @@
 """Driver process of tests/test_multinode.py (its own process: the session's Ray stays untouched).
 
 A Ray cluster on this machine (ray.cluster_utils.Cluster): a head without CPUs and two 1-CPU worker
-nodes, so two 1-CPU trials land one on each. Once a trial has stored a checkpoint, a watcher removes
-the node it runs on; the suite must end with that trial retried on the other node, resumed from its
-checkpoint. Prints a JSON summary on its last line.
+nodes, so two 1-CPU trials land one on each. Once both trials have stored a checkpoint, a watcher
+removes the node of a running trial; the suite must end with that trial retried on the other node,
+resumed from its checkpoint. Every report carries the node that sent it (Tune's result.json).
+Prints a JSON summary on its last line.
 
     python tests/multinode_driver.py SUITE RESULTS_ROOT
 """
@@ -16,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import ray
 from ray.cluster_utils import Cluster
 
 from bench.results import read_rows
@@ -34,17 +36,22 @@ def reports(trial_dir: Path) -> list[dict]:
     return out
 
 
-def remove_a_node_after_a_checkpoint(cluster: Cluster, experiment_root: Path, removed: dict, stop: threading.Event):
-    """Remove the node of the first trial that has a checkpoint and reported from that node."""
-    by_id = {n.unique_id: n for n in cluster.worker_nodes}
+def remove_a_node_after_a_checkpoint(
+    cluster: Cluster, experiment_root: Path, trial_ids: set[str], removed: dict, stop: threading.Event
+) -> None:
+    """Once every trial has stored a checkpoint, remove the node of a running trial (its actor)."""
+    workers = {n.node_id: n for n in cluster.worker_nodes}
     while not stop.is_set():
-        for trial_dir in experiment_root.glob("run-*/*/"):
-            if not list(trial_dir.glob("checkpoint_*")):
-                continue
-            nodes = [r["node_id"] for r in reports(trial_dir) if r.get("node_id") and "genbench_row" not in r]
-            if nodes and nodes[-1] in by_id:
-                removed.update(trial_id=trial_dir.name, node_id=nodes[-1], step=reports(trial_dir)[-1].get("step"))
-                cluster.remove_node(by_id[nodes[-1]])
+        checkpointed = {d.name for d in experiment_root.glob("run-*/*/") if any(d.glob("checkpoint_*"))}
+        if checkpointed >= trial_ids:
+            alive = [
+                a
+                for a in ray._private.state.actors().values()  # the GCS actor table (no dashboard needed)
+                if a["State"] == "ALIVE" and a["Address"]["NodeID"] in workers
+            ]
+            if alive:
+                removed.update(node_id=alive[0]["Address"]["NodeID"], pid=alive[0]["Pid"])
+                cluster.remove_node(workers[removed["node_id"]])
                 return
         time.sleep(0.05)
 
@@ -58,7 +65,7 @@ def main(suite_path: str, results_root: str) -> None:
     stop = threading.Event()
     watcher = threading.Thread(
         target=remove_a_node_after_a_checkpoint,
-        args=(cluster, Path(results_root) / suite.name / "ray", removed, stop),
+        args=(cluster, Path(results_root) / suite.name / "ray", {c.trial_id for c in suite.cells()}, removed, stop),
         daemon=True,
     )
     watcher.start()
@@ -73,7 +80,7 @@ def main(suite_path: str, results_root: str) -> None:
         trial_nodes[trial_dir.name] = [r.get("node_id") for r in reports(trial_dir)]
     rows = read_rows(Path(results_root) / suite.name)
     summary = {
-        "workers": [w.unique_id for w in workers],
+        "workers": [w.node_id for w in workers],
         "removed": removed,
         "trial_nodes": trial_nodes,
         "rows": {
@@ -81,8 +88,9 @@ def main(suite_path: str, results_root: str) -> None:
             for tid, r in rows.items()
         },
     }
+    print(json.dumps(summary), flush=True)
+    ray.shutdown()  # the driver first: Cluster refuses to remove the node it is connected to
     cluster.shutdown()
-    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

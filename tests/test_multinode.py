@@ -25,7 +25,7 @@ family = "flow"
 hparams = { coupling_layers = 2, hidden = 16, batch_size = 32 }
 [[budgets]]
 name = "tiny"
-steps = 3000
+steps = 1200
 [resources]
 gpus_per_trial = 0
 max_retries = 2
@@ -71,14 +71,14 @@ def test_trials_spread_over_nodes_and_a_removed_nodes_trial_resumes_on_the_other
 
     rows = summary["rows"]
     assert len(rows) == 2 and {r["status"] for r in rows.values()} == {"ok"}, rows
-    assert all(r["train_steps"] == 3000 for r in rows.values()), rows
+    assert all(r["train_steps"] == 1200 for r in rows.values()), rows
     removed = summary["removed"]
-    assert removed, "no node was removed (no trial reached a checkpoint while running?)"
+    assert removed, "no node was removed (the trials ended before both had a checkpoint?)"
     workers = set(summary["workers"])
-    first_nodes = {tid: nodes[0] for tid, nodes in summary["trial_nodes"].items() if nodes}
-    assert set(first_nodes.values()) == workers  # the two trials started one on each worker node
-
-    victim = rows[removed["trial_id"]]
-    assert victim["attempts"] >= 2 and victim["resumed_from_step"] > 0, victim
-    (other,) = workers - {removed["node_id"]}
-    assert summary["trial_nodes"][removed["trial_id"]][-1] == other  # finished on the surviving node
+    (survivor,) = workers - {removed["node_id"]}
+    nodes = summary["trial_nodes"]  # trial_id -> the node of each of its reports, in order
+    (victim,) = [tid for tid, r in rows.items() if r["attempts"] >= 2]
+    (other,) = set(rows) - {victim}
+    assert rows[victim]["resumed_from_step"] > 0 and rows[other]["attempts"] == 1, rows
+    assert nodes[victim][0] == removed["node_id"] and nodes[victim][-1] == survivor, nodes[victim]
+    assert set(nodes[other]) == {survivor}  # so the two trials started one on each worker node
