@@ -39,11 +39,13 @@ def reports(trial_dir: Path) -> list[dict]:
 def remove_a_node_after_a_checkpoint(
     cluster: Cluster, experiment_root: Path, trial_ids: set[str], removed: dict, stop: threading.Event
 ) -> None:
-    """Once every trial has stored a checkpoint, remove the node of a running trial (its actor)."""
+    """Once every trial has stored a checkpoint and none has finished, remove the node of a running
+    trial (its actor)."""
     workers = {n.node_id: n for n in cluster.worker_nodes}
     while not stop.is_set():
         checkpointed = {d.name for d in experiment_root.glob("run-*/*/") if any(d.glob("checkpoint_*"))}
-        if checkpointed >= trial_ids:
+        finished = any((experiment_root.parent / "rows").glob("*.json"))  # then a removal might miss
+        if checkpointed >= trial_ids and not finished:
             alive = [
                 a
                 for a in ray._private.state.actors().values()  # the GCS actor table (no dashboard needed)

@@ -25,7 +25,7 @@ family = "flow"
 hparams = { coupling_layers = 2, hidden = 16, batch_size = 32 }
 [[budgets]]
 name = "tiny"
-steps = 1200
+steps = 2000
 [resources]
 gpus_per_trial = 0
 max_retries = 2
@@ -71,7 +71,7 @@ def test_trials_spread_over_nodes_and_a_removed_nodes_trial_resumes_on_the_other
 
     rows = summary["rows"]
     assert len(rows) == 2 and {r["status"] for r in rows.values()} == {"ok"}, rows
-    assert all(r["train_steps"] == 1200 for r in rows.values()), rows
+    assert all(r["train_steps"] == 2000 for r in rows.values()), rows
     removed = summary["removed"]
     assert removed, "no node was removed (the trials ended before both had a checkpoint?)"
     workers = set(summary["workers"])

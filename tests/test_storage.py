@@ -114,6 +114,7 @@ classifier_steps = 10
 @pytest.mark.ray
 @pytest.mark.slow
 def test_a_run_with_s3_storage_keeps_only_rows_tables_report_and_logs_locally(s3, tmp_path):
+    from bench.lock import LOCK
     from bench.report import OUTPUTS
     from bench.report.data import load, resolve_asset
 
@@ -143,7 +144,7 @@ def test_a_run_with_s3_storage_keeps_only_rows_tables_report_and_logs_locally(s3
     for r in rows:  # Tune's checkpoints (the one at the end of training) went to the bucket too
         assert any(p.startswith("ray/run-") and f"/{r['trial_id']}/checkpoint_" in p for p in stored), sorted(stored)
 
-    allowed = {"rows", "logs", "figures", "trials.parquet", "trials.csv", *OUTPUTS}
+    allowed = {"rows", "logs", "figures", "trials.parquet", "trials.csv", LOCK, *OUTPUTS}  # LOCK: one run per folder
     assert {p.name for p in out.iterdir()} <= allowed, sorted(p.name for p in out.iterdir())
     assert not list(out.rglob("*.pt")) and not list(out.rglob("*.npy"))
 
