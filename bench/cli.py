@@ -2,7 +2,7 @@
 
     genbench --version
     genbench validate SUITE [--data-root DIR] [--address ADDR] [--cells]
-    genbench run SUITE [--results DIR] [--address ADDR] [--resume | --restart] [--data-root DIR]
+    genbench run SUITE [--results DIR] [--address ADDR] [--storage URI] [--resume | --restart] [--data-root DIR]
                        [--tracking tensorboard|mlflow]
     genbench list
     genbench report RESULTS_DIR
@@ -117,7 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--address",
         default=None,
         metavar="ADDR",
-        help="join a running Ray cluster ('auto' after `ray start`); default: a local Ray with this machine's CPUs",
+        help="the Ray cluster to run on: 'auto' (the latest `ray start` on this machine) or host:port; "
+        "default: $RAY_ADDRESS, else a private local Ray with this machine's CPUs (never a running cluster)",
+    )
+    p.add_argument(
+        "--storage",
+        default=None,
+        metavar="URI",
+        help="where trials put weights, samples and checkpoints: a (shared) folder or an object store "
+        "(s3://bucket/prefix, gs://...; S3-compatible: ?endpoint_override=host:port&scheme=http); "
+        "default: the results folder",
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
@@ -204,6 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             suite,
             args.results,
             address=args.address,
+            storage_uri=args.storage,
             restart=args.restart,
             report=args.report,
             stop=stop,

@@ -39,7 +39,7 @@ TABLE = "trials.parquet"
 CSV = "trials.csv"
 FINISHED = ("ok", "diverged")  # statuses that are measurements; resume skips them ("failed" reruns)
 # what --restart removes (results of earlier runs); reports are rewritten at the end of a run
-OWNED = (ROWS_DIR, TABLE, CSV, "weights", "samples", "ray")
+OWNED = (ROWS_DIR, TABLE, CSV, "weights", "samples", "ray", "logs")
 _PANDAS_DTYPE = {"str": "str", "json": "str", "int": "Int64", "float": "float64", "bool": "boolean"}
 
 

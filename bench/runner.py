@@ -5,7 +5,8 @@
 2. Cells that already have a finished row (ok / diverged) are skipped: that is the resume, done on
    the row store rather than Tune's experiment state so that it survives edits of the suite and a
    SIGKILLed driver (Tune's `Tuner.restore` cannot change the trial set).
-3. The other cells run as one Tune experiment: `tune.with_resources` from [resources],
+3. The other cells run as one Tune experiment on the Ray that bench.cluster joins (--address,
+   $RAY_ADDRESS, else a private local one): `tune.with_resources` from [resources],
    `FailureConfig(max_failures=...)` re-runs a trial whose process died, concurrency up to the
    cluster's slots (or resources.max_concurrent). Each trial reports as it trains and saves
    checkpoints through `ray.tune.report` (bench.trial.Lifecycle); a retried trial continues from
@@ -13,7 +14,8 @@
    run of the folder (bench.checkpoint.find_stored). Each trial writes its own row (bench.results,
    atomic) and reports it last; the driver keeps the table in memory (results.SuiteTable:
    rewritten at a rate that keeps the cost per trial flat) and shows done / running / failed
-   counts. Cells reach Tune one at a time (bench.cell_feed), not as a grid.
+   counts. Cells reach Tune one at a time (bench.cell_feed), not as a grid. Weights, samples and
+   Tune's files go to the run's storage (bench.storage: the results folder, or --storage).
 4. A trial still errored after its retries gets a "failed" row written by the driver.
 5. One run per results folder (bench.lock); storage problems are one-line errors (exit 2).
    SIGINT / SIGTERM (bench.signals, installed by the CLI) stop the trials cleanly.
@@ -22,10 +24,12 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
 import os
+import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -34,17 +38,15 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import torch
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-from tqdm.auto import tqdm
 
-from bench import checkpoint, results, tuning
+from bench import checkpoint, cluster, results, storage, tuning
 from bench.cell_feed import CellFeed
 from bench.datasets import make_dataset
-from bench.errors import ConfigError
 from bench.lock import results_lock, storage_errors
 from bench.metrics.extractors import resolve_extractor
+from bench.progress import ProgressBar
 from bench.signals import SignalStop, StopOnSignal
 from bench.suite import Cell, Suite
 from bench.tracking import tracking_callbacks
@@ -53,6 +55,8 @@ from bench.trial import Lifecycle, identity_row, run_trial
 log = logging.getLogger(__name__)
 
 _ROW_KEY = "genbench_row"  # reported metric holding the row as JSON (Tune reserves "trial_id")
+_LOG_KEY = "genbench_log"  # reported with a failed row: the trial's log (its traceback)
+LOGS_DIR = "logs"  # results/<suite>/logs/<trial_id>.log: failed trials' tracebacks
 
 
 @dataclass
@@ -83,6 +87,7 @@ def run_suite(
     results_root: str | os.PathLike,
     *,
     address: str | None = None,
+    storage_uri: str | None = None,
     restart: bool = False,
     report: bool = True,
     stop: StopOnSignal | None = None,
@@ -90,29 +95,38 @@ def run_suite(
 ) -> RunSummary:
     """Run every cell of `suite` without a finished row; returns the counts of the suite's rows.
 
-    stop: the CLI's signal handlers; a signal ends the run early (summary.interrupted, no report).
+    address: --address (else $RAY_ADDRESS, else a private local Ray); storage_uri: --storage (else
+    the results folder). stop: the CLI's signal handlers; a signal ends the run early (summary.interrupted, no report).
     A suite with [tune] first tunes (bench.tuning, phase 1); its cells then carry the chosen
     configurations. tracking: "tensorboard" | "mlflow" attaches Ray Tune's logger callbacks.
     """
+    address = cluster.resolve_address(address)
+    if address:  # a cluster: join it and check the trial size against it before writing any file
+        cluster.connect(address)
+        cluster.trial_resources(suite, address)
     results_dir = (Path(results_root) / suite.name).resolve()
+    store = storage.open_storage(storage_uri, results_dir)  # an unwritable --storage fails here, in one line
     callbacks = tracking_callbacks(tracking, results_dir)
     with results_lock(results_dir):
-        return _run_locked(suite, results_dir, address, restart, report, stop, callbacks)
+        return _run_locked(suite, store, address, restart, report, stop, callbacks)
 
 
 def _run_locked(
     suite: Suite,
-    results_dir: Path,
+    store: storage.Storage,
     address: str | None,
     restart: bool,
     report: bool,
     stop: StopOnSignal | None,
     callbacks: list,
 ) -> RunSummary:
+    results_dir = store.results_dir
     with storage_errors(results_dir):  # a read-only folder or a full disk: one line, exit 2
         if restart:
             log.info("--restart: clearing earlier results in %s", results_dir)
             results.clear(results_dir)
+            if not store.is_results_folder:
+                store.clear()
         results.clean_temp_files(results_dir)
     cells = suite.cells() if suite.tune is None else tuned_cells(suite, results_dir, address, callbacks, stop)
     if cells is None:  # a signal during tuning: the final runs wait for the next run
@@ -140,10 +154,10 @@ def _run_locked(
     if todo:
         # Ray's start-up mostly waits on its processes, extractor preparation computes: overlap them
         with ThreadPoolExecutor(1) as pool:
-            prepared = pool.submit(prepare_extractors, todo, results_dir / "cache")
-            _init_ray(address)
+            prepared = pool.submit(prepare_extractors, todo, store.cache_dir(suite.name))
+            cluster.connect(address)
             prepared.result()
-        _fit(suite, todo, table, address, stop, callbacks)
+        _fit(suite, todo, table, store, address, stop, callbacks)
         table = results.SuiteTable.load(results_dir, ids)  # full rebuild: rows/ is the truth
         table.write(only_if_changed=True)
     summary.statuses = Counter(table.frame()["status"].tolist())
@@ -159,8 +173,8 @@ def tuned_cells(suite: Suite, results_dir: Path, address: str | None, callbacks=
     """A [tune] suite: its missing tuning trials (bench.tuning, phase 1), then the phase-2 cells
     (None when a stop signal ended phase 1)."""
     if tuning.pending(suite, results_dir):
-        _init_ray(address)
-        cpus, gpus = _trial_resources(suite, address)
+        cluster.connect(address)
+        cpus, gpus = cluster.trial_resources(suite, address)
         prepare_extractors(suite.cells(), results_dir / "cache")  # before tuning trials race to build them
         available = ray.cluster_resources()
         slots = min(available.get("CPU", 0) // cpus, available.get("GPU", 0) // gpus if gpus else math.inf)
@@ -218,13 +232,22 @@ def write_report(results_dir: Path) -> Path | None:
 
 
 # --- Ray --------------------------------------------------------------------------------------
-def _fit(suite: Suite, todo: list[Cell], table: results.SuiteTable, address: str | None, stop, callbacks=()) -> None:
+def _fit(
+    suite: Suite,
+    todo: list[Cell],
+    table: results.SuiteTable,
+    store: storage.Storage,
+    address: str | None,
+    stop,
+    callbacks=(),
+) -> None:
     results_dir = table.results_dir
-    _init_ray(address)
-    cpus, gpus = _trial_resources(suite, address)
-    stored = _stored_checkpoints(str(results_dir / "ray"), todo)
+    cluster.connect(address)
+    cpus, gpus = cluster.trial_resources(suite, address)
+    stored = _stored_checkpoints(store, todo)
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, results_dir=str(results_dir), stored=stored), {"cpu": cpus, "gpu": gpus}
+        tune.with_parameters(_trainable, results_dir=str(results_dir), storage_uri=store.uri, stored=stored),
+        {"cpu": cpus, "gpu": gpus},
     )
     # Tune's own console tables and per-trial loggers duplicate our bar and rows; users may override
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new engine has a banner at verbose=0
@@ -232,7 +255,7 @@ def _fit(suite: Suite, todo: list[Cell], table: results.SuiteTable, address: str
     # Tune's rule for its own grid generator: a custom searcher would get one pending trial only
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(200, int(ray.cluster_resources().get("CPU", 1) * 1.1))))
     by_id = {c.trial_id: c for c in todo}
-    progress = _Progress(table, by_id, total=len(todo))
+    progress = _Progress(table, by_id)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -246,8 +269,8 @@ def _fit(suite: Suite, todo: list[Cell], table: results.SuiteTable, address: str
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=_experiment_name(results_dir / "ray"),
-            storage_path=str(results_dir / "ray"),  # absolute: Tune rejects relative paths
+            name=_experiment_name(store),
+            **store.tune_run_config(),  # Tune's files and checkpoints: <storage>/ray
             failure_config=tune.FailureConfig(max_failures=suite.resources.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the latest may be cut short by a kill
             callbacks=[progress, JsonLoggerCallback(), CSVLoggerCallback(), *callbacks],
@@ -263,121 +286,102 @@ def _fit(suite: Suite, todo: list[Cell], table: results.SuiteTable, address: str
         progress.close()
 
 
-def _experiment_name(storage: Path) -> str:
+def _experiment_name(store: storage.Storage) -> str:
     """run-<time>, made unique within the folder (Tune would mix two runs' files otherwise)."""
     base = time.strftime("run-%Y%m%d-%H%M%S")
     name, n = base, 1
-    while (storage / name).exists():
+    while store.exists(f"ray/{name}"):
         n += 1
         name = f"{base}-{n}"
     return name
 
 
-def _init_ray(address: str | None) -> None:
-    if ray.is_initialized():  # tests and notebooks bring their own cluster
-        return
-    try:
-        # trial output stays in Ray's logs: errors reach the console through the rows (progress bar)
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(address="local", include_dashboard=False, log_to_driver=False)  # private, never a running cluster
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"--address {address}: cannot join the Ray cluster" if address else "cannot start a local Ray"
-        raise ConfigError(f"{where} ({' '.join(str(exc).split())})") from None
-
-
-def _trial_resources(suite: Suite, address: str | None) -> tuple[float, float]:
-    """(cpus, gpus) per trial; gpus "auto" = 1 where there is a GPU. Impossible requests fail now
-    rather than leaving trials pending forever."""
-    available = ray.cluster_resources()
-    gpus = suite.resources.gpus_per_trial
-    if gpus == "auto":
-        has_gpu = available.get("GPU", 0) >= 1 if address else torch.cuda.is_available()
-        gpus = 1 if has_gpu else 0
-    cpus = float(suite.resources.cpus_per_trial)
-    for key, need in (("CPU", cpus), ("GPU", float(gpus))):
-        if need > available.get(key, 0):
-            raise ConfigError(
-                f"{suite.source}: resources: a trial needs {need:g} {key} but the "
-                f"Ray cluster has {available.get(key, 0):g}"
-            )
-    log.info(
-        "each trial gets %g CPU and %g GPU (cluster: %g CPU, %g GPU)",
-        cpus,
-        gpus,
-        available.get("CPU", 0),
-        available.get("GPU", 0),
-    )
-    return cpus, float(gpus)
-
-
-def _stored_checkpoints(storage: str, todo: list[Cell]) -> dict[str, tune.Checkpoint]:
+def _stored_checkpoints(store: storage.Storage, todo: list[Cell]) -> dict[str, tune.Checkpoint]:
     """trial_id -> the most advanced checkpoint an earlier run of this folder stored for that cell."""
-    filesystem, root = checkpoint.filesystem_for(storage)
-    found = checkpoint.find_stored(filesystem, root, [c.trial_id for c in todo])
+    found = checkpoint.find_stored(store.fs, f"{store.root}/ray", [c.trial_id for c in todo])
     if found:
         log.info("%d of %d cells resume from checkpoints of an earlier run", len(found), len(todo))
-    return {tid: tune.Checkpoint(path, filesystem=filesystem) for tid, (path, _) in found.items()}
+    return {tid: tune.Checkpoint(path, filesystem=store.fs) for tid, (path, _) in found.items()}
 
 
-def _trainable(config: dict[str, Any], results_dir: str, stored: dict[str, tune.Checkpoint]) -> None:
-    """Tune function trainable: one cell -> one row, stored here and reported to the driver."""
+def _trainable(
+    config: dict[str, Any], results_dir: str, storage_uri: str | None, stored: dict[str, tune.Checkpoint]
+) -> None:
+    """Tune function trainable: one cell -> one row, reported to the driver (with the trial's log
+    when it failed: the driver copies it to logs/<trial_id>.log)."""
     cell = Cell.from_dict(config["cell"])
-    folder = Path(results_dir)
+    with _trial_log() as trial_log:
+        row = _measure(cell, storage.Storage(results_dir=Path(results_dir), uri=storage_uri), stored)
+    report = {"status": row["status"], "step": row["train_steps"], "train_s": row["train_s"], _ROW_KEY: json.dumps(row)}
+    if row["status"] == "failed":
+        report[_LOG_KEY] = trial_log.getvalue()
+    tune.report({**report, "node_id": _node_id()})
+
+
+def _measure(cell: Cell, store: storage.Storage, stored: dict[str, tune.Checkpoint]) -> dict[str, Any]:
+    """The cell's row: trained from its latest checkpoint (this run's retry, else an earlier run).
+
+    Storage = the results folder: the trial stores its row there itself. With --storage elsewhere
+    (this node may not even have the results folder) it writes into a scratch folder, copies weights
+    and samples to the storage and leaves the row to the driver, which gets it through Tune."""
+    folder = store.results_dir
     path = results.row_path(folder, cell.trial_id)
-    row = results.read_row(path) if path.exists() else None
-    if row is None or row.get("status") not in results.FINISHED:  # a retry after the row was stored
-        resume = tune.get_checkpoint() or stored.get(cell.trial_id)  # this run's retry, else an earlier run
-        with resume.as_directory() if resume is not None else contextlib.nullcontext() as local:
-            lifecycle = Lifecycle(reporter=_report_to_tune, resume=Path(local) if local else None)
+    if store.is_results_folder and path.exists():
+        row = results.read_row(path)
+        if row.get("status") in results.FINISHED:
+            return row  # a retry after the row was stored: never measure a cell twice
+    resume = tune.get_checkpoint() or stored.get(cell.trial_id)
+    with resume.as_directory() if resume is not None else contextlib.nullcontext() as local:
+        lifecycle = Lifecycle(reporter=_report_to_tune, resume=Path(local) if local else None)
+        if store.is_results_folder:
             row = run_trial(cell, results_dir=folder, lifecycle=lifecycle)
-        results.write_row(folder, row)
-    tune.report(
-        {"status": row["status"], "step": row["train_steps"], "train_s": row["train_s"], _ROW_KEY: json.dumps(row)}
-    )
+            results.write_row(folder, row)
+            return row
+        with tempfile.TemporaryDirectory(prefix="genbench-trial-") as scratch:
+            row = run_trial(cell, results_dir=Path(scratch), cache_dir=store.cache_dir(cell.suite), lifecycle=lifecycle)
+            return store.publish(Path(scratch), row)
 
 
 def _report_to_tune(metrics: dict[str, Any], folder: Path | None) -> None:
     """bench.trial's reporter: Tune copies the checkpoint folder to its storage before returning."""
-    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(folder)) if folder else None)
+    checkpoint_ = tune.Checkpoint.from_directory(str(folder)) if folder else None
+    tune.report({**metrics, "node_id": _node_id()}, checkpoint=checkpoint_)
+
+
+def _node_id() -> str:
+    """The Ray node running this trial, on every report (Tune's results show where each ran)."""
+    return ray.get_runtime_context().get_node_id()
 
 
 class _Progress(tune.Callback):
-    """Driver side: table rebuilds, failed rows for crashed trials, a done/running/failed bar."""
+    """Driver side: the table, failed rows for crashed trials, failed trials' logs, the display."""
 
-    def __init__(self, table: results.SuiteTable, cells: dict[str, Cell], total: int):
+    def __init__(self, table: results.SuiteTable, cells: dict[str, Cell]):
         self.results_dir = table.results_dir
         self.table = table
         self.cells = cells
-        self.counts: Counter = Counter()
-        self.total = total
-        self.reported: set[str] = set()  # trials whose row arrived (Tune still calls them RUNNING)
-        self._bar = None
-        self._shown: dict[str, int] = {}
+        budgets = {tid: (c.steps, c.seconds) for tid, c in cells.items()}
+        self.display = ProgressBar(budgets, {tid: c.name for tid, c in cells.items()})
 
-    def __getstate__(self):  # Tune pickles its callbacks with the experiment; a bar holds a stream
-        return {**self.__dict__, "_bar": None, "table": None}
-
-    @property
-    def bar(self):
-        if self._bar is None:
-            self._bar = tqdm(total=self.total, desc="trials", unit="trial", dynamic_ncols=True)
-        return self._bar
+    def __getstate__(self):  # Tune pickles its callbacks with the experiment
+        return {**self.__dict__, "table": None}
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if _ROW_KEY not in result:  # a report from a trial still training
+        if _ROW_KEY not in result:  # a report while the trial trains
+            self.display.report(_cell_id(trial), result)
             return
         row = json.loads(result[_ROW_KEY])
         # a worker on a node without the shared results folder could not store it itself
         if not results.row_path(self.results_dir, row["trial_id"]).exists():
             results.write_row(self.results_dir, row)
-        self._finished(row, trials)
+        if result.get(_LOG_KEY):
+            _write_log(self.results_dir, row["trial_id"], result[_LOG_KEY])
+        self._finished(row)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         stored = results.row_path(self.results_dir, _cell_id(trial))
         if stored.exists() and results.read_row(stored)["status"] in results.FINISHED:
-            self._finished(results.read_row(stored), trials)  # died after storing its row: keep it
+            self._finished(results.read_row(stored))  # died after storing its row: keep it
             return
         row = identity_row(self.cells[_cell_id(trial)])
         row.update(
@@ -386,53 +390,62 @@ class _Progress(tune.Callback):
             attempts=trial.num_failures,
         )
         results.write_row(self.results_dir, row)
-        self._finished(row, trials)
+        _write_log(self.results_dir, row["trial_id"], _read(trial.error_file) or row["error"])
+        self._finished(row)
 
     def on_step_end(self, iteration, trials, **info):
-        self._refresh(trials)
+        self.display.pending(sum(t.status == "PENDING" for t in trials))
+        self.display.tick()  # Tune's loop runs often: the clock keeps moving while trials train
 
-    def _finished(self, row: dict[str, Any], trials) -> None:
-        self.counts[row["status"]] += 1
-        self.reported.add(row["trial_id"])
+    def _finished(self, row: dict[str, Any]) -> None:
         self.table.put(row)
         msg = f"{row['status']:8s} {self.cells[row['trial_id']].name}"
         if row["status"] != "ok":
             msg += f": {row['error']}"
-        self.bar.write(msg)
-        self.bar.update(1)
-        self._refresh(trials)
-
-    def _refresh(self, trials) -> None:
-        state = Counter(
-            "running" if t.status == "RUNNING" else "pending"
-            for t in trials
-            if t.status in ("RUNNING", "PENDING") and _cell_id(t) not in self.reported
-        )
-        shown = {
-            "done": sum(self.counts.values()),
-            "running": state["running"],
-            "pending": state["pending"],
-            "failed": self.counts["failed"],
-            "diverged": self.counts["diverged"],
-        }
-        if shown != self._shown:  # on_step_end runs often; redraw only on change
-            self._shown = shown
-            self.bar.set_postfix(shown, refresh=True)
+        if row["status"] == "failed":
+            msg += f" (log: {_log_path(self.results_dir, row['trial_id'])})"
+        self.display.finish(row["trial_id"], row["status"], msg)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        self.display.close()
+
+
+def _log_path(results_dir: Path, trial_id: str) -> Path:
+    return results_dir / LOGS_DIR / f"{trial_id}.log"
+
+
+def _write_log(results_dir: Path, trial_id: str, text: str) -> None:
+    """A failed trial's traceback next to the rows (Ray keeps its copy in its session folder)."""
+    results.atomic_write_bytes(_log_path(results_dir, trial_id), text.encode())
+
+
+@contextlib.contextmanager
+def _trial_log():
+    """The trial's log records (bench.* loggers, tracebacks included) collected in memory."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("bench")
+    logger.addHandler(handler)
+    try:
+        yield buffer
+    finally:
+        logger.removeHandler(handler)
 
 
 def _cell_id(trial) -> str:
     return trial.config["cell"]["trial_id"]
 
 
+def _read(path: str | None) -> str:
+    try:
+        return Path(path).read_text() if path else ""
+    except OSError:
+        return ""
+
+
 def _last_line(error_file: str | None) -> str:
     """The last line of Tune's error file (the exception), or a note that there is none."""
-    try:
-        text = Path(error_file).read_text() if error_file else ""
-    except OSError:
-        text = ""
+    text = _read(error_file)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     return lines[-1].strip() if lines else "no error file"

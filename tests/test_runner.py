@@ -216,3 +216,14 @@ def test_report_on_a_tiny_real_run_writes_every_file(grid):
     df = load_results(out)
     flow_mass = df[(df.family == "flow") & (df.dataset == "8gaussians")]["density_mass"]
     assert flow_mass.map(math.isfinite).all()
+
+
+def test_a_failed_trials_traceback_is_copied_into_the_logs_folder(grid):
+    _, _, out = grid
+    df = load_results(out)
+    failed = df[df["status"] == "failed"]
+    assert sorted(p.stem for p in (out / "logs").glob("*.log")) == sorted(failed["trial_id"])  # ok ones: none
+    for _, row in failed.iterrows():
+        text = (out / "logs" / f"{row['trial_id']}.log").read_text()
+        exc_type = row["error"].split(":")[0]  # e.g. RuntimeError, from the row's one-line error
+        assert "Traceback (most recent call last)" in text and f"{exc_type}:" in text, text[-2000:]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import storage
 from bench.errors import DataError
 from bench.schema import COLUMNS
 
@@ -84,10 +85,13 @@ def finite(rows: pd.DataFrame, col: str) -> np.ndarray:
 
 def resolve_asset(results_dir: Path, row: pd.Series, col: str) -> Path | None:
     """Existing file named by a path column (relative to the results folder, or to its suite
-    subfolder when the report is run on the parent folder); None when absent."""
+    subfolder when the report is run on the parent folder; a run's --storage: an absolute path or
+    an object-store URI, fetched); None when absent."""
     rel = row[col]
     if not rel:
         return None
+    if "://" in rel:
+        return storage.fetch(rel, results_dir)
     for base in (results_dir, results_dir / str(row["suite"])):
         path = base / rel
         if path.is_file():

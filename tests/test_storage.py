@@ -1,0 +1,157 @@
+"""--storage: weights, samples and Tune's files on a real S3-compatible server (moto's server mode on
+127.0.0.1, started here), rows/tables/report in the results folder, the report reading from storage."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.fs as pafs
+import pytest
+
+from bench import storage
+from bench.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A moto S3 server on a free local port with an empty bucket `bench`; yields its host:port."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    before = {k: os.environ.get(k) for k in CREDENTIALS}
+    os.environ.update(CREDENTIALS)  # this process's pyarrow clients (fetch); never a real account
+    fs = pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", allow_bucket_creation=True)
+    fs.create_dir("bench")
+    try:
+        yield f"{host}:{port}"
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
+
+
+def _uri(endpoint: str, prefix: str) -> str:
+    return f"s3://bench/{prefix}?endpoint_override={endpoint}&scheme=http"
+
+
+def _bucket_files(endpoint: str, prefix: str) -> dict[str, int]:
+    fs = pafs.S3FileSystem(endpoint_override=endpoint, scheme="http")
+    infos = fs.get_file_info(pafs.FileSelector(f"bench/{prefix}", recursive=True, allow_not_found=True))
+    return {i.path.removeprefix(f"bench/{prefix}/"): i.size for i in infos if i.type == pafs.FileType.File}
+
+
+def test_stored_names_follow_the_storage_and_never_carry_credentials(tmp_path):
+    results = tmp_path / "results" / "s"
+    assert storage.Storage(results).name_of("weights/a.pt") == "weights/a.pt"  # the results folder: relative
+    shared = storage.Storage(results, str(tmp_path / "nfs"))
+    assert shared.name_of("weights/a.pt") == f"{tmp_path / 'nfs'}/weights/a.pt"
+    secret = storage.Storage(results, "s3://AK:SK@b/p?endpoint_override=h:1&scheme=http")
+    name = secret.name_of("samples/t/samples.npy")
+    assert name == "s3://b/p/samples/t/samples.npy?endpoint_override=h:1&scheme=http"
+    assert "AK" not in name and "SK" not in name
+    assert secret.tune_run_config()["storage_path"] == "b/p/ray"
+
+
+def test_an_unknown_storage_scheme_is_a_one_line_input_error(tmp_path):
+    with pytest.raises(ConfigError, match="--storage nosuch://x/y"):
+        storage.open_storage("nosuch://x/y", tmp_path / "r")
+
+
+def test_publish_and_fetch_round_trip_through_the_s3_server(s3, tmp_path):
+    scratch = tmp_path / "scratch"
+    (scratch / "weights").mkdir(parents=True)
+    (scratch / "weights" / "t1.pt").write_bytes(b"weights-bytes")
+    store = storage.open_storage(_uri(s3, "unit"), tmp_path / "results")
+    row = store.publish(scratch, {"weights_path": "weights/t1.pt", "samples_npy": "", "samples_png": ""})
+    assert row["weights_path"].startswith("s3://bench/unit/weights/t1.pt?")
+    assert _bucket_files(s3, "unit") == {"weights/t1.pt": len(b"weights-bytes")}
+    fetched = storage.fetch(row["weights_path"], tmp_path / "results")
+    assert fetched.read_bytes() == b"weights-bytes" and not (tmp_path / "results").exists()
+    assert storage.fetch(row["weights_path"].replace("t1.pt", "t2.pt"), tmp_path) is None
+
+
+SUITE = """name = "s3run"
+seeds = [0]
+[[datasets]]
+name = "digits"
+[[models]]
+family = "flow"
+hparams = { coupling_layers = 2, hidden = 16, width = 8, blocks = 1, batch_size = 32 }
+[[models]]
+family = "vae"
+hparams = { hidden = 16, width = 8, batch_size = 32 }
+[[budgets]]
+name = "tiny"
+steps = 5
+[eval]
+n_samples = 100
+n_real = 100
+sample_batch = 100
+speed_repeats = 1
+nll_examples = 50
+nll_batch = 50
+iwae_k = 2
+kid_subset_size = 50
+kid_subsets = 2
+impute_examples = 20
+classifier_steps = 10
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_run_with_s3_storage_keeps_only_rows_tables_report_and_logs_locally(s3, tmp_path):
+    from bench.lock import LOCK
+    from bench.report import OUTPUTS
+    from bench.report.data import load, resolve_asset
+
+    suite = tmp_path / "s3run.toml"
+    suite.write_text(SUITE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(CREDENTIALS, PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(tmp_path / "node-cache"))
+    cmd = [sys.executable, str(ROOT / "run_bench.py"), "run", str(suite), "--results", str(tmp_path / "results")]
+    done = subprocess.run(
+        [*cmd, "--storage", _uri(s3, "runs")], env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    out = tmp_path / "results" / "s3run"
+    rows = [json.loads(p.read_text()) for p in (out / "rows").glob("*.json")]
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"ok"}, [r["error"] for r in rows]
+    stored = _bucket_files(s3, "runs")
+    for r in rows:
+        tid = r["trial_id"]
+        for key, rel in (
+            ("weights_path", f"weights/{tid}.pt"),
+            ("samples_npy", f"samples/{tid}/samples.npy"),
+            ("samples_png", f"samples/{tid}/samples.png"),
+        ):
+            assert stored.get(rel, 0) > 0, (rel, sorted(stored))
+            assert r[key].startswith(f"s3://bench/runs/{rel}?"), r[key]
+    for r in rows:  # Tune's checkpoints (the one at the end of training) went to the bucket too
+        assert any(p.startswith("ray/run-") and f"/{r['trial_id']}/checkpoint_" in p for p in stored), sorted(stored)
+
+    allowed = {"rows", "logs", "figures", "trials.parquet", "trials.csv", LOCK, *OUTPUTS}  # LOCK: one run per folder
+    assert {p.name for p in out.iterdir()} <= allowed, sorted(p.name for p in out.iterdir())
+    assert not list(out.rglob("*.pt")) and not list(out.rglob("*.npy"))
+
+    # the report drew each model's sample grid from the files in the bucket
+    assert (out / "figures" / "samples_digits.png").stat().st_size > 0
+    df = load(out)
+    for _, r in df.iterrows():
+        npy = resolve_asset(out, r, "samples_npy")
+        assert np.load(npy).shape[1:] == (1, 8, 8)
+        assert resolve_asset(out, r, "samples_png").stat().st_size == stored[f"samples/{r['trial_id']}/samples.png"]
