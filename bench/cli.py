@@ -269,11 +269,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     folder = args.results_dir
     if not folder.is_dir():
         raise GenbenchError(f"{folder}: results folder does not exist")
-    try:
-        from bench.report import write_report
-    except ImportError as exc:
-        print(f"genbench: error: the report module (bench.report) is not available: {exc}", file=sys.stderr)
-        return 1
+    from bench.report import write_report
+
     print(f"report: {write_report(folder)}")
     return 0
 

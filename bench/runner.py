@@ -187,10 +187,8 @@ def tuned_cells(suite: Suite, results_dir: Path, address: str | None, callbacks=
 
 
 def _report_exists(results_dir: Path) -> bool:
-    try:
-        from bench.report import OUTPUTS
-    except ImportError:
-        return False
+    from bench.report import OUTPUTS
+
     return all((results_dir / name).exists() for name in OUTPUTS)
 
 
@@ -217,11 +215,8 @@ def prepare_extractors(cells, cache_dir: Path) -> None:
 
 def write_report(results_dir: Path) -> Path | None:
     """bench.report's report of the folder; logged, not raised, when it fails (rows are safe)."""
-    try:
-        from bench.report import write_report as _write
-    except ImportError as exc:
-        log.warning("no report written: bench.report is not available (%s)", exc)
-        return None
+    from bench.report import write_report as _write
+
     try:
         return _write(results_dir)
     except Exception:

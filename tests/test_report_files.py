@@ -21,7 +21,7 @@ from scipy import stats as sps
 
 from bench.report import OUTPUTS, write_report
 from bench.report.claims import CLAIMS
-from bench.report.data import _read_trials, normalize
+from bench.report.data import normalize
 from bench.report.evidence import SUPPORTED, VERDICTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,17 +178,6 @@ def test_empty_results_folder_gives_an_empty_report(tmp_path):
     write_report(tmp_path)
     assert pd.read_csv(tmp_path / "summary.csv").empty
     assert len(pd.read_csv(tmp_path / "claims.csv")) == len(CLAIMS)
-
-
-def test_fallback_reader_takes_the_csv_mirror(tmp_path):
-    df = quick_like()
-    df.to_csv(tmp_path / "trials.csv", index=False)
-    back = normalize(_read_trials(tmp_path))
-    assert len(back) == len(df)
-    assert back["nll"].isna().sum() == normalize(df)["nll"].isna().sum()
-    assert (back["steps_curve"] != "").sum() == (df["steps_curve"] != "").sum()
-    with pytest.raises(FileNotFoundError, match="trials.parquet"):
-        _read_trials(tmp_path / "missing")
 
 
 def test_parsed_json_columns_are_accepted():

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bench import storage
-from bench.errors import DataError
+from bench.results import load_results
 from bench.schema import COLUMNS
 
 log = logging.getLogger(__name__)
@@ -25,19 +25,8 @@ IDENTITY = ("dataset", "budget", "family", "label", "seed", "trial_id")  # sort 
 
 
 def load(results_dir: Path) -> pd.DataFrame:
-    """The results folder's trials as a normalized DataFrame (bench.results if available)."""
-    try:
-        from bench.results import load_results
-    except ImportError:  # the results store is optional for the report; read its files directly
-        load_results = _read_trials
+    """The results folder's trials as a normalized DataFrame (through bench.results)."""
     return normalize(load_results(Path(results_dir)))
-
-
-def _read_trials(results_dir: Path) -> pd.DataFrame:
-    for name, reader in (("trials.parquet", pd.read_parquet), ("trials.csv", pd.read_csv)):
-        if (results_dir / name).is_file():
-            return reader(results_dir / name)
-    raise DataError(f"{results_dir}: no trials.parquet or trials.csv in the results folder")
 
 
 def normalize(df: pd.DataFrame) -> pd.DataFrame:
