@@ -24,6 +24,8 @@ from bench.results import read_rows
 from bench.runner import run_suite
 from bench.suite import load_suite
 
+REGISTERED_AFTER = 100  # the suite's checkpoint_every_steps: the first checkpoint is taken at this step
+
 
 def reports(trial_dir: Path) -> list[dict]:
     """Tune's result.json of one trial: one JSON object per report (a line may be half written)."""
@@ -43,7 +45,14 @@ def remove_a_node_after_a_checkpoint(
     trial (its actor)."""
     workers = {n.node_id: n for n in cluster.worker_nodes}
     while not stop.is_set():
-        checkpointed = {d.name for d in experiment_root.glob("run-*/*/") if any(d.glob("checkpoint_*"))}
+        # registered with Tune, not merely on disk: a checkpoint folder appears while it is being stored, and a
+        # node removed before Tune's driver has taken the report in leaves the retry no checkpoint to resume.
+        # The driver logs reports in order, so a logged report past the first checkpoint's step proves it.
+        checkpointed = {
+            d.name
+            for d in experiment_root.glob("run-*/*/")
+            if any((r.get("step") or 0) > REGISTERED_AFTER for r in reports(d))
+        }
         finished = any((experiment_root.parent / "rows").glob("*.json"))  # then a removal might miss
         if checkpointed >= trial_ids and not finished:
             alive = [
