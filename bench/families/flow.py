@@ -130,6 +130,8 @@ class AffineCoupling(nn.Module):
             # rows of (s, t) for the transformed coordinates; a strided slice when D is even
             self.free_rows = slice(1 - self.first, None, 2) if d % 2 == 0 else torch.cat([free, d + free])
             self.hidden = list(net)[1:-1]  # plain list: the layers stay registered once, in net
+            if len(net) > 1:  # the first layer reads only the conditioning coordinates: init for them
+                _init_for_fan_in(net[0], len(range(self.first, d, 2)))
 
     def _clamp(self, raw_s: torch.Tensor) -> torch.Tensor:
         # soft bound: ≈ raw_s near 0, never beyond ±s_clamp, so exp(s) cannot overflow
@@ -238,6 +240,17 @@ def _mask(spec: DataSpec, parity: int) -> torch.Tensor:
         ij = torch.arange(h)[:, None] + torch.arange(w)[None, :]
         return ((ij + parity) % 2).float()[None, None]
     return ((torch.arange(spec.dim) + parity) % 2).float()
+
+
+@torch.no_grad()
+def _init_for_fan_in(layer: nn.Linear, fan_in: int) -> None:
+    """Rescale nn.Linear's default init, U(±1/√in_features), to U(±1/√fan_in): the inputs it reads.
+
+    A split coupling's first layer is built D wide but reads only its conditioning columns; the
+    default init scaled for D left it √(D/fan_in) too small (8 seeds on 8gaussians: test NLL 0.016 ±
+    0.008 nats worse, docs/benchmarks.md). Rescaling draws no random numbers."""
+    layer.weight.mul_(math.sqrt(layer.in_features / fan_in))
+    layer.bias.mul_(math.sqrt(layer.in_features / fan_in))
 
 
 def _conditioner(spec: DataSpec, hp: FlowHparams) -> nn.Module:
