@@ -58,6 +58,13 @@ def _err(iv: Interval) -> list[list[float]]:
     return [[iv.mean - iv.low], [iv.high - iv.mean]]
 
 
+def _dataset_panels(rows: pd.DataFrame) -> tuple[plt.Figure, list[tuple[plt.Axes, str, pd.DataFrame]]]:
+    """One panel per dataset (sorted, three to a line): the figure and (axes, dataset, its rows)."""
+    datasets = sorted(rows["dataset"].unique())
+    fig, axes = grid(len(datasets), 3)
+    return fig, [(ax, ds, rows[rows["dataset"] == ds]) for ax, ds in zip(axes, datasets)]
+
+
 def fid_vs_speed(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figure]:
     name = "fid_vs_speed"
     caption = "FID vs throughput (log x) per model: the quality/speed trade-off"
@@ -68,10 +75,8 @@ def fid_vs_speed(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Fig
     if rows.empty:
         return skip(name, caption, f"no ok trial with both fid and {x_col}")
     pal = palette(df)
-    datasets = sorted(rows["dataset"].unique())
-    fig, axes = grid(len(datasets), 3)
-    for ax, ds in zip(axes, datasets):
-        sub = rows[rows["dataset"] == ds]
+    fig, panels = _dataset_panels(rows)
+    for ax, ds, sub in panels:
         points = dict(hue="label", palette=pal, alpha=0.45, ax=ax, legend=False)
         sns.scatterplot(data=sub, x=x_col, y="fid", **points)
         for (label, _budget), g in sub.groupby(["label", "budget"], sort=True):
@@ -94,10 +99,8 @@ def nll_per_family(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[F
     if rows.empty:
         return skip(name, caption, "no ok trial reports an NLL")
     pal = palette(df)
-    datasets = sorted(rows["dataset"].unique())
-    fig, axes = grid(len(datasets), 3)
-    for ax, ds in zip(axes, datasets):
-        sub = rows[rows["dataset"] == ds]
+    fig, panels = _dataset_panels(rows)
+    for ax, ds, sub in panels:
         order = sorted(sub["label"].unique())
         sns.pointplot(
             data=sub,
@@ -237,10 +240,8 @@ def seed_spread(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figu
     if rows.empty:
         return skip(name, caption, "no ok trial reports an FID")
     pal = palette(df)
-    datasets = sorted(rows["dataset"].unique())
-    fig, axes = grid(len(datasets), 3)
-    for ax, ds in zip(axes, datasets):
-        sub = rows[rows["dataset"] == ds]
+    fig, panels = _dataset_panels(rows)
+    for ax, ds, sub in panels:
         order = sorted(sub["label"].unique())
         sns.stripplot(
             data=sub,
