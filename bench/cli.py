@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "list",
         help="list registered families and datasets",
-        description="Registered families with their NLL estimator; datasets with their per-example shape and NLL unit.",
+        description="Registered families with their NLL estimator on each kind of data (points, image); datasets "
+        "with their per-example shape and NLL unit.",
     )
     p.set_defaults(command=cmd_list)
 

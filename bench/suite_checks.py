@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.errors import ConfigError
 from bench.hparams import build, field_errors
+from bench.registry import Registry
 from bench.suite import _NAME_RE, NAME_MAX
 
 SHOW_MAX = 60  # characters of a written value quoted in an error line
@@ -92,6 +93,17 @@ class Checks:
                 f"or digit, got {shown(value)}",
             )
         return value if ok else None
+
+    def registered(self, value: Any, where: str, registry: Registry) -> str | None:
+        """A name of `registry` (a family, a dataset), else None with the known names in the error."""
+        known = ", ".join(registry.names())
+        if not isinstance(value, str):
+            self.error(where, f"required: a {registry.kind} name ({known})")
+            return None
+        if value not in registry:
+            self.error(where, f"unknown {registry.kind} {value!r}; expected one of: {known}")
+            return None
+        return value
 
     def positive(self, value: Any, where: str, kind: type) -> int | float | None:
         types = (int, float) if kind is float else int

@@ -99,12 +99,8 @@ class Parser(Checks):
         return tuple(value)
 
     def dataset(self, t: dict[str, Any], where: str) -> DatasetEntry | None:
-        name, known = t.get("name"), ", ".join(DATASETS.names())
-        if not isinstance(name, str):
-            self.error(f"{where}.name", f"required: a dataset name ({known})")
-            return None
-        if name not in DATASETS:
-            self.error(f"{where}.name", f"unknown dataset {name!r}; expected one of: {known}")
+        name = self.registered(t.get("name"), f"{where}.name", DATASETS)
+        if name is None:
             return None
         options = t.get("options", {})
         if not isinstance(options, dict):
@@ -143,12 +139,8 @@ class Parser(Checks):
         return Budget(name=name, steps=steps, seconds=None if seconds is None else float(seconds))
 
     def model(self, t: dict[str, Any], where: str, datasets: list[str]) -> ModelEntry | None:
-        family, known = t.get("family"), ", ".join(FAMILIES.names())
-        if not isinstance(family, str):
-            self.error(f"{where}.family", f"required: a family name ({known})")
-            return None
-        if family not in FAMILIES:
-            self.error(f"{where}.family", f"unknown family {family!r}; expected one of: {known}")
+        family = self.registered(t.get("family"), f"{where}.family", FAMILIES)
+        if family is None:
             return None
         label = self.name(t.get("label", family), f"{where}.label")
         hparams, overrides = t.get("hparams", {}), t.get("overrides", {})
