@@ -141,8 +141,13 @@ def write_row(results_dir: Path, row: Mapping[str, Any]) -> Path:
     if not row["trial_id"]:
         raise ValueError("row has no trial_id")
     path = row_path(results_dir, row["trial_id"])
-    atomic_write_bytes(path, (json.dumps(row, allow_nan=True) + "\n").encode())
+    write_row_file(path, row)
     return path
+
+
+def write_row_file(path: Path, row: Mapping[str, Any]) -> None:
+    """One row as a JSON file, atomically (json has no nan/inf: they are written as NaN/Infinity)."""
+    atomic_write_bytes(path, (json.dumps(row, allow_nan=True) + "\n").encode())
 
 
 def read_row(path: Path) -> dict[str, Any]:

@@ -5,13 +5,13 @@ go on after a problem, so one `validate` lists all of a file's mistakes; a check
 that was itself invalid is skipped (its own error is already on the list). Non-finite numbers are
 found in one pass over the whole document, and the per-field checks skip those fields.
 Dataset-specific checks (root layout, test-set size, labels) come from the dataset classes'
-`facts` hook; what the metrics need of a dataset comes from EvalConfig.
+`facts` hook; what the metrics need of a dataset comes from EvalConfig. Recording a problem and the
+generic field checks live in bench.suite_checks.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,10 @@ from bench.hparams import build, field_errors
 from bench.metrics.config import EvalConfig
 from bench.space import SEED_LIMIT, parse_space, parse_tune
 from bench.suite import (
-    _NAME_RE,
     BUDGET_KEYS,
     DATASET_KEYS,
     MIXED_PRECISION,
     MODEL_KEYS,
-    NAME_MAX,
     ROOT_HINT,
     TOP_KEYS,
     Budget,
@@ -37,128 +35,17 @@ from bench.suite import (
     Resources,
     Suite,
 )
+from bench.suite_checks import Checks, join_key, shown
 
-SHOW_MAX = 60  # characters of a written value quoted in an error line
 
-
-class Parser:
-    """Checks one parsed TOML document; `errors` holds (field, message) for each problem."""
+class Parser(Checks):
+    """Checks one parsed TOML document section by section; `errors` holds (field, message) for each problem."""
 
     def __init__(self, source: str, data_root: Path, *, check_machine: bool = False):
-        self.source = source
-        self.data_root = data_root
+        super().__init__(source, data_root)
         self.check_machine = check_machine
-        self.errors: list[tuple[str, str]] = []
-        self.nonfinite: set[str] = set()  # fields holding nan/inf (reported once, skipped after)
         self.facts: dict[str, Facts] = {}  # dataset name -> what validation knows of it
-        self.misspelt: set[str] = set()  # tables with an unknown key (a missing key may be that key)
         self.spaced: list[tuple[str, str, str]] = []  # (field, label, family) of models that wrote a `space`
-
-    # --- recording ----------------------------------------------------------------------------
-    def error(self, where: str, what: str, *, exact: bool = False) -> None:
-        """Record a problem, unless it repeats one or follows from a non-finite value at `where` or
-        (unless `exact`: the check never saw those values) inside it."""
-        covered = any(p == where or (not exact and self.inside(p, where)) for p in self.nonfinite)
-        if not covered and (where, what) not in self.errors:
-            self.errors.append((where, what))
-
-    @staticmethod
-    def inside(path: str, where: str) -> bool:
-        return path.startswith((where + ".", where + "["))
-
-    def finite(self, path: str) -> bool:
-        """No non-finite number at `path` or inside it."""
-        return not any(p == path or self.inside(p, path) for p in self.nonfinite)
-
-    def lines(self) -> list[str]:
-        return [_printable(f"{self.source}: {where or 'top level'}: {what}") for where, what in self.errors]
-
-    def find_nonfinite(self, value: Any, where: str) -> None:
-        if isinstance(value, float) and not math.isfinite(value):
-            self.errors.append((where, f"expected a finite number, got {value!r}"))
-            self.nonfinite.add(where)
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                self.find_nonfinite(v, _join(where, k))
-        elif isinstance(value, list):
-            for i, v in enumerate(value):
-                self.find_nonfinite(v, f"{where}[{i}]")
-
-    # --- generic checks -----------------------------------------------------------------------
-    def table(self, value: Any, where: str, allowed: tuple[str, ...]) -> dict[str, Any] | None:
-        """The table's known keys (unknown ones are recorded); None if it is not a table."""
-        if not isinstance(value, dict):
-            self.error(where, f"expected a table, got {_show(value)}")
-            return None
-        for key in value:
-            if key not in allowed:
-                self.error(_join(where, key), f"unknown key; expected one of: {', '.join(allowed)}")
-                self.misspelt.add(where)
-        return {k: v for k, v in value.items() if k in allowed}
-
-    def tables(self, raw: dict[str, Any], key: str, allowed: tuple[str, ...]) -> list[tuple[dict, str]]:
-        value = raw.get(key)
-        if value is None or value == []:
-            self.error(key, f"empty grid: at least one [[{key}]] entry is required")
-            return []
-        if not isinstance(value, list):
-            self.error(key, f"expected an array of tables ([[{key}]]), got {_show(value)}")
-            return []
-        out = [(self.table(v, f"{key}[{i}]", allowed), f"{key}[{i}]") for i, v in enumerate(value)]
-        return [(t, where) for t, where in out if t is not None]
-
-    def name(self, value: Any, where: str) -> str | None:
-        ok = isinstance(value, str) and len(value) <= NAME_MAX and _NAME_RE.fullmatch(value)
-        if not ok:
-            self.error(
-                where,
-                f"expected a name of 1 to {NAME_MAX} letters, digits, '.', '_' or '-' starting with a letter "
-                f"or digit, got {_show(value)}",
-            )
-        return value if ok else None
-
-    def positive(self, value: Any, where: str, kind: type) -> int | float | None:
-        types = (int, float) if kind is float else int
-        if isinstance(value, bool) or not isinstance(value, types) or not value > 0:
-            self.error(where, f"expected a positive {'number' if kind is float else 'integer'}, got {_show(value)}")
-            return None
-        return value
-
-    def unique(self, names: list[Any], where: str, what: str, hint: str = "") -> None:
-        seen = set()
-        for i, n in enumerate(names):
-            if n is not None and n in seen:
-                self.error(f"{where}[{i}]", f"duplicate {what} {n!r}; expected unique {what}s{hint}")
-            seen.add(n)
-
-    def typed(self, cls: type, mapping: dict, where: str, *, owner: str, noun: str) -> Any:
-        """`cls` built from `mapping`: each unknown or mistyped key is its own error; the cross-field
-        `validate()` error names the table. None when the table is invalid."""
-        bad = field_errors(cls, mapping, owner=owner, noun=noun)
-        for key, msg in bad:
-            self.error(_join(where, key), msg)
-        good = {k: v for k, v in mapping.items() if k not in dict(bad) and self.finite(_join(where, k))}
-        try:
-            built = build(cls, good, owner=owner, noun=noun)
-        except ConfigError as exc:
-            self.error(where, str(exc), exact=True)  # non-finite values were left out of `good`
-            return None
-        return None if bad else built
-
-    def path(self, value: str, where: str, what: str, hint: str = "") -> str | None:
-        if not value:
-            self.error(where, f"required: {what}{hint}")
-            return None
-        p = Path(value).expanduser()
-        p = p if p.is_absolute() else self.data_root / p
-        if not p.exists():
-            self.error(
-                where,
-                f"missing {what}: {str(p)!r} does not exist (relative paths are resolved against the data root "
-                f"{str(self.data_root)!r}: --data-root, else $GENBENCH_DATA_ROOT, else ./data)",
-            )
-            return None
-        return str(p)
 
     # --- sections -----------------------------------------------------------------------------
     def suite(self, raw: dict[str, Any]) -> Suite | None:
@@ -203,7 +90,7 @@ class Parser:
             self.error("seeds", "empty grid: at least one seed is required, e.g. [0, 1, 2]")
             return None
         if not (isinstance(value, list) and all(type(s) is int for s in value)):  # bool is not a seed
-            self.error("seeds", f"expected an array of integers, got {_show(value)}")
+            self.error("seeds", f"expected an array of integers, got {shown(value)}")
             return None
         for i, s in enumerate(value):
             if not 0 <= s < SEED_LIMIT:  # numpy's seed range
@@ -212,23 +99,19 @@ class Parser:
         return tuple(value)
 
     def dataset(self, t: dict[str, Any], where: str) -> DatasetEntry | None:
-        name, known = t.get("name"), ", ".join(DATASETS.names())
-        if not isinstance(name, str):
-            self.error(f"{where}.name", f"required: a dataset name ({known})")
-            return None
-        if name not in DATASETS:
-            self.error(f"{where}.name", f"unknown dataset {name!r}; expected one of: {known}")
+        name = self.registered(t.get("name"), f"{where}.name", DATASETS)
+        if name is None:
             return None
         options = t.get("options", {})
         if not isinstance(options, dict):
-            self.error(f"{where}.options", f"expected a table of the dataset's options, got {_show(options)}")
+            self.error(f"{where}.options", f"expected a table of the dataset's options, got {shown(options)}")
             return None
         options, cls = dict(options), DATASETS.get(name)
         fields = {f.name: f for f in dataclasses.fields(cls.Options)}
         if "root" in fields:  # resolve before building: the loader must see the absolute path
             written, at = options.get("root", fields["root"].default), f"{where}.options.root"
             if not isinstance(written, str):
-                self.error(at, f"expected a path string, got {_show(written)}")
+                self.error(at, f"expected a path string, got {shown(written)}")
                 return None
             options["root"] = self.path(written, at, f"data root of dataset {name!r}", f"; {ROOT_HINT}")
             if options["root"] is None:
@@ -256,20 +139,16 @@ class Parser:
         return Budget(name=name, steps=steps, seconds=None if seconds is None else float(seconds))
 
     def model(self, t: dict[str, Any], where: str, datasets: list[str]) -> ModelEntry | None:
-        family, known = t.get("family"), ", ".join(FAMILIES.names())
-        if not isinstance(family, str):
-            self.error(f"{where}.family", f"required: a family name ({known})")
-            return None
-        if family not in FAMILIES:
-            self.error(f"{where}.family", f"unknown family {family!r}; expected one of: {known}")
+        family = self.registered(t.get("family"), f"{where}.family", FAMILIES)
+        if family is None:
             return None
         label = self.name(t.get("label", family), f"{where}.label")
         hparams, overrides = t.get("hparams", {}), t.get("overrides", {})
         if not isinstance(hparams, dict):
-            self.error(f"{where}.hparams", f"expected a table, got {_show(hparams)}")
+            self.error(f"{where}.hparams", f"expected a table, got {shown(hparams)}")
             return None
         if not isinstance(overrides, dict):
-            self.error(f"{where}.overrides", f"expected a table of dataset name -> hparams, got {_show(overrides)}")
+            self.error(f"{where}.overrides", f"expected a table of dataset name -> hparams, got {shown(overrides)}")
             return None
         for ds, table in overrides.items():
             if ds not in datasets:
@@ -277,7 +156,7 @@ class Parser:
                     f"{where}.overrides.{ds}", f"not a dataset of this suite; expected one of: {', '.join(datasets)}"
                 )
             elif not isinstance(table, dict):
-                self.error(f"{where}.overrides.{ds}", f"expected a table of hparams, got {_show(table)}")
+                self.error(f"{where}.overrides.{ds}", f"expected a table of hparams, got {shown(table)}")
         overrides = {ds: v for ds, v in overrides.items() if ds in datasets and isinstance(v, dict)}
         built = {ds: self.hparams(family, hparams, overrides, ds, where) for ds in datasets}
         space = {}
@@ -286,7 +165,7 @@ class Parser:
             hp_cls, overridden = FAMILIES.get(family).Hparams, {k for v in overrides.values() for k in v}
             space, problems = parse_space(t["space"], family, hp_cls, hparams, overridden)
             for key, msg in problems:
-                self.error(_join(f"{where}.space", key), msg)
+                self.error(join_key(f"{where}.space", key), msg)
         if label is None or any(v is None for v in built.values()):
             return None
         return ModelEntry(label=label, family=family, hparams=built, space=space)
@@ -325,17 +204,17 @@ class Parser:
             ok &= self.positive(r.cpus_per_trial, "resources.cpus_per_trial", float) is not None
         gpus = r.gpus_per_trial
         if gpus != "auto" and not (type(gpus) in (int, float) and gpus >= 0):  # bool is not a GPU count
-            self.error("resources.gpus_per_trial", f'expected "auto" or a number >= 0, got {_show(gpus)}')
+            self.error("resources.gpus_per_trial", f'expected "auto" or a number >= 0, got {shown(gpus)}')
             ok = False
         if r.mixed_precision not in MIXED_PRECISION:
             allowed = ", ".join(map(repr, MIXED_PRECISION))
-            self.error("resources.mixed_precision", f"expected one of {allowed}, got {_show(r.mixed_precision)}")
+            self.error("resources.mixed_precision", f"expected one of {allowed}, got {shown(r.mixed_precision)}")
             ok = False
         lows = {"max_retries": 0, "max_concurrent": 0, "report_every_steps": 1, "checkpoint_every_steps": 0}
         for key, low in lows.items():
             v = getattr(r, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                self.error(f"resources.{key}", f"expected an integer >= {low}, got {_show(v)}")
+                self.error(f"resources.{key}", f"expected an integer >= {low}, got {shown(v)}")
                 ok = False
         if ok and self.check_machine:
             self.machine(r)
@@ -359,7 +238,7 @@ class Parser:
 
     def eval(self, value: Any) -> EvalConfig | None:
         if not isinstance(value, dict):
-            self.error("eval", f"expected a table, got {_show(value)}")
+            self.error("eval", f"expected a table, got {shown(value)}")
             return None
         value = dict(value)
         weights = value.get("feature_extractor_weights_path", "")
@@ -406,7 +285,7 @@ class Parser:
             return None
         spec, problems = parse_tune(raw["tune"])
         for key, msg in problems:
-            self.error(_join("tune", key), msg)
+            self.error(join_key("tune", key), msg)
         if spec is None:
             return None
         if not self.spaced:
@@ -419,21 +298,3 @@ class Parser:
                     'tune.metric = "nll"; use metric = "fid" or drop its space',
                 )
         return spec
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _show(value: Any) -> str:
-    """A value (shortened) and its TOML-ish type for error messages."""
-    kinds = {str: "string", int: "integer", float: "float", bool: "boolean", list: "array", dict: "table"}
-    text = repr(value)
-    if len(text) > SHOW_MAX:
-        text = text[: SHOW_MAX - 3] + "..."
-    return f"{text} ({kinds.get(type(value), type(value).__name__)})"
-
-
-def _printable(line: str) -> str:
-    """Control characters (in keys or paths) escaped, so every error stays one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results import _atomic_write_with, atomic_write_bytes
+from bench.results import _atomic_write_with, read_row, write_row_file
 
 ROWS_DIR = "tuning_rows"
 TABLE = "tuning.parquet"
@@ -76,12 +76,8 @@ def write_row(results_dir: Path, row: Mapping[str, Any]) -> Path:
     """Store one tuning trial's row atomically (json has no inf: it is written as Infinity)."""
     row = normalize(row)
     path = row_path(results_dir, row["tuning_id"])
-    atomic_write_bytes(path, (json.dumps(row, allow_nan=True) + "\n").encode())
+    write_row_file(path, row)
     return path
-
-
-def read_row(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
 
 
 def read_rows(results_dir: Path) -> dict[str, dict[str, Any]]:
@@ -89,7 +85,7 @@ def read_rows(results_dir: Path) -> dict[str, dict[str, Any]]:
     folder = Path(results_dir) / ROWS_DIR
     out = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        row = json.loads(path.read_text())
+        row = read_row(path)
         out[row["tuning_id"]] = row
     return out
 

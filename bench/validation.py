@@ -36,8 +36,9 @@ class HiddenSplitError(GenbenchError):
     """The test split was asked for during tuning (a bug: tuning must never see it)."""
 
 
-class TuningView(Dataset):
-    """A dataset as a tuning trial sees it: train() is tuning_train(), test() raises."""
+class _View(Dataset):
+    """`base` with other splits in the places of train() and test(); the spec, the validation split
+    and the mode centres of point data (8gaussians) are the base's."""
 
     def __init__(self, base: Dataset):
         super().__init__(base.options)
@@ -46,6 +47,17 @@ class TuningView(Dataset):
     @property
     def spec(self):
         return self.base.spec
+
+    def val(self) -> torch.Tensor:
+        return self.base.val()
+
+    @property
+    def modes(self):  # mode centres of point data, if the dataset has them
+        return getattr(self.base, "modes", None)
+
+
+class TuningView(_View):
+    """A dataset as a tuning trial sees it: train() is tuning_train(), test() raises."""
 
     def train(self) -> torch.Tensor:
         return self.base.tuning_train()
@@ -53,24 +65,13 @@ class TuningView(Dataset):
     def test(self) -> torch.Tensor:
         raise HiddenSplitError(f"dataset {self.spec.name!r}: the test split is not available while tuning")
 
-    def val(self) -> torch.Tensor:
-        return self.base.val()
 
-
-class ValidationAsTest(Dataset):
+class ValidationAsTest(_View):
     """The validation split in the place of the test split, for bench.metrics' Reference.
 
     train() stays the full training split, so the feature extractor (trained on and hashed by
     the training split) is the very one the final rows are measured with.
     """
-
-    def __init__(self, base: Dataset):
-        super().__init__(base.options)
-        self.base = base
-
-    @property
-    def spec(self):
-        return self.base.spec
 
     def train(self) -> torch.Tensor:
         return self.base.train()
@@ -84,10 +85,6 @@ class ValidationAsTest(Dataset):
     def test_labels(self) -> torch.Tensor | None:
         labels = self.base.train_labels()
         return None if labels is None else labels[self.base.val_indices()[0]]
-
-    @property
-    def modes(self):  # mode centres of point data (8gaussians), if the dataset has them
-        return getattr(self.base, "modes", None)
 
 
 def _val_nll(family, dataset: Dataset, cfg, cache_dir: Path, seed: int) -> Callable[[], float]:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from tiny_suite import write_suite
 
 from bench.datasets import make_dataset
 from bench.datasets.base import DataSpec
@@ -83,34 +84,24 @@ def test_gmm_on_images_is_a_dequantized_bound_in_range(covariance):
     assert s.shape == (7, *IMG.shape) and s.min() >= -1 and s.max() <= 1
 
 
-SUITE = """
-name = "baselines"
-seeds = [0]
-[[datasets]]
-name = "8gaussians"
-options = { n_train = 2000, n_test = 400 }
-[[models]]
-family = "copy"
-[[models]]
-family = "gmm"
-[[budgets]]
-name = "tiny"
-steps = 15
-[eval]
-n_samples = 300
-n_real = 300
-sample_batch = 100
-speed_repeats = 2
-nll_examples = 200
-kid_subset_size = 100
-kid_subsets = 3
-impute_examples = 20
-"""
+# this test's evaluation: 300 samples and real examples (checked as n_fake = n_real below), 200 NLL examples
+EVAL = {
+    "n_samples": 300,
+    "n_real": 300,
+    "speed_repeats": 2,
+    "nll_examples": 200,
+    "nll_batch": None,
+    "kid_subset_size": 100,
+    "kid_subsets": 3,
+    "impute_examples": 20,
+    "classifier_steps": None,
+}
 
 
 def test_baselines_run_as_suite_cells(tmp_path):
-    path = tmp_path / "baselines.toml"
-    path.write_text(SUITE)
+    toy = {"name": "8gaussians", "options": {"n_train": 2000, "n_test": 400}}
+    models = [{"family": "copy"}, {"family": "gmm"}]
+    path = write_suite(tmp_path, "baselines", datasets=[toy], models=models, steps=15, eval=EVAL)
     rows = {cell.family: run_trial(cell, results_dir=tmp_path / "results") for cell in load_suite(path).cells()}
     for family, row in rows.items():
         assert row["status"] == "ok", (family, row["error"])

@@ -17,40 +17,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from tiny_suite import write_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "genbench0test0token0000000000000"  # the test cluster's token (32 hex-ish chars)
 
-SUITE = """name = "{name}"
-seeds = [0]
-[[datasets]]
-name = "8gaussians"
-options = {{ n_train = 500, n_test = 200 }}
-[[models]]
-family = "flow"
-hparams = {{ coupling_layers = 2, hidden = 16, batch_size = 32 }}
-[[budgets]]
-name = "tiny"
-steps = 5
-[resources]
-gpus_per_trial = {gpus}
-[eval]
-n_samples = 100
-n_real = 100
-sample_batch = 100
-speed_repeats = 1
-nll_examples = 50
-nll_batch = 50
-kid_subset_size = 50
-kid_subsets = 2
-classifier_steps = 10
-"""
-
 
 def _suite(folder: Path, name: str, gpus: int = 0) -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(SUITE.format(name=name, gpus=gpus))
-    return path
+    return write_suite(folder, name, resources={"gpus_per_trial": gpus})
 
 
 def _free_port() -> int:

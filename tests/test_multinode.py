@@ -12,42 +12,18 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from tiny_suite import write_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SUITE = """name = "nodes"
-seeds = [0, 1]
-[[datasets]]
-name = "8gaussians"
-options = { n_train = 500, n_test = 200 }
-[[models]]
-family = "flow"
-hparams = { coupling_layers = 2, hidden = 16, batch_size = 32 }
-[[budgets]]
-name = "tiny"
-steps = 2000
-[resources]
-gpus_per_trial = 0
-max_retries = 2
-report_every_steps = 25
-checkpoint_every_steps = 100
-[eval]
-n_samples = 100
-n_real = 100
-sample_batch = 100
-speed_repeats = 1
-nll_examples = 50
-nll_batch = 50
-kid_subset_size = 50
-kid_subsets = 2
-"""
+# checkpoint_every_steps: tests/multinode_driver.py waits for the first checkpoint (REGISTERED_AFTER)
+RESOURCES = {"gpus_per_trial": 0, "max_retries": 2, "report_every_steps": 25, "checkpoint_every_steps": 100}
 
 
 @pytest.mark.ray
 @pytest.mark.slow
 def test_trials_spread_over_nodes_and_a_removed_nodes_trial_resumes_on_the_other(tmp_path):
-    suite = tmp_path / "nodes.toml"
-    suite.write_text(SUITE)
+    suite = write_suite(tmp_path, "nodes", seeds=[0, 1], steps=2000, resources=RESOURCES)
     ray_tmp = tempfile.mkdtemp(prefix="gbn-", dir="/tmp")  # the cluster's own temp folder (short socket paths)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(PYTHONPATH=str(ROOT), RAY_TMPDIR=ray_tmp)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from tiny_suite import TRIAL_EVAL, write_suite
 
 from bench.results import load_results
 from bench.runner import run_suite
@@ -25,39 +26,13 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS, REPORT, CHECKPOINT = 500, 10, 20
-SUITE = f"""
-name = "{{name}}"
-seeds = [0]
-[[datasets]]
-name = "8gaussians"
-options = {{{{ n_train = 2000, n_test = 300 }}}}
-[[models]]
-family = "flow"
-hparams = {{{{ coupling_layers = 2, hidden = 16, batch_size = 32 }}}}
-[[budgets]]
-name = "b"
-steps = {STEPS}
-[resources]
-report_every_steps = {REPORT}
-checkpoint_every_steps = {CHECKPOINT}
-max_retries = 2
-[eval]
-n_samples = 100
-n_real = 100
-sample_batch = 50
-speed_repeats = 1
-nll_examples = 100
-kid_subset_size = 20
-kid_subsets = 3
-impute_examples = 20
-"""
 COMPARED = ("nll", "nll_estimates", "fid", "kid_mean", "precision", "recall", "loss_curve", "train_steps")
 
 
 def suite_path(folder: Path, name: str) -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(SUITE.format(name=name))
-    return path
+    toy = {"name": "8gaussians", "options": {"n_train": 2000, "n_test": 300}}
+    resources = {"report_every_steps": REPORT, "checkpoint_every_steps": CHECKPOINT, "max_retries": 2}
+    return write_suite(folder, name, datasets=[toy], budget="b", steps=STEPS, resources=resources, eval=TRIAL_EVAL)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.fs as pafs
 import pytest
+from tiny_suite import write_suite
 
 from bench import storage
 from bench.errors import ConfigError
@@ -83,32 +84,11 @@ def test_publish_and_fetch_round_trip_through_the_s3_server(s3, tmp_path):
     assert storage.fetch(row["weights_path"].replace("t1.pt", "t2.pt"), tmp_path) is None
 
 
-SUITE = """name = "s3run"
-seeds = [0]
-[[datasets]]
-name = "digits"
-[[models]]
-family = "flow"
-hparams = { coupling_layers = 2, hidden = 16, width = 8, blocks = 1, batch_size = 32 }
-[[models]]
-family = "vae"
-hparams = { hidden = 16, width = 8, batch_size = 32 }
-[[budgets]]
-name = "tiny"
-steps = 5
-[eval]
-n_samples = 100
-n_real = 100
-sample_batch = 100
-speed_repeats = 1
-nll_examples = 50
-nll_batch = 50
-iwae_k = 2
-kid_subset_size = 50
-kid_subsets = 2
-impute_examples = 20
-classifier_steps = 10
-"""
+DIGITS = {"name": "digits"}
+MODELS = (
+    {"family": "flow", "hparams": {"coupling_layers": 2, "hidden": 16, "width": 8, "blocks": 1, "batch_size": 32}},
+    {"family": "vae", "hparams": {"hidden": 16, "width": 8, "batch_size": 32}},
+)
 
 
 @pytest.mark.ray
@@ -118,8 +98,8 @@ def test_a_run_with_s3_storage_keeps_only_rows_tables_report_and_logs_locally(s3
     from bench.report import OUTPUTS
     from bench.report.data import load, resolve_asset
 
-    suite = tmp_path / "s3run.toml"
-    suite.write_text(SUITE)
+    eval_cfg = {"iwae_k": 2, "impute_examples": 20}
+    suite = write_suite(tmp_path, "s3run", datasets=[DIGITS], models=MODELS, eval=eval_cfg)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(CREDENTIALS, PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(tmp_path / "node-cache"))
     cmd = [sys.executable, str(ROOT / "run_bench.py"), "run", str(suite), "--results", str(tmp_path / "results")]

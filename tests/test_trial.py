@@ -9,40 +9,18 @@ import math
 
 import pytest
 import torch
+from tiny_suite import TRIAL_EVAL, write_suite
 
 from bench.families.base import Family
 from bench.schema import COLUMN_NAMES
 from bench.suite import load_suite
 from bench.trial import _accelerator, run_trial
 
-SUITE = """
-name = "unit"
-seeds = [3]
-[[datasets]]
-name = "8gaussians"
-options = { n_train = 1000, n_test = 300 }
-[[models]]
-family = "flow"
-hparams = { coupling_layers = 2, hidden = 16, batch_size = 32 }
-[[budgets]]
-name = "tiny"
-steps = 12
-[eval]
-n_samples = 100
-n_real = 100
-sample_batch = 50
-speed_repeats = 1
-nll_examples = 100
-kid_subset_size = 20
-kid_subsets = 3
-impute_examples = 20
-"""
-
 
 @pytest.fixture(scope="module")
 def cell(tmp_path_factory):
-    path = tmp_path_factory.mktemp("suite") / "unit.toml"
-    path.write_text(SUITE)
+    toy = {"name": "8gaussians", "options": {"n_train": 1000, "n_test": 300}}
+    path = write_suite(tmp_path_factory.mktemp("suite"), "unit", seeds=[3], datasets=[toy], steps=12, eval=TRIAL_EVAL)
     return load_suite(path).cells()[0]
 
 

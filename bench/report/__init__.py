@@ -2,7 +2,8 @@
 
 `write_report(results_dir)` is the entry point used by `run_bench.py report RESULTS_DIR` and at the
 end of `run`. Modules: stats (intervals, tests), evidence (verdict rules), claims (the registry),
-tables (summary, claims tables, renderers), figures (seaborn), data (loading rows), writer (files).
+tables (summary, claims tables, renderers), figures (seaborn; sample_figures, plotting: what every figure
+shares), data (loading rows), writer (files).
 """
 
 from bench.report.writer import OUTPUTS, write_report

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import markdown
 
-from bench.report.figures import Figure
+from bench.report.plotting import Figure
 
 MD_EXTENSIONS = ("tables",)
 _CSS = (

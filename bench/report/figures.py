@@ -1,93 +1,40 @@
 """Figures of the report (seaborn on the Agg backend), each a small function of the result rows.
 
 A figure function takes (rows, results_dir, out_dir) and returns the `Figure`s it drew, or one with
-`path=None` and the reason when its data is absent — no data never raises. Colours follow the model
-label and are the same in every figure. Aggregated error bars are 95 % bootstrap CIs over seeds
-(seaborn errorbar=("ci", 95), fixed seed); error bars drawn by hand use the tables' t-interval.
+`path=None` and the reason when its data is absent — no data never raises. This module draws the
+metric figures and holds the registry (`FIGURES`, `draw_all`); the sample figures live in
+bench.report.sample_figures, what all figures share (colours, panels, PNG writing) in
+bench.report.plotting. Aggregated error bars are 95 % bootstrap CIs over seeds (seaborn
+errorbar=("ci", 95), fixed seed); error bars drawn by hand use the tables' t-interval.
 """
 
-from __future__ import annotations
-
 import logging
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")  # headless: the report is written on machines without a display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from bench.errors import GenbenchError  # noqa: E402
-from bench.report import metrics  # noqa: E402
-from bench.report.data import finite, parse_json, resolve_asset  # noqa: E402
-from bench.report.stats import Interval  # noqa: E402
-from bench.report.tables import UNIT_NAMES  # noqa: E402
+from bench.report import metrics
+from bench.report.data import finite, parse_json
+from bench.report.plotting import (
+    BOOT_SEED,
+    CI,
+    Figure,
+    FigureFn,
+    finite_rows,
+    grid,
+    ok_rows,
+    palette,
+    save,
+    skip,
+)
+from bench.report.sample_figures import sample_grids, scatter_2d
+from bench.report.stats import Interval
+from bench.report.tables import UNIT_NAMES
 
 log = logging.getLogger(__name__)
-
-CI = ("ci", 95)  # seaborn error bars: 95 % bootstrap CI over seeds
-BOOT_SEED = 0  # fixed bootstrap seed so a rerun draws the same bars
-DPI = 100
-REAL_POINTS = 2000  # real test points drawn under each 2-D scatter
-
-
-@dataclass(frozen=True)
-class Figure:
-    name: str  # file stem under figures/
-    caption: str
-    path: Path | None  # None when skipped
-    skipped: str = ""  # why it was not drawn
-
-
-FigureFn = Callable[[pd.DataFrame, Path, Path], list[Figure]]
-
-
-def _ok(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["status"] == "ok"]
-
-
-def _finite_rows(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
-    keep = np.ones(len(df), dtype=bool)
-    for c in cols:
-        keep &= np.isfinite(df[c].to_numpy(dtype=float))
-    return df[keep]
-
-
-def _palette(df: pd.DataFrame) -> dict[str, tuple[float, float, float]]:
-    labels = sorted(df["label"].unique())
-    return dict(zip(labels, sns.color_palette("tab10", max(len(labels), 1))))
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-
-
-def _save(fig: plt.Figure, out_dir: Path, name: str, caption: str) -> Figure:
-    path = out_dir / f"{name}.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return Figure(name, caption, path)
-
-
-def _skip(name: str, caption: str, why: str) -> list[Figure]:
-    return [Figure(name, caption, None, why)]
-
-
-def _grid(n: int, ncols: int, w: float = 4.2, h: float = 3.4) -> tuple[plt.Figure, np.ndarray]:
-    ncols = max(1, min(n, ncols))
-    nrows = max(1, -(-n // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, h * nrows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    return fig, axes.flat
 
 
 # ---------------------------------------------------------------- metric figures
@@ -111,20 +58,25 @@ def _err(iv: Interval) -> list[list[float]]:
     return [[iv.mean - iv.low], [iv.high - iv.mean]]
 
 
+def _dataset_panels(rows: pd.DataFrame) -> tuple[plt.Figure, list[tuple[plt.Axes, str, pd.DataFrame]]]:
+    """One panel per dataset (sorted, three to a line): the figure and (axes, dataset, its rows)."""
+    datasets = sorted(rows["dataset"].unique())
+    fig, axes = grid(len(datasets), 3)
+    return fig, [(ax, ds, rows[rows["dataset"] == ds]) for ax, ds in zip(axes, datasets)]
+
+
 def fid_vs_speed(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figure]:
     name = "fid_vs_speed"
     caption = "FID vs throughput (log x) per model: the quality/speed trade-off"
-    ok = _ok(df)
+    ok = ok_rows(df)
     x_col, x_label = _speed(ok)
-    rows = _finite_rows(ok, "fid", x_col)
+    rows = finite_rows(ok, "fid", x_col)
     rows = rows[rows[x_col] > 0]
     if rows.empty:
-        return _skip(name, caption, f"no ok trial with both fid and {x_col}")
-    pal = _palette(df)
-    datasets = sorted(rows["dataset"].unique())
-    fig, axes = _grid(len(datasets), 3)
-    for ax, ds in zip(axes, datasets):
-        sub = rows[rows["dataset"] == ds]
+        return skip(name, caption, f"no ok trial with both fid and {x_col}")
+    pal = palette(df)
+    fig, panels = _dataset_panels(rows)
+    for ax, ds, sub in panels:
         points = dict(hue="label", palette=pal, alpha=0.45, ax=ax, legend=False)
         sns.scatterplot(data=sub, x=x_col, y="fid", **points)
         for (label, _budget), g in sub.groupby(["label", "budget"], sort=True):
@@ -136,21 +88,19 @@ def fid_vs_speed(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Fig
         ax.set_xlim(sub[x_col].min() / 10, sub[x_col].max() * 10)
         ax.set(title=ds, xlabel=x_label, ylabel=_fid_label(sub))
         ax.legend(fontsize=7)
-    return [_save(fig, out_dir, name, caption + "; points: seeds, bars: mean with 95 % interval")]
+    return [save(fig, out_dir, name, caption + "; points: seeds, bars: mean with 95 % interval")]
 
 
 def nll_per_family(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figure]:
     name = "nll"
     caption = "Test NLL per model and dataset (95 % CI over seeds); dashed: true entropy where known"
-    ok = _ok(df)
-    rows = _finite_rows(ok, "nll")
+    ok = ok_rows(df)
+    rows = finite_rows(ok, "nll")
     if rows.empty:
-        return _skip(name, caption, "no ok trial reports an NLL")
-    pal = _palette(df)
-    datasets = sorted(rows["dataset"].unique())
-    fig, axes = _grid(len(datasets), 3)
-    for ax, ds in zip(axes, datasets):
-        sub = rows[rows["dataset"] == ds]
+        return skip(name, caption, "no ok trial reports an NLL")
+    pal = palette(df)
+    fig, panels = _dataset_panels(rows)
+    for ax, ds, sub in panels:
         order = sorted(sub["label"].unique())
         sns.pointplot(
             data=sub,
@@ -180,12 +130,12 @@ def nll_per_family(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[F
             xlabel="",
             ylabel=f"NLL [{'/'.join(UNIT_NAMES.get(u, u) for u in units)}] (lower is better)",
         )
-    return [_save(fig, out_dir, name, caption)]
+    return [save(fig, out_dir, name, caption)]
 
 
 def _steps_rows(df: pd.DataFrame) -> pd.DataFrame:
     records = []
-    for _, r in _ok(df).iterrows():
+    for _, r in ok_rows(df).iterrows():
         for p in parse_json(r["steps_curve"]) or []:
             if isinstance(p, dict) and p.get("steps"):
                 records.append(
@@ -205,8 +155,8 @@ def ddpm_steps(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figur
     name, caption = "ddpm_steps", "DDPM: FID and samples/s vs sampling steps (95 % CI over seeds)"
     rows = _steps_rows(df)
     if rows.empty:
-        return _skip(name, caption, "no ok trial has a steps_curve")
-    pal = _palette(df)
+        return skip(name, caption, "no ok trial has a steps_curve")
+    pal = palette(df)
     datasets = sorted(rows["dataset"].unique())
     fig, axes = plt.subplots(2, len(datasets), figsize=(4.5 * len(datasets), 6.4), squeeze=False)
     for j, ds in enumerate(datasets):
@@ -231,9 +181,9 @@ def ddpm_steps(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figur
             ax.set_xscale("log")
             if col == "samples_per_s":
                 ax.set_yscale("log")
-            ylabel = _fid_label(_ok(df)[_ok(df)["dataset"] == ds]) if col == "fid" else ylabel
+            ylabel = _fid_label(ok_rows(df)[ok_rows(df)["dataset"] == ds]) if col == "fid" else ylabel
             ax.set(title=ds, xlabel="sampling steps (log)", ylabel=ylabel)
-    return [_save(fig, out_dir, name, caption)]
+    return [save(fig, out_dir, name, caption)]
 
 
 def loss_curves(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figure]:
@@ -257,9 +207,9 @@ def loss_curves(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figu
     rows = pd.DataFrame(records, columns=["panel", "loss", "run", "step", "value"])
     rows = rows[np.isfinite(rows["value"].to_numpy(dtype=float))]
     if rows.empty:
-        return _skip(name, caption, "no trial has a loss_curve")
+        return skip(name, caption, "no trial has a loss_curve")
     panels = sorted(rows["panel"].unique())
-    fig, axes = _grid(len(panels), 4, 3.6, 2.8)
+    fig, axes = grid(len(panels), 4, 3.6, 2.8)
     for ax, panel in zip(axes, panels):
         # Seeds drawn separately (units=run): steps of different seeds need not line up.
         sns.lineplot(
@@ -274,7 +224,7 @@ def loss_curves(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figu
         )
         ax.set(title=panel, xlabel="optimizer step", ylabel="loss")
         ax.legend(fontsize=6)
-    return [_save(fig, out_dir, name, caption)]
+    return [save(fig, out_dir, name, caption)]
 
 
 def _cv_text(fid: pd.Series) -> str:
@@ -286,14 +236,12 @@ def _cv_text(fid: pd.Series) -> str:
 def seed_spread(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figure]:
     name = "seed_spread"
     caption = "FID of each seed per model (GAN stability); bars: mean with 95 % CI; CV under the name"
-    rows = _finite_rows(_ok(df), "fid")
+    rows = finite_rows(ok_rows(df), "fid")
     if rows.empty:
-        return _skip(name, caption, "no ok trial reports an FID")
-    pal = _palette(df)
-    datasets = sorted(rows["dataset"].unique())
-    fig, axes = _grid(len(datasets), 3)
-    for ax, ds in zip(axes, datasets):
-        sub = rows[rows["dataset"] == ds]
+        return skip(name, caption, "no ok trial reports an FID")
+    pal = palette(df)
+    fig, panels = _dataset_panels(rows)
+    for ax, ds, sub in panels:
         order = sorted(sub["label"].unique())
         sns.stripplot(
             data=sub,
@@ -322,82 +270,7 @@ def seed_spread(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figu
         )
         ax.set_xticks(range(len(order)), [f"{lab}\n{_cv_text(sub[sub['label'] == lab]['fid'])}" for lab in order])
         ax.set(title=ds, xlabel="", ylabel=_fid_label(sub))
-    return [_save(fig, out_dir, name, caption)]
-
-
-# ---------------------------------------------------------------- sample figures
-
-
-def _first_assets(df: pd.DataFrame, results_dir: Path, col: str) -> dict[str, list[tuple[str, Path]]]:
-    """dataset -> [(panel title, file)] for the first ok trial (budget, seed order) per label
-    whose file in `col` exists."""
-    found: dict[str, list[tuple[str, Path]]] = {}
-    ok = _ok(df).sort_values(["dataset", "label", "budget", "seed"], kind="stable")
-    for (ds, label), g in ok.groupby(["dataset", "label"], sort=True):
-        for _, r in g.iterrows():
-            path = resolve_asset(results_dir, r, col)
-            if path is not None:
-                found.setdefault(ds, []).append((f"{label} ({r['budget']}, seed {int(r['seed'])})", path))
-                break
-    return found
-
-
-def sample_grids(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figure]:
-    name, caption = "samples", "Samples per model (image datasets; first seed with a sample grid)"
-    figures = []
-    for ds, panels in _first_assets(df, results_dir, "samples_png").items():
-        fig, axes = _grid(len(panels), 4, 3.2, 3.4)
-        for ax, (title, path) in zip(axes, panels):
-            with Image.open(path) as im:
-                ax.imshow(np.asarray(im.convert("RGB")))
-            ax.set_title(title, fontsize=8)
-            ax.axis("off")
-        figures.append(_save(fig, out_dir, f"samples_{_safe(ds)}", f"{caption}: {ds}"))
-    return figures or _skip(name, caption, "no samples_png file found")
-
-
-def _load_points(path: Path) -> np.ndarray | None:
-    x = np.load(path, allow_pickle=False)
-    return x if x.ndim == 2 and x.shape[1] == 2 else None  # images are not scatter-plotted
-
-
-def _real_points(dataset: str) -> np.ndarray | None:
-    """Test points of a registered 2-D dataset with its default options (the overlay only shows
-    the shape of the data); None for other or unknown datasets."""
-    from bench.datasets import make_dataset  # imports torch: only paid when a 2-D scatter is drawn
-
-    try:
-        data = make_dataset(dataset)
-    except GenbenchError as exc:
-        log.info("no real-data overlay for %s: %s", dataset, exc)
-        return None
-    if data.spec.kind != "points":
-        return None
-    return data.test()[:REAL_POINTS].numpy()
-
-
-def scatter_2d(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figure]:
-    name = "scatter"
-    caption = "Samples per model on 2-D data (first seed with saved samples) over the real test points (grey)"
-    figures = []
-    for ds, panels in _first_assets(df, results_dir, "samples_npy").items():
-        points = [(t, x) for t, p in panels if (x := _load_points(p)) is not None]
-        if not points:
-            continue
-        real = _real_points(ds)
-        allx = np.concatenate([x for _, x in points] + ([real] if real is not None else []))
-        allx = allx[np.isfinite(allx).all(axis=1)]
-        lo, hi = np.percentile(allx, [0.5, 99.5], axis=0)  # shared limits, robust to outliers
-        fig, axes = _grid(len(points), 4, 3.2, 3.2)
-        for ax, (title, x) in zip(axes, points):
-            if real is not None:
-                ax.scatter(real[:, 0], real[:, 1], s=1, c="0.75", alpha=0.5, label="real")
-            ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5, c="tab:blue", label="generated")
-            ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), aspect="equal", xlabel="$x_1$", ylabel="$x_2$")
-            ax.set_title(title, fontsize=8)
-            ax.legend(fontsize=6, loc="upper right", markerscale=3)
-        figures.append(_save(fig, out_dir, f"scatter_{_safe(ds)}", f"{caption}: {ds}"))
-    return figures or _skip(name, caption, "no 2-D samples_npy file found")
+    return [save(fig, out_dir, name, caption)]
 
 
 FIGURES: tuple[tuple[str, FigureFn], ...] = (

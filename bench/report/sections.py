@@ -15,7 +15,7 @@ from bench.report import data, metrics, tables
 from bench.report.claims import ClaimResult
 from bench.report.document import Section
 from bench.report.evidence import ALPHA, MIN_SEEDS, NOT_MEASURED, VERDICTS
-from bench.report.figures import Figure
+from bench.report.plotting import Figure
 from bench.report.tables import DisplayTable
 
 VERDICT_RULES = (

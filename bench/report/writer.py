@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import claims, data, figures, latex, tables, tuning
+from bench.report import claims, data, figures, latex, plotting, tables, tuning
 from bench.report.document import Document, Section, render_html, render_markdown
 from bench.report.sections import claims_section, figures_section, headline, notes_section, summary_section
 from bench.report.tables import FLOAT_FORMAT
@@ -51,7 +51,7 @@ def _tuning_section(results_dir: Path, df: pd.DataFrame, fig_dir: Path) -> Secti
     figs = []
     for path in paths:
         shutil.copyfile(path, fig_dir / path.name)
-        figs.append(figures.Figure(path.stem, path.stem.replace("_", " "), fig_dir / path.name))
+        figs.append(plotting.Figure(path.stem, path.stem.replace("_", " "), fig_dir / path.name))
     return Section("Tuning", body, tuple(figs))
 
 
