@@ -106,6 +106,12 @@ COLUMNS: tuple[Column, ...] = (
         "the trial's start; GPU: torch max allocated)",
     ),
     Column(
+        "unique_mem_mb",
+        "float",
+        "host memory in MiB only the trial process holds at its end (USS: private pages; peak_mem_mb's RSS "
+        "adds the ~400 MiB of library pages all trial processes on a node share): what one more trial adds",
+    ),
+    Column(
         "train_mem_growth_mb",
         "float",
         "memory growth during training in MiB (CPU: peak RSS over its value at the start; GPU: max allocated)",

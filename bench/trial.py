@@ -44,7 +44,7 @@ from bench.datasets import make_dataset
 from bench.families import make_family
 from bench.hparams import to_dict
 from bench.metrics import TrainMonitor, evaluate
-from bench.metrics.cost import process_peak_mb, reset_process_peak
+from bench.metrics.cost import process_peak_mb, process_unique_mb, reset_process_peak
 from bench.provenance import device_name, versions
 from bench.results import atomic_write_bytes, empty_row, normalize_row
 from bench.schema import COLUMN_NAMES
@@ -107,6 +107,7 @@ def run_trial(
         log.error("trial %s failed:\n%s", cell.name, traceback.format_exc())
         row.update(status="failed", error=_one_line(exc))
     row["peak_mem_mb"] = process_peak_mb(device)
+    row["unique_mem_mb"] = process_unique_mb()
     row["warnings"] = "; ".join(warnings)
     return normalize_row(row)
 

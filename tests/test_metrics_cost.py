@@ -130,6 +130,23 @@ def test_process_peak_sees_a_freed_allocation_and_resets():
     assert process_peak_mb("cpu") < peak - 200
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="smaps_rollup is Linux-only")
+def test_unique_memory_is_psutils_uss_and_counts_private_pages_only():
+    """USS against psutil's (the reference); a private 256 MiB block adds to it; it never exceeds
+    RSS, which also counts the shared library pages."""
+    import psutil
+
+    from bench.metrics.cost import process_unique_mb
+
+    assert process_unique_mb() == pytest.approx(psutil.Process().memory_full_info().uss / 2**20, abs=2)
+    before = process_unique_mb()
+    block = torch.ones(64 * 2**20)  # 256 MiB, written so it is resident
+    assert process_unique_mb() >= before + 250
+    rss = psutil.Process().memory_info().rss / 2**20
+    assert process_unique_mb() <= rss
+    del block
+
+
 # --- sampling speed -------------------------------------------------------------------------------
 def test_samples_per_s_excludes_warmup():
     sampler = SleepySampler(SPEC, per_batch=0.1, first_extra=0.6)

@@ -34,6 +34,11 @@ after `reset_process_peak` at the trial's start: on Linux the process's RSS high
 (VmHWM, reset by writing 5 to /proc/self/clear_refs, so a reused Ray worker does not carry the
 previous trial's peak), elsewhere ru_maxrss (since process start: an upper bound); on a GPU the
 maximum allocated by torch.
+
+RSS counts the shared library pages every trial process maps (torch's CUDA build, torchvision,
+Ray: ~400 MiB, held once per node however many trials run). `process_unique_mb` is the memory
+only this process holds (USS: private pages, from /proc/self/smaps_rollup) at the trial's end: what
+one more concurrent trial adds to a node.
 """
 
 from __future__ import annotations
@@ -213,6 +218,16 @@ def process_peak_mb(device: torch.device | str) -> float:
         return int(hwm.split()[1]) / 1024  # kB
     except (OSError, StopIteration):
         return _ru_maxrss_bytes() / 2**20
+
+
+def process_unique_mb() -> float | None:
+    """Host memory only this process holds (USS) in MiB, now; None where smaps_rollup is missing."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            private_kb = [int(line.split()[1]) for line in f if line.startswith("Private_")]
+    except OSError:
+        return None
+    return sum(private_kb) / 1024
 
 
 def _finite_or_none(v: float) -> float | None:
