@@ -88,6 +88,8 @@ def main() -> None:
         f"busy fraction {busy / (args.slots * wall):.3f}; fixed cost per trial {(args.slots * wall - busy) / n:.2f} s"
     )
     print(f"peak_mem_mb per trial: {', '.join(f'{v:.0f}' for v in df['peak_mem_mb'])}")
+    if "unique_mem_mb" in df:
+        print(f"unique_mem_mb per trial: {', '.join(f'{v:.0f}' for v in df['unique_mem_mb'])}")
 
 
 if __name__ == "__main__":

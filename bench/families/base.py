@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from bench.datasets.base import DataSpec
+from bench.units import dequantization_correction_nats
 
 # The one divergence rule of every family: a step whose losses are non-finite or exceed this in
 # magnitude ends training. Losses are per-example nats or per-element MSEs; 1e10 is ~1e4 nats per
@@ -256,6 +257,23 @@ class Family(ABC):
         dev = generator.device if generator is not None else device
         x = torch.randn(shape, generator=generator, device=dev)
         return x if dev == device else x.to(device)
+
+    # --- continuous densities on discrete images (flow, gmm) ------------------------------------
+    def density_nll_kind(self) -> str:
+        """The label of a continuous density's NLL: "exact" on points, "dequantized" on images."""
+        return "dequantized" if self.spec.is_image else "exact"
+
+    def dequantize(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images: x + u, u ~ U(−Δ/2, Δ/2) per entry (drawn on the generator's device); points: x."""
+        if not self.spec.is_image:
+            return x
+        dev = generator.device if generator is not None else x.device
+        u = torch.rand(x.shape, generator=generator, device=dev).to(x.device)
+        return x + (u - 0.5) * self.spec.bin_width
+
+    def dequantization_nats(self) -> float:
+        """Nats added to a dequantized continuous NLL: −D·log Δ on images (bench.units), 0 on points."""
+        return dequantization_correction_nats(self.spec.dim, self.spec.bin_width) if self.spec.is_image else 0.0
 
     def to_data_range(self, x: torch.Tensor) -> torch.Tensor:
         """float32 samples in model space: images clamped to [-1, 1], points unchanged."""

@@ -32,7 +32,6 @@ from bench.errors import ConfigError
 from bench.families.base import CommonHparams, Family
 from bench.likelihood import LOG_2PI
 from bench.nets import ConvNet, mlp
-from bench.units import dequantization_correction_nats
 
 
 @dataclass
@@ -275,7 +274,7 @@ class RealNVP(Family):
 
     def __init__(self, spec: DataSpec, hparams: FlowHparams):
         super().__init__(spec, hparams)
-        self.nll_kind = "dequantized" if spec.is_image else "exact"
+        self.nll_kind = self.density_nll_kind()
         if spec.dim < 2:
             raise ConfigError(f"family 'flow' needs data with >= 2 dimensions, {spec.name!r} has {spec.dim}")
         self.net = FlowNet(spec, hparams)
@@ -310,19 +309,7 @@ class RealNVP(Family):
         z, logdet = self.forward(x)
         return _std_normal_log_prob(z) + logdet
 
-    def dequantize(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """x + u, u ~ U(−Δ/2, Δ/2) per entry (drawn on the generator's device)."""
-        dev = generator.device if generator is not None else x.device
-        u = torch.rand(x.shape, generator=generator, device=dev).to(x.device)
-        return x + (u - 0.5) * self.spec.bin_width
-
     # --- Family interface ----------------------------------------------------------------------
-    def _correction(self) -> float:
-        """Nats added to the continuous NLL: −D·log Δ for dequantized images, 0 for points."""
-        if not self.spec.is_image:
-            return 0.0
-        return dequantization_correction_nats(self.spec.dim, self.spec.bin_width)
-
     def lr_at(self, k: int) -> float:
         """Cosine annealing from hp.lr to hp.lr_min over hp.lr_decay_steps steps, then constant."""
         hp = self.hp
@@ -333,14 +320,13 @@ class RealNVP(Family):
 
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         flow = self._flow()
-        if self.spec.is_image:
-            x = self.dequantize(x)
+        x = self.dequantize(x)
         if self._step is None:  # first step of this run (or after a restore): read the buffers once
             self._step = int(flow.steps)
             if flow.needs_init():
                 flow.data_init(x)
         z, logdet = self.net(x)  # through the (possibly) Accelerate-wrapped module
-        loss = self._correction() - (_std_normal_log_prob(z.float()) + logdet.float()).mean()
+        loss = self.dequantization_nats() - (_std_normal_log_prob(z.float()) + logdet.float()).mean()
         lr = self.lr_at(self._step)
         for group in self.opt.param_groups:
             group["lr"] = lr
@@ -356,10 +342,8 @@ class RealNVP(Family):
     def nll(
         self, x: torch.Tensor, generator: torch.Generator | None = None, *, iwae_k: int | None = None
     ) -> dict[str, torch.Tensor]:
-        x = x.to(self.device).float()
-        if self.spec.is_image:
-            x = self.dequantize(x, generator)
-        return {self.nll_kind: self._correction() - self.log_prob(x)}
+        x = self.dequantize(x.to(self.device).float(), generator)
+        return {self.nll_kind: self.dequantization_nats() - self.log_prob(x)}
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None) -> torch.Tensor:

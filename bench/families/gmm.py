@@ -31,7 +31,6 @@ from torch import nn
 from bench.datasets.base import DataSpec
 from bench.families.base import CommonHparams, Family
 from bench.families.copy import ExampleBank
-from bench.units import dequantization_correction_nats
 
 Covariance = Literal["full", "diag", "spherical", "tied"]
 # sklearn's EM runs on numpy's BLAS; its worker threads spin-wait, and on a loaded machine a
@@ -82,7 +81,7 @@ class GMM(Family):
 
     def __init__(self, spec: DataSpec, hparams: GMMHparams):
         super().__init__(spec, hparams)
-        self.nll_kind = "dequantized" if spec.is_image else "exact"
+        self.nll_kind = self.density_nll_kind()
         self.bank = ExampleBank((spec.dim,), hparams.capacity)
         self.mixture = MixtureParams(hparams.components, spec.dim, hparams.covariance)
         # k-means++ seed drawn from torch's stream, which the trial seeds: reruns are identical
@@ -131,9 +130,7 @@ class GMM(Family):
 
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         bank, m = self.unwrapped(self.bank), self._params()
-        if self.spec.is_image:  # fit the continuous density the NLL bound scores: dequantized data
-            x = x + (torch.rand_like(x) - 0.5) * self.spec.bin_width
-        bank.add(x.flatten(1))
+        bank.add(self.dequantize(x).flatten(1))  # images: fit the continuous density the NLL bound scores
         data = bank.examples().double().cpu().numpy()
         gm = self._estimator()
         with warnings.catch_warnings(), threadpool_limits(BLAS_THREADS, user_api="blas"):
@@ -148,16 +145,10 @@ class GMM(Family):
     def nll(
         self, x: torch.Tensor, generator: torch.Generator | None = None, *, iwae_k: int | None = None
     ) -> dict[str, torch.Tensor]:
-        x = x.float()
-        correction = 0.0
-        if self.spec.is_image:
-            dev = generator.device if generator is not None else x.device
-            u = torch.rand(x.shape, generator=generator, device=dev).to(x.device)
-            x = x + (u - 0.5) * self.spec.bin_width
-            correction = dequantization_correction_nats(self.spec.dim, self.spec.bin_width)
+        x = self.dequantize(x.float(), generator)
         with threadpool_limits(BLAS_THREADS, user_api="blas"):
             log_p = self._fitted().score_samples(x.flatten(1).double().cpu().numpy())
-        return {self.nll_kind: (correction - torch.from_numpy(log_p)).float().to(x.device)}
+        return {self.nll_kind: (self.dequantization_nats() - torch.from_numpy(log_p)).float().to(x.device)}
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None) -> torch.Tensor:
@@ -171,7 +162,7 @@ class GMM(Family):
         z = torch.randn((n, self.spec.dim), generator=generator, device=dev, dtype=torch.float64).cpu()
         x = m.means.cpu()[comp] + _scale(m.covariances.cpu(), self.hp.covariance, comp, z)
         x = x.float().view(n, *self.spec.shape).to(self.device)
-        return x.clamp(-1, 1) if self.spec.is_image else x
+        return self.to_data_range(x)
 
 
 def _scale(cov: torch.Tensor, kind: Covariance, comp: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
