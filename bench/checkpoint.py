@@ -13,7 +13,9 @@ copies the folder file by file; a driver or node killed mid-copy leaves an incom
 Where checkpoints live: Ray Tune stores what a trial reports under
 `<storage>/<experiment>/<trial_id>/checkpoint_<index>/` (the runner names trial folders by trial_id),
 on any pyarrow filesystem. A retried trial gets its latest one from `tune.get_checkpoint()`; a rerun of
-the suite (new experiment, same results folder) finds the most advanced one with `find_stored`.
+the suite (new experiment, same results folder) finds the most advanced one with `find_stored`. A
+retried trial whose worker died after copying a checkpoint but before Tune's driver registered it gets
+None from Tune; `newest_in` finds that folder in the trial's folder of the running experiment.
 """
 
 from __future__ import annotations
@@ -100,12 +102,22 @@ def find_stored(filesystem: pafs.FileSystem, root: str, trial_ids: Iterable[str]
         for trial in _folders(filesystem, experiment.path):
             if trial.base_name not in wanted:
                 continue
-            for folder in _folders(filesystem, trial.path):
-                if not folder.base_name.startswith(PREFIX):
-                    continue
-                step = _complete_step(filesystem, folder.path, trial.base_name)
-                if step is not None and step > best.get(trial.base_name, ("", -1))[1]:
-                    best[trial.base_name] = (folder.path, step)
+            found = newest_in(filesystem, trial.path, trial.base_name)
+            if found is not None and found[1] > best.get(trial.base_name, ("", -1))[1]:
+                best[trial.base_name] = found
+    return best
+
+
+def newest_in(filesystem: pafs.FileSystem, trial_dir: str, trial_id: str) -> tuple[str, int] | None:
+    """(path, step) of the most advanced complete checkpoint of `trial_id` in one trial folder
+    (`<trial_dir>/checkpoint_*`, one listing), None when there is none (or no such folder)."""
+    best = None
+    for folder in _folders(filesystem, trial_dir):
+        if not folder.base_name.startswith(PREFIX):
+            continue
+        step = _complete_step(filesystem, folder.path, trial_id)
+        if step is not None and (best is None or step > best[1]):
+            best = (folder.path, step)
     return best
 
 

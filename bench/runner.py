@@ -10,8 +10,9 @@
    `FailureConfig(max_failures=...)` re-runs a trial whose process died, concurrency up to the
    cluster's slots (or resources.max_concurrent). Each trial reports as it trains and saves
    checkpoints through `ray.tune.report` (bench.trial.Lifecycle); a retried trial continues from
-   `tune.get_checkpoint()`, a cell of a rerun from its most advanced checkpoint stored by an earlier
-   run of the folder (bench.checkpoint.find_stored). Each trial writes its own row (bench.results,
+   `tune.get_checkpoint()`, else (its worker died between copying a checkpoint and Tune registering
+   it, or it is a cell of a rerun) from the most advanced complete checkpoint in its folder of this
+   run or stored by an earlier run of the folder (bench.checkpoint). Each trial writes its own row (bench.results,
    atomic) and reports it last; the driver keeps the table in memory (results.SuiteTable:
    rewritten at a rate that keeps the cost per trial flat) and shows done / running / failed
    counts. Cells reach Tune one at a time (bench.cell_feed), not as a grid. Weights, samples and
@@ -240,8 +241,11 @@ def _fit(
     cluster.connect(address)
     cpus, gpus = cluster.trial_resources(suite, address)
     stored = _stored_checkpoints(store, todo)
+    experiment = _experiment_name(store)
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, results_dir=str(results_dir), storage_uri=store.uri, stored=stored),
+        tune.with_parameters(
+            _trainable, results_dir=str(results_dir), storage_uri=store.uri, experiment=experiment, stored=stored
+        ),
         {"cpu": cpus, "gpu": gpus},
     )
     # Tune's own console tables and per-trial loggers duplicate our bar and rows; users may override
@@ -264,7 +268,7 @@ def _fit(
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=_experiment_name(store),
+            name=experiment,
             **store.tune_run_config(),  # Tune's files and checkpoints: <storage>/ray
             failure_config=tune.FailureConfig(max_failures=suite.resources.max_retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the latest may be cut short by a kill
@@ -291,29 +295,48 @@ def _experiment_name(store: storage.Storage) -> str:
     return name
 
 
-def _stored_checkpoints(store: storage.Storage, todo: list[Cell]) -> dict[str, tune.Checkpoint]:
-    """trial_id -> the most advanced checkpoint an earlier run of this folder stored for that cell."""
+def _stored_checkpoints(store: storage.Storage, todo: list[Cell]) -> dict[str, tuple[str, int]]:
+    """trial_id -> (path, step) of the most advanced checkpoint an earlier run of this folder stored
+    for that cell."""
     found = checkpoint.find_stored(store.fs, f"{store.root}/ray", [c.trial_id for c in todo])
     if found:
         log.info("%d of %d cells resume from checkpoints of an earlier run", len(found), len(todo))
-    return {tid: tune.Checkpoint(path, filesystem=store.fs) for tid, (path, _) in found.items()}
+    return found
+
+
+def resume_point(
+    store: storage.Storage, experiment: str, trial_id: str, stored: dict[str, tuple[str, int]]
+) -> tuple[str, int] | None:
+    """(path, step) a trial that Tune hands no checkpoint continues from, None for step 0: the more
+    advanced of the newest complete checkpoint in its folder of this run's experiment and `stored`
+    (earlier runs', looked up once at the start of the run).
+
+    Tune's retry gets None from `tune.get_checkpoint()` when the worker died after copying a
+    checkpoint to storage but before the driver registered it; the copy is in that folder. One listing."""
+    here = checkpoint.newest_in(store.fs, f"{store.root}/ray/{experiment}/{trial_id}", trial_id)
+    return max((c for c in (here, stored.get(trial_id)) if c is not None), key=lambda c: c[1], default=None)
 
 
 def _trainable(
-    config: dict[str, Any], results_dir: str, storage_uri: str | None, stored: dict[str, tune.Checkpoint]
+    config: dict[str, Any],
+    results_dir: str,
+    storage_uri: str | None,
+    experiment: str,
+    stored: dict[str, tuple[str, int]],
 ) -> None:
     """Tune function trainable: one cell -> one row, reported to the driver (with the trial's log
     when it failed: the driver copies it to logs/<trial_id>.log)."""
     cell = Cell.from_dict(config["cell"])
+    store = storage.Storage(results_dir=Path(results_dir), uri=storage_uri)
     with _trial_log() as trial_log:
-        row = _measure(cell, storage.Storage(results_dir=Path(results_dir), uri=storage_uri), stored)
+        row = _measure(cell, store, experiment, stored)
     report = {"status": row["status"], "step": row["train_steps"], "train_s": row["train_s"], _ROW_KEY: json.dumps(row)}
     if row["status"] == "failed":
         report[_LOG_KEY] = trial_log.getvalue()
     tune.report({**report, "node_id": _node_id()})
 
 
-def _measure(cell: Cell, store: storage.Storage, stored: dict[str, tune.Checkpoint]) -> dict[str, Any]:
+def _measure(cell: Cell, store: storage.Storage, experiment: str, stored: dict[str, tuple[str, int]]) -> dict[str, Any]:
     """The cell's row: trained from its latest checkpoint (this run's retry, else an earlier run).
 
     Storage = the results folder: the trial stores its row there itself. With --storage elsewhere
@@ -325,7 +348,10 @@ def _measure(cell: Cell, store: storage.Storage, stored: dict[str, tune.Checkpoi
         row = results.read_row(path)
         if row.get("status") in results.FINISHED:
             return row  # a retry after the row was stored: never measure a cell twice
-    resume = tune.get_checkpoint() or stored.get(cell.trial_id)
+    resume = tune.get_checkpoint()
+    if resume is None and (found := resume_point(store, experiment, cell.trial_id, stored)) is not None:
+        log.info("trial %s continues from the stored checkpoint %s (step %d)", cell.name, *found)
+        resume = tune.Checkpoint(found[0], filesystem=store.fs)
     with resume.as_directory() if resume is not None else contextlib.nullcontext() as local:
         lifecycle = Lifecycle(reporter=_report_to_tune, resume=Path(local) if local else None)
         if store.is_results_folder:
