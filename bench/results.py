@@ -165,14 +165,28 @@ def read_rows(results_dir: Path, *, quarantine: bool = False) -> dict[str, dict[
     folder = Path(results_dir) / ROWS_DIR
     rows = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        row, problem = _checked_row(path)
-        if problem is None:
+        row = _good_row(path, quarantine)
+        if row is not None:
             rows[row["trial_id"]] = row
-        elif quarantine:
-            log.warning("%s: %s; moved to %s", path, problem, _quarantine(path))
-        else:
-            log.warning("%s: %s; skipped", path, problem)
     return rows
+
+
+def read_stored_row(results_dir: Path, trial_id: str, *, quarantine: bool = False) -> dict[str, Any] | None:
+    """The stored row of one cell, None when there is none or its file is not a row of this store
+    (warned about, and with `quarantine` moved aside, as `read_rows` does)."""
+    path = row_path(results_dir, trial_id)
+    return _good_row(path, quarantine) if path.exists() else None
+
+
+def _good_row(path: Path, quarantine: bool) -> dict[str, Any] | None:
+    row, problem = _checked_row(path)
+    if problem is None:
+        return row
+    if quarantine:
+        log.warning("%s: %s; moved to %s", path, problem, _quarantine(path))
+    else:
+        log.warning("%s: %s; skipped", path, problem)
+    return None
 
 
 def _checked_row(path: Path) -> tuple[dict[str, Any] | None, str | None]:

@@ -8,15 +8,15 @@
 3. The other cells run as one Tune experiment on the Ray that bench.cluster joins (--address,
    $RAY_ADDRESS, else a private local one): `tune.with_resources` from [resources],
    `FailureConfig(max_failures=...)` re-runs a trial whose process died, concurrency up to the
-   cluster's slots (or resources.max_concurrent). Each trial reports as it trains and saves
-   checkpoints through `ray.tune.report` (bench.trial.Lifecycle); a retried trial continues from
-   `tune.get_checkpoint()`, else (its worker died between copying a checkpoint and Tune registering
-   it, or it is a cell of a rerun) from the most advanced complete checkpoint in its folder of this
-   run or stored by an earlier run of the folder (bench.checkpoint). Each trial writes its own row (bench.results,
-   atomic) and reports it last; the driver keeps the table in memory (results.SuiteTable:
-   rewritten at a rate that keeps the cost per trial flat) and shows done / running / failed
-   counts. Cells reach Tune one at a time (bench.cell_feed), not as a grid. Weights, samples and
-   Tune's files go to the run's storage (bench.storage: the results folder, or --storage).
+   cluster's slots (or resources.max_concurrent). The trials run bench.trainable (the worker
+   side): each reports as it trains, saves checkpoints through `ray.tune.report`, continues from
+   `tune.get_checkpoint()` (Tune's retry) or else from the most advanced complete checkpoint of
+   its cell that this run or an earlier run of the folder stored (bench.checkpoint), writes its
+   own row (bench.results, atomic) and reports it last. The driver keeps the table in memory
+   (results.SuiteTable: rewritten at a rate that keeps the cost per trial flat) and shows done /
+   running / failed counts. Cells reach Tune one at a time (bench.cell_feed), not as a grid.
+   Weights, samples and Tune's files go to the run's storage (bench.storage: the results folder,
+   or --storage).
 4. A trial still errored after its retries gets a "failed" row written by the driver.
 5. One run per results folder (bench.lock); storage problems are one-line errors (exit 2).
    SIGINT / SIGTERM (bench.signals, installed by the CLI) stop the trials cleanly.
@@ -25,12 +25,10 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -51,12 +49,11 @@ from bench.progress import ProgressBar
 from bench.signals import SignalStop, StopOnSignal
 from bench.suite import Cell, Suite
 from bench.tracking import tracking_callbacks
-from bench.trial import Lifecycle, identity_row, run_trial
+from bench.trainable import LOG_KEY, ROW_KEY, cell_trainable
+from bench.trial import identity_row
 
 log = logging.getLogger(__name__)
 
-_ROW_KEY = "genbench_row"  # reported metric holding the row as JSON (Tune reserves "trial_id")
-_LOG_KEY = "genbench_log"  # reported with a failed row: the trial's log (its traceback)
 LOGS_DIR = "logs"  # results/<suite>/logs/<trial_id>.log: failed trials' tracebacks
 
 
@@ -244,7 +241,7 @@ def _fit(
     experiment = _experiment_name(store)
     trainable = tune.with_resources(
         tune.with_parameters(
-            _trainable, results_dir=str(results_dir), storage_uri=store.uri, experiment=experiment, stored=stored
+            cell_trainable, results_dir=str(results_dir), storage_uri=store.uri, experiment=experiment, stored=stored
         ),
         {"cpu": cpus, "gpu": gpus},
     )
@@ -304,76 +301,6 @@ def _stored_checkpoints(store: storage.Storage, todo: list[Cell]) -> dict[str, t
     return found
 
 
-def resume_point(
-    store: storage.Storage, experiment: str, trial_id: str, stored: dict[str, tuple[str, int]]
-) -> tuple[str, int] | None:
-    """(path, step) a trial that Tune hands no checkpoint continues from, None for step 0: the more
-    advanced of the newest complete checkpoint in its folder of this run's experiment and `stored`
-    (earlier runs', looked up once at the start of the run).
-
-    Tune's retry gets None from `tune.get_checkpoint()` when the worker died after copying a
-    checkpoint to storage but before the driver registered it; the copy is in that folder. One listing."""
-    here = checkpoint.newest_in(store.fs, f"{store.root}/ray/{experiment}/{trial_id}", trial_id)
-    return max((c for c in (here, stored.get(trial_id)) if c is not None), key=lambda c: c[1], default=None)
-
-
-def _trainable(
-    config: dict[str, Any],
-    results_dir: str,
-    storage_uri: str | None,
-    experiment: str,
-    stored: dict[str, tuple[str, int]],
-) -> None:
-    """Tune function trainable: one cell -> one row, reported to the driver (with the trial's log
-    when it failed: the driver copies it to logs/<trial_id>.log)."""
-    cell = Cell.from_dict(config["cell"])
-    store = storage.Storage(results_dir=Path(results_dir), uri=storage_uri)
-    with _trial_log() as trial_log:
-        row = _measure(cell, store, experiment, stored)
-    report = {"status": row["status"], "step": row["train_steps"], "train_s": row["train_s"], _ROW_KEY: json.dumps(row)}
-    if row["status"] == "failed":
-        report[_LOG_KEY] = trial_log.getvalue()
-    tune.report({**report, "node_id": _node_id()})
-
-
-def _measure(cell: Cell, store: storage.Storage, experiment: str, stored: dict[str, tuple[str, int]]) -> dict[str, Any]:
-    """The cell's row: trained from its latest checkpoint (this run's retry, else an earlier run).
-
-    Storage = the results folder: the trial stores its row there itself. With --storage elsewhere
-    (this node may not even have the results folder) it writes into a scratch folder, copies weights
-    and samples to the storage and leaves the row to the driver, which gets it through Tune."""
-    folder = store.results_dir
-    path = results.row_path(folder, cell.trial_id)
-    if store.is_results_folder and path.exists():
-        row = results.read_row(path)
-        if row.get("status") in results.FINISHED:
-            return row  # a retry after the row was stored: never measure a cell twice
-    resume = tune.get_checkpoint()
-    if resume is None and (found := resume_point(store, experiment, cell.trial_id, stored)) is not None:
-        log.info("trial %s continues from the stored checkpoint %s (step %d)", cell.name, *found)
-        resume = tune.Checkpoint(found[0], filesystem=store.fs)
-    with resume.as_directory() if resume is not None else contextlib.nullcontext() as local:
-        lifecycle = Lifecycle(reporter=_report_to_tune, resume=Path(local) if local else None)
-        if store.is_results_folder:
-            row = run_trial(cell, results_dir=folder, lifecycle=lifecycle)
-            results.write_row(folder, row)
-            return row
-        with tempfile.TemporaryDirectory(prefix="genbench-trial-") as scratch:
-            row = run_trial(cell, results_dir=Path(scratch), cache_dir=store.cache_dir(cell.suite), lifecycle=lifecycle)
-            return store.publish(Path(scratch), row)
-
-
-def _report_to_tune(metrics: dict[str, Any], folder: Path | None) -> None:
-    """bench.trial's reporter: Tune copies the checkpoint folder to its storage before returning."""
-    checkpoint_ = tune.Checkpoint.from_directory(str(folder)) if folder else None
-    tune.report({**metrics, "node_id": _node_id()}, checkpoint=checkpoint_)
-
-
-def _node_id() -> str:
-    """The Ray node running this trial, on every report (Tune's results show where each ran)."""
-    return ray.get_runtime_context().get_node_id()
-
-
 class _Progress(tune.Callback):
     """Driver side: the table, failed rows for crashed trials, failed trials' logs, the display."""
 
@@ -388,21 +315,22 @@ class _Progress(tune.Callback):
         return {**self.__dict__, "table": None}
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if _ROW_KEY not in result:  # a report while the trial trains
+        if ROW_KEY not in result:  # a report while the trial trains
             self.display.report(_cell_id(trial), result)
             return
-        row = json.loads(result[_ROW_KEY])
+        row = json.loads(result[ROW_KEY])
         # a worker on a node without the shared results folder could not store it itself
-        if not results.row_path(self.results_dir, row["trial_id"]).exists():
+        if results.read_stored_row(self.results_dir, row["trial_id"], quarantine=True) is None:
             results.write_row(self.results_dir, row)
-        if result.get(_LOG_KEY):
-            _write_log(self.results_dir, row["trial_id"], result[_LOG_KEY])
+        if result.get(LOG_KEY):
+            _write_log(self.results_dir, row["trial_id"], result[LOG_KEY])
         self._finished(row)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        stored = results.row_path(self.results_dir, _cell_id(trial))
-        if stored.exists() and results.read_row(stored)["status"] in results.FINISHED:
-            self._finished(results.read_row(stored))  # died after storing its row: keep it
+        # the driver holds the folder's lock: a damaged row file is moved aside, as at start-up
+        stored = results.read_stored_row(self.results_dir, _cell_id(trial), quarantine=True)
+        if stored is not None and stored["status"] in results.FINISHED:
+            self._finished(stored)  # died after storing its row: keep it
             return
         row = identity_row(self.cells[_cell_id(trial)])
         row.update(
@@ -438,20 +366,6 @@ def _log_path(results_dir: Path, trial_id: str) -> Path:
 def _write_log(results_dir: Path, trial_id: str, text: str) -> None:
     """A failed trial's traceback next to the rows (Ray keeps its copy in its session folder)."""
     results.atomic_write_bytes(_log_path(results_dir, trial_id), text.encode())
-
-
-@contextlib.contextmanager
-def _trial_log():
-    """The trial's log records (bench.* loggers, tracebacks included) collected in memory."""
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("bench")
-    logger.addHandler(handler)
-    try:
-        yield buffer
-    finally:
-        logger.removeHandler(handler)
 
 
 def _cell_id(trial) -> str:

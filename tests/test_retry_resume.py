@@ -7,14 +7,13 @@ from __future__ import annotations
 import math
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from bench import checkpoint, storage
-from bench.runner import _stored_checkpoints, resume_point
 from bench.suite import load_suite
+from bench.trainable import resume_point
 from bench.trial import Lifecycle, run_trial
 
 TID = "aaa"
@@ -42,7 +41,7 @@ def test_the_more_advanced_of_this_runs_unregistered_and_an_earlier_runs_checkpo
     assert lookup(store, {}) is None  # nothing anywhere (and no ray/ folder): step 0
     make(ray / "run-1" / TID / "checkpoint_000000", 20)
     earlier = make(ray / "run-1" / TID / "checkpoint_000001", 40)
-    stored = _stored_checkpoints(store, [SimpleNamespace(trial_id=TID)])  # what the driver finds at the start
+    stored = checkpoint.find_stored(store.fs, f"{store.root}/ray", [TID])  # what the driver finds at the start
     assert stored == {TID: (str(earlier), 40)}
     assert lookup(store, stored) == (str(earlier), 40)  # this run has written nothing yet
 
@@ -115,7 +114,7 @@ def test_a_retry_resumes_an_unregistered_checkpoint_and_counts_every_attempt(tmp
     run1 = Path(store.root) / "ray" / "run-1" / cell.trial_id
     with pytest.raises(Killed):
         run_trial(cell, results_dir=tmp_path / "a", lifecycle=Lifecycle(reporter=copy_then_die(run1, 10)))
-    stored = _stored_checkpoints(store, [cell])
+    stored = checkpoint.find_stored(store.fs, f"{store.root}/ray", [cell.trial_id])
     assert stored[cell.trial_id][1] == 10
 
     # run 2, first attempt: resumes run 1's checkpoint, its worker dies after copying step 20's

@@ -1,0 +1,97 @@
+"""The driver's Tune callback without Ray: a trial that errored after its retries gets a failed row, also
+when the stored row file of its cell is damaged (moved aside like at start-up, never a crashed run)."""
+
+from __future__ import annotations
+
+import io
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from bench import results
+from bench.runner import LOGS_DIR, _Progress
+from bench.suite import load_suite
+from bench.trainable import ROW_KEY
+from bench.trial import identity_row
+
+SUITE = """
+name = "cb"
+seeds = [0, 1]
+[[datasets]]
+name = "8gaussians"
+[[models]]
+family = "flow"
+[[budgets]]
+name = "tiny"
+steps = 10
+"""
+DAMAGED = {
+    "truncated": b'{"trial_id": "',
+    "not utf-8": b"\xff\xfe\x00",
+    "foreign json": b"[1, 2, 3]",
+    "another cell's row": None,  # filled in with a valid row of the other cell
+}
+
+
+@pytest.fixture
+def setup(tmp_path):
+    path = tmp_path / "cb.toml"
+    path.write_text(SUITE)
+    cells = {c.trial_id: c for c in load_suite(path).cells()}
+    folder = tmp_path / "results"
+    table = results.SuiteTable(folder, {}, list(cells))
+    progress = _Progress(table, cells)
+    progress.display.file = io.StringIO()  # the bar draws into this instead of stderr
+    return folder, cells, progress
+
+
+def fake_trial(tmp_path, trial_id: str, failures: int = 3) -> SimpleNamespace:
+    """What the callback reads of Tune's Trial."""
+    error_file = tmp_path / f"error-{trial_id}.txt"
+    error_file.write_text("Traceback (most recent call last):\n  ...\nray.exceptions.WorkerCrashedError: boom\n")
+    return SimpleNamespace(config={"cell": {"trial_id": trial_id}}, num_failures=failures, error_file=str(error_file))
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED))
+def test_a_damaged_row_file_is_moved_aside_and_the_failed_row_written(setup, tmp_path, damage):
+    folder, cells, progress = setup
+    tid, other = list(cells)
+    content = DAMAGED[damage] or json.dumps(results.normalize_row(identity_row(cells[other]))).encode()
+    path = results.row_path(folder, tid)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+
+    progress.on_trial_error(0, [], fake_trial(tmp_path, tid))
+
+    row = results.read_row(path)
+    assert (row["trial_id"], row["status"], row["attempts"]) == (tid, "failed", 3)
+    assert row["error"] == "trial process died (3 attempts): ray.exceptions.WorkerCrashedError: boom"
+    (aside,) = (folder / results.ROWS_DIR / results.QUARANTINE).iterdir()
+    assert aside.read_bytes() == content  # kept for inspection, byte for byte
+    assert "WorkerCrashedError: boom" in (folder / LOGS_DIR / f"{tid}.log").read_text()
+    assert progress.table.rows[tid]["status"] == "failed" and set(results.read_rows(folder)) == {tid}
+
+
+def test_a_finished_row_stored_before_the_worker_died_is_kept(setup, tmp_path):
+    folder, cells, progress = setup
+    tid = next(iter(cells))
+    stored = {**identity_row(cells[tid]), "status": "ok", "attempts": 1}
+    results.write_row(folder, stored)
+    progress.on_trial_error(0, [], fake_trial(tmp_path, tid))
+    row = results.read_row(results.row_path(folder, tid))
+    assert (row["status"], row["attempts"]) == ("ok", 1) and progress.table.rows[tid]["status"] == "ok"
+    assert not (folder / LOGS_DIR).exists()
+
+
+def test_a_reported_row_replaces_a_damaged_row_file(setup, tmp_path):
+    folder, cells, progress = setup
+    tid = next(iter(cells))
+    path = results.row_path(folder, tid)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"{")
+    reported = results.normalize_row({**identity_row(cells[tid]), "status": "ok", "attempts": 2})
+    trial = SimpleNamespace(config={"cell": {"trial_id": tid}})
+    progress.on_trial_result(0, [], trial, {ROW_KEY: json.dumps(reported)})
+    assert results.read_row(path)["attempts"] == 2 and results.read_row(path)["status"] == "ok"
+    assert len(list((folder / results.ROWS_DIR / results.QUARANTINE).iterdir())) == 1
