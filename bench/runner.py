@@ -126,7 +126,7 @@ def _run_locked(
             if not store.is_results_folder:
                 store.clear()
         results.clean_temp_files(results_dir)
-    cells = suite.cells() if suite.tune is None else tuned_cells(suite, results_dir, address, callbacks, stop)
+    cells = suite.cells() if suite.tune is None else tuned_cells(suite, results_dir, address, callbacks, stop, store)
     if cells is None:  # a signal during tuning: the final runs wait for the next run
         return RunSummary(results_dir=results_dir, total=len(suite.cells()), skipped=0, interrupted=stop.signum)
     with storage_errors(results_dir):
@@ -167,18 +167,21 @@ def _run_locked(
     return summary
 
 
-def tuned_cells(suite: Suite, results_dir: Path, address: str | None, callbacks=(), stop=None) -> list[Cell] | None:
+def tuned_cells(
+    suite: Suite, results_dir: Path, address: str | None, callbacks=(), stop=None, store: storage.Storage | None = None
+) -> list[Cell] | None:
     """A [tune] suite: its missing tuning trials (bench.tuning, phase 1), then the phase-2 cells
-    (None when a stop signal ended phase 1)."""
+    (None when a stop signal ended phase 1). store: the run's storage (None: the results folder)."""
+    store = store or storage.Storage(results_dir=results_dir)
     if tuning.pending(suite, results_dir):
         cluster.connect(address)
         cpus, gpus = cluster.trial_resources(suite, address)
-        prepare_extractors(suite.cells(), results_dir / "cache")  # before tuning trials race to build them
+        prepare_extractors(suite.cells(), store.cache_dir(suite.name))  # before tuning trials race to build them
         available = ray.cluster_resources()
         slots = min(available.get("CPU", 0) // cpus, available.get("GPU", 0) // gpus if gpus else math.inf)
         slots = suite.resources.max_concurrent or max(1, int(slots))
         resources = {"cpu": cpus, "gpu": gpus}
-        tuning.tune_phase(suite, results_dir, slots=slots, resources=resources, callbacks=callbacks, stop=stop)
+        tuning.tune_phase(suite, store, slots=slots, resources=resources, callbacks=callbacks, stop=stop)
         if stop is not None and stop.signum is not None:
             return None
     return tuning.final_cells(suite, results_dir)

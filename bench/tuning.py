@@ -9,7 +9,8 @@ experiment tries `samples` configurations drawn from the model's `space` (Ray Tu
   validation metric falls behind at its rungs (time attribute: the optimizer step, or train_s for
   time-only budgets; rungs on the trial's report points).
 Each trial trains on the tuning split and reports `val_metric` on the validation split
-(bench.validation); the test split is never read. One row per trial goes to tuning_rows/.
+(bench.validation); the test split is never read. One row per trial goes to tuning_rows/ (in the
+results folder); Tune's files go to the run's storage (`<storage>/ray/tune-*`, bench.storage).
 
 Phase 2 (`final_cells`): the configuration with the lowest final val_metric among the trials that
 ran their whole budget (ties: lowest seed, then sample) is retrained with every suite seed and
@@ -40,6 +41,7 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from bench import results, tuning_rows
 from bench.errors import GenbenchError
 from bench.signals import SignalStop
+from bench.storage import Storage
 from bench.suite import Cell, Suite, _digest, with_values
 from bench.trial import Lifecycle, identity_row, run_trial
 
@@ -119,10 +121,12 @@ def tuning_ids(suite: Suite) -> list[str]:
 
 
 # --- phase 1 --------------------------------------------------------------------------------------
-def tune_phase(suite: Suite, results_dir: Path, *, slots: int, resources: dict, callbacks, stop=None) -> None:
-    """Run every missing tuning trial of the suite (one Tune experiment per search); a stop signal
-    (bench.signals) ends the running search and skips the others."""
+def tune_phase(suite: Suite, store: Storage, *, slots: int, resources: dict, callbacks, stop=None) -> None:
+    """Run every missing tuning trial of the suite (one Tune experiment per search, its files under
+    the run's storage like the final runs'); a stop signal (bench.signals) ends the running search
+    and skips the others. Tuning rows and tables stay in the results folder."""
     spec = suite.tune
+    results_dir = store.results_dir
     ids = tuning_ids(suite)
     stale = set(tuning_rows.read_rows(results_dir)) - set(ids)
     if stale:
@@ -148,7 +152,7 @@ def tune_phase(suite: Suite, results_dir: Path, *, slots: int, resources: dict, 
             search,
             sorted(done.values(), key=lambda r: r["sample"]),
             missing,
-            results_dir,
+            store,
             slots=slots,
             resources=resources,
             callbacks=callbacks,
@@ -164,13 +168,19 @@ def _ids(search: Search, spec) -> set[str]:
 
 
 def _run_search(
-    suite, search: Search, done: list[dict], missing: list[int], results_dir: Path, *, slots, resources, callbacks, stop
+    suite, search: Search, done: list[dict], missing: list[int], store: Storage, *, slots, resources, callbacks, stop
 ):
     spec = suite.tune
+    results_dir = store.results_dir
     concurrent = max(1, min(slots, len(missing)))
     trainable = tune.with_resources(
         tune.with_parameters(
-            _trainable, results_dir=str(results_dir), keys=tuple(search.space), metric=spec.metric, key=search.key
+            _trainable,
+            results_dir=str(results_dir),
+            storage_uri=store.uri,
+            keys=tuple(search.space),
+            metric=spec.metric,
+            key=search.key,
         ),
         resources,
     )
@@ -191,8 +201,8 @@ def _run_search(
             reuse_actors=True,  # one worker process per slot, not per trial (imports cost ~8 CPU-s)
         ),
         run_config=tune.RunConfig(
-            name=_experiment_name(results_dir / "ray", search),
-            storage_path=str(results_dir / "ray"),
+            name=_experiment_name(store, search),
+            **store.tune_run_config(),  # Tune's files: <storage>/ray, as in the final phase
             failure_config=tune.FailureConfig(max_failures=suite.resources.max_retries),
             callbacks=[recorder, JsonLoggerCallback(), CSVLoggerCallback(), *callbacks],
             stop=SignalStop(stop) if stop else None,
@@ -206,12 +216,12 @@ def _run_search(
         tuner.fit()
 
 
-def _experiment_name(storage: Path, search: Search) -> str:
+def _experiment_name(store: Storage, search: Search) -> str:
     """tune-<label>-<dataset>-<budget>-seed<seed>[-n]: a rerun never mixes files with a killed run."""
     c = search.cell
     base = f"tune-{c.label}-{c.dataset}-{c.budget}-seed{c.seed}"
     name, n = base, 1
-    while (storage / name).exists():
+    while store.exists(f"ray/{name}"):
         n += 1
         name = f"{base}-{n}"
     return name
@@ -270,8 +280,12 @@ def _sample_of(trial_name: str) -> int:
     return int(trial_name.rsplit("-", 1)[1])
 
 
-def _trainable(config: dict[str, Any], results_dir: str, keys: tuple[str, ...], metric: str, key: str) -> None:
-    """One tuning trial: train the sampled configuration, report val_metric, store the row."""
+def _trainable(
+    config: dict[str, Any], results_dir: str, storage_uri: str | None, keys: tuple[str, ...], metric: str, key: str
+) -> None:
+    """One tuning trial: train the sampled configuration, report val_metric, store the row (with
+    --storage elsewhere this node may lack the results folder: the driver's _Recorder stores it)."""
+    store = Storage(results_dir=Path(results_dir), uri=storage_uri)
     base = Cell.from_dict(config["cell"])
     sampled = {k: _plain(config[k]) for k in keys}
     sample = _sample_of(tune.get_context().get_trial_name())
@@ -286,11 +300,14 @@ def _trainable(config: dict[str, Any], results_dir: str, keys: tuple[str, ...], 
     except GenbenchError as exc:
         row = {"status": "failed", "error": str(exc), "train_s": math.nan}
     else:
-        row = run_trial(cell, results_dir=Path(results_dir), lifecycle=Lifecycle(reporter=report), validation=metric)
+        lifecycle = Lifecycle(reporter=report)
+        cache = store.cache_dir(cell.suite)
+        row = run_trial(cell, results_dir=store.results_dir, cache_dir=cache, lifecycle=lifecycle, validation=metric)
     out = tuning_row(base, sample, sampled, metric, last, status=row["status"], error=row["error"])
     out["train_s"] = row["train_s"]
     out["tuning_id"] = tuning_id(key, sample)
-    tuning_rows.write_row(Path(results_dir), out)
+    if store.is_results_folder:
+        tuning_rows.write_row(store.results_dir, out)
     tune.report({**last, METRIC: out["val_metric"], ROW_KEY: json.dumps(out)})
 
 

@@ -135,3 +135,57 @@ def test_a_run_with_s3_storage_keeps_only_rows_tables_report_and_logs_locally(s3
         npy = resolve_asset(out, r, "samples_npy")
         assert np.load(npy).shape[1:] == (1, 8, 8)
         assert resolve_asset(out, r, "samples_png").stat().st_size == stored[f"samples/{r['trial_id']}/samples.png"]
+
+
+TUNED = """name = "s3tune"
+seeds = [0]
+[[datasets]]
+name = "8gaussians"
+options = { n_train = 1000, n_test = 300 }
+[[models]]
+family = "flow"
+hparams = { coupling_layers = 2, hidden = 16, batch_size = 32 }
+space = { lr = { loguniform = [1e-4, 1e-2] } }
+[[budgets]]
+name = "tiny"
+steps = 10
+[tune]
+metric = "nll"
+samples = 2
+seeds = [0]
+[resources]
+report_every_steps = 5
+checkpoint_every_steps = 0
+[eval]
+nll_examples = 50
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_tuning_trials_keep_tunes_files_in_the_s3_storage_and_their_rows_locally(
+    ray_cluster, s3, tmp_path, monkeypatch
+):
+    from bench import tuning_rows
+    from bench.runner import tuned_cells
+    from bench.suite import load_suite
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "node-cache"))  # the driver's metric caches
+    path = tmp_path / "s3tune.toml"
+    path.write_text(TUNED)
+    suite = load_suite(path)
+    out = (tmp_path / "results" / "s3tune").resolve()
+    # the session's Ray workers started without the server's credentials: they travel in the URI
+    uri = _uri(s3, "tuned").replace("s3://", "s3://testing:testing@")
+    cells = tuned_cells(suite, out, address=None, store=storage.open_storage(uri, out))
+
+    rows = tuning_rows.read_rows(out)
+    assert sorted(r["sample"] for r in rows.values()) == [0, 1] and {r["status"] for r in rows.values()} == {"ok"}
+    assert [c.tuned for c in cells] == [True]
+    stored = _bucket_files(s3, "tuned")
+    experiment = "ray/tune-flow-8gaussians-tiny-seed0"
+    for sample in (0, 1):  # each tuning trial's results went to the bucket
+        assert any(p.startswith(f"{experiment}/sample-{sample}") and p.endswith("result.json") for p in stored), sorted(
+            stored
+        )
+    assert not (out / "ray").exists() and not (out / "cache").exists()
