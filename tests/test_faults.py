@@ -74,8 +74,10 @@ def interrupt(tmp_path: Path, suite_path: Path, sig: int, *, again: bool = False
             os.killpg(driver.pid, sig)  # Ctrl-C: the terminal signals the foreground process group
         else:
             os.kill(driver.pid, sig)  # Kubernetes / SLURM: the main process
-        if again:
-            time.sleep(0.05)
+        if again:  # a second signal counts as one only once the driver has handled the first
+            wait_for(
+                lambda: "stopping the running trials" in log.read_text(), 60, "the first signal's warning", driver, log
+            )
             os.kill(driver.pid, sig)
         code = driver.wait(timeout=120)
     finally:

@@ -61,6 +61,7 @@ def suite_text(
     steps: int = 40,
     tune: str = "",
     space: str = "",
+    resources: str = "",
 ) -> str:
     space = f"space = {space}\n" if space else ""
     return (
@@ -68,7 +69,7 @@ def suite_text(
         f'[[datasets]]\nname = "{dataset}"\noptions = {{ n_train = 2000, n_test = 500 }}\n'
         f'[[models]]\nfamily = "{family}"\nhparams = {{ {MODELS[family]} }}\n{space}'
         f'[[budgets]]\nname = "tiny"\nsteps = {steps}\n{tune}\n'
-        f"[resources]\nreport_every_steps = {max(1, steps // 8)}\ncheckpoint_every_steps = 0\n{TINY_EVAL}"
+        f"[resources]\nreport_every_steps = {max(1, steps // 8)}\ncheckpoint_every_steps = 0\n{resources}{TINY_EVAL}"
     )
 
 
@@ -322,7 +323,16 @@ def test_asha_stops_hopeless_configurations_early(ray_cluster, tmp_path):
 def test_killed_driver_during_tuning_resumes_without_rerunning_finished_trials(ray_cluster, tmp_path):
     from bench.runner import run_suite
 
-    path = write_suite(tmp_path, "killed", seeds="[0]", space=SPACE, tune=tune_table(3, "optuna"))
+    # one tuning trial at a time, each a few seconds: the kill lands after the first, before the last
+    path = write_suite(
+        tmp_path,
+        "killed",
+        seeds="[0]",
+        steps=400,
+        space=SPACE,
+        tune=tune_table(3, "optuna"),
+        resources="max_concurrent = 1\n",
+    )
     out = tmp_path / "results" / "killed"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "bench.cli", "run", str(path), "--results", str(tmp_path / "results")]
