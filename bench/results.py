@@ -162,24 +162,37 @@ def read_rows(results_dir: Path, *, quarantine: bool = False) -> dict[str, dict[
     driver at start-up, holding the folder's lock) it is also moved to rows/quarantine/, so that
     the cell simply runs again.
     """
-    folder = Path(results_dir) / ROWS_DIR
-    rows = {}
+    return read_row_folder(Path(results_dir) / ROWS_DIR, quarantine=quarantine)
+
+
+def read_row_folder(
+    folder: Path, *, id_key: str = "trial_id", columns: Iterable[str] = COLUMN_NAMES, quarantine: bool = False
+) -> dict[str, dict[str, Any]]:
+    """{id: row} of the row files in `folder` whose `id_key` is their name and whose keys are
+    `columns` (trial rows by default; bench.tuning_rows passes its own); bad files as in read_rows."""
+    rows, columns = {}, frozenset(columns)
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        row = _good_row(path, quarantine)
+        row = _good_row(path, quarantine, id_key, columns)
         if row is not None:
-            rows[row["trial_id"]] = row
+            rows[row[id_key]] = row
     return rows
 
 
 def read_stored_row(results_dir: Path, trial_id: str, *, quarantine: bool = False) -> dict[str, Any] | None:
     """The stored row of one cell, None when there is none or its file is not a row of this store
     (warned about, and with `quarantine` moved aside, as `read_rows` does)."""
-    path = row_path(results_dir, trial_id)
-    return _good_row(path, quarantine) if path.exists() else None
+    return read_row_file(row_path(results_dir, trial_id), quarantine=quarantine)
 
 
-def _good_row(path: Path, quarantine: bool) -> dict[str, Any] | None:
-    row, problem = _checked_row(path)
+def read_row_file(
+    path: Path, *, id_key: str = "trial_id", columns: Iterable[str] = COLUMN_NAMES, quarantine: bool = False
+) -> dict[str, Any] | None:
+    """One row file as read_row_folder reads it; None when it is missing or bad."""
+    return _good_row(path, quarantine, id_key, frozenset(columns)) if path.exists() else None
+
+
+def _good_row(path: Path, quarantine: bool, id_key: str, columns: frozenset[str]) -> dict[str, Any] | None:
+    row, problem = _checked_row(path, id_key, columns)
     if problem is None:
         return row
     if quarantine:
@@ -189,7 +202,7 @@ def _good_row(path: Path, quarantine: bool) -> dict[str, Any] | None:
     return None
 
 
-def _checked_row(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def _checked_row(path: Path, id_key: str, columns: frozenset[str]) -> tuple[dict[str, Any] | None, str | None]:
     """(row, None) for a row file of this store, else (None, what is wrong with it)."""
     try:
         row = read_row(path)
@@ -197,11 +210,11 @@ def _checked_row(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"unreadable ({type(exc).__name__}: {' '.join(str(exc).split())})"
     if not isinstance(row, dict):
         return None, f"not a row file (JSON {type(row).__name__}, expected an object)"
-    if row.get("trial_id") != path.stem:
-        return None, f"not a row file (trial_id {row.get('trial_id')!r} is not the file name)"
-    extra = sorted(set(row) - set(COLUMN_NAMES))
+    if row.get(id_key) != path.stem:
+        return None, f"not a row file ({id_key} {row.get(id_key)!r} is not the file name)"
+    extra = sorted(set(row) - columns)
     if extra or not isinstance(row.get("status"), str):
-        return None, f"not a row file (columns outside bench.schema: {', '.join(extra) or 'no status'})"
+        return None, f"not a row file (columns outside its schema: {', '.join(extra) or 'no status'})"
     return row, None
 
 

@@ -39,16 +39,14 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
 from bench import results, tuning_rows
-from bench.errors import GenbenchError
 from bench.signals import SignalStop
 from bench.storage import Storage
 from bench.suite import Cell, Suite, _digest, with_values
-from bench.trial import Lifecycle, identity_row, run_trial
+from bench.trial import identity_row
+from bench.tuning_trial import METRIC, ROW_KEY, plain_value, sample_of, tuning_id, tuning_row, tuning_trainable
 
 log = logging.getLogger(__name__)
 
-METRIC = "val_metric"  # the reported key every searcher and scheduler minimises
-ROW_KEY = "genbench_tuning_row"  # final report of a trial that ran its budget: its row as JSON
 ASHA_REDUCTION = 3  # ASHA keeps the best third at each rung (rungs at 1, 3, 9... report intervals)
 
 
@@ -63,16 +61,6 @@ DISTRIBUTIONS = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randin
 def search_space(space: dict[str, Any]) -> dict[str, Any]:
     """{hparam: Dist} -> {hparam: Ray Tune domain}."""
     return {key: DISTRIBUTIONS[dist.kind](*dist.args) for key, dist in space.items()}
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars from the samplers -> Python values (typed hparams reject numpy types)."""
-    return value.item() if hasattr(value, "item") else value
-
-
-def tuning_id(search_key: str, sample: int) -> str:
-    """Stable id of one tuning trial: the search's key and the sample index."""
-    return _digest({"search": search_key, "sample": sample})
 
 
 # --- the searches ---------------------------------------------------------------------------------
@@ -128,7 +116,7 @@ def tune_phase(suite: Suite, store: Storage, *, slots: int, resources: dict, cal
     spec = suite.tune
     results_dir = store.results_dir
     ids = tuning_ids(suite)
-    stale = set(tuning_rows.read_rows(results_dir)) - set(ids)
+    stale = set(tuning_rows.read_rows(results_dir, quarantine=True)) - set(ids)  # holding the folder's lock
     if stale:
         log.warning(
             "%s holds %d tuning rows of searches that are not in this suite (edited space, [tune] or model "
@@ -175,7 +163,7 @@ def _run_search(
     concurrent = max(1, min(slots, len(missing)))
     trainable = tune.with_resources(
         tune.with_parameters(
-            _trainable,
+            tuning_trainable,
             results_dir=str(results_dir),
             storage_uri=store.uri,
             keys=tuple(search.space),
@@ -276,60 +264,6 @@ class _SampleNamer:
         return f"sample-{self.missing[int(trial.experiment_tag.split('_')[0]) - self.first]}"
 
 
-def _sample_of(trial_name: str) -> int:
-    return int(trial_name.rsplit("-", 1)[1])
-
-
-def _trainable(
-    config: dict[str, Any], results_dir: str, storage_uri: str | None, keys: tuple[str, ...], metric: str, key: str
-) -> None:
-    """One tuning trial: train the sampled configuration, report val_metric, store the row (with
-    --storage elsewhere this node may lack the results folder: the driver's _Recorder stores it)."""
-    store = Storage(results_dir=Path(results_dir), uri=storage_uri)
-    base = Cell.from_dict(config["cell"])
-    sampled = {k: _plain(config[k]) for k in keys}
-    sample = _sample_of(tune.get_context().get_trial_name())
-    last: dict[str, Any] = {}
-
-    def report(metrics: dict[str, Any], folder=None) -> None:  # checkpoints: a retry starts afresh
-        last.update(metrics)
-        tune.report(metrics)
-
-    try:  # a sampled value the family rejects (e.g. lr below its lr_min) is a failed row, not a crash
-        cell = with_values(base, sampled, tuned=False)
-    except GenbenchError as exc:
-        row = {"status": "failed", "error": str(exc), "train_s": math.nan}
-    else:
-        lifecycle = Lifecycle(reporter=report)
-        cache = store.cache_dir(cell.suite)
-        row = run_trial(cell, results_dir=store.results_dir, cache_dir=cache, lifecycle=lifecycle, validation=metric)
-    out = tuning_row(base, sample, sampled, metric, last, status=row["status"], error=row["error"])
-    out["train_s"] = row["train_s"]
-    out["tuning_id"] = tuning_id(key, sample)
-    if store.is_results_folder:
-        tuning_rows.write_row(store.results_dir, out)
-    tune.report({**last, METRIC: out["val_metric"], ROW_KEY: json.dumps(out)})
-
-
-def tuning_row(cell: Cell, sample: int, sampled: dict, metric: str, last: dict, *, status: str, error: str = ""):
-    return {
-        "label": cell.label,
-        "family": cell.family,
-        "dataset": cell.dataset,
-        "budget": cell.budget,
-        "seed": cell.seed,
-        "sample": sample,
-        "config": json.dumps(sampled, sort_keys=True),
-        "val_metric": last.get(METRIC, math.nan) if status != "diverged" else math.inf,
-        "metric": metric,
-        "stopped_step": last.get("step"),
-        "budget_steps": cell.steps,
-        "status": status,
-        "train_s": last.get("train_s", math.nan),
-        "error": error,
-    }
-
-
 def _ran_budget(cell: Cell, last: dict) -> bool:
     if cell.steps is not None and last.get("step", 0) >= cell.steps:
         return True
@@ -346,22 +280,26 @@ class _Recorder(tune.Callback):
     def __getstate__(self):  # Tune pickles its callbacks; the signal handlers stay in this process
         return {**self.__dict__, "stop": None}
 
+    def _finished_on_disk(self, row_id: str) -> bool:
+        stored = tuning_rows.read_stored_row(self.results_dir, row_id, quarantine=True)  # damaged: moved aside
+        return stored is not None and stored["status"] in tuning_rows.FINISHED
+
     def _store(self, trial, status: str | None, error: str = "") -> None:
-        sample = _sample_of(self.namer(trial))
-        path = tuning_rows.row_path(self.results_dir, self.search.tuning_id(sample))
+        sample = sample_of(self.namer(trial))
+        row_id = self.search.tuning_id(sample)
         last = trial.last_result or {}
         if ROW_KEY in last:
             row = json.loads(last[ROW_KEY])
-        elif path.exists() and tuning_rows.read_row(path)["status"] in tuning_rows.FINISHED:
+        elif self._finished_on_disk(row_id):
             return  # the trial stored its own row before Tune ended it
         else:
             # ended by the scheduler: at its last rung (the whole budget ran) or early
             status = status or ("ok" if _ran_budget(self.search.cell, last) else "stopped")
             if status == "stopped" and self.stop is not None and self.stop.signum is not None:
                 return  # ended by a stop signal, not by the scheduler: it runs again next time
-            sampled = {k: _plain(trial.config[k]) for k in self.search.space}
+            sampled = {k: plain_value(trial.config[k]) for k in self.search.space}
             row = tuning_row(self.search.cell, sample, sampled, self.spec.metric, last, status=status, error=error)
-        row["tuning_id"] = self.search.tuning_id(sample)
+        row["tuning_id"] = row_id
         tuning_rows.write_row(self.results_dir, row)
         log.info("tuning %s sample %d: %s, %s = %s", self.search.name, sample, row["status"], METRIC, row["val_metric"])
 

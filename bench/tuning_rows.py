@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results import _atomic_write_with, read_row, write_row_file
+from bench.results import _atomic_write_with, read_row_file, read_row_folder, write_row_file
 
 ROWS_DIR = "tuning_rows"
 TABLE = "tuning.parquet"
@@ -80,14 +80,18 @@ def write_row(results_dir: Path, row: Mapping[str, Any]) -> Path:
     return path
 
 
-def read_rows(results_dir: Path) -> dict[str, dict[str, Any]]:
-    """{tuning_id: row} of every stored tuning row."""
-    folder = Path(results_dir) / ROWS_DIR
-    out = {}
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        row = read_row(path)
-        out[row["tuning_id"]] = row
-    return out
+def read_rows(results_dir: Path, *, quarantine: bool = False) -> dict[str, dict[str, Any]]:
+    """{tuning_id: row} of every stored tuning row; a damaged or foreign file is skipped with a
+    warning (and with `quarantine`, moved to tuning_rows/quarantine/: that sample runs again)."""
+    return read_row_folder(
+        Path(results_dir) / ROWS_DIR, id_key="tuning_id", columns=COLUMN_NAMES, quarantine=quarantine
+    )
+
+
+def read_stored_row(results_dir: Path, tuning_id: str, *, quarantine: bool = False) -> dict[str, Any] | None:
+    """One sample's stored tuning row, None when there is none or its file is damaged (as read_rows)."""
+    path = row_path(results_dir, tuning_id)
+    return read_row_file(path, id_key="tuning_id", columns=COLUMN_NAMES, quarantine=quarantine)
 
 
 def finished(results_dir: Path) -> dict[str, dict[str, Any]]:

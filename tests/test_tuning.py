@@ -7,6 +7,7 @@ Pure tests first (no Ray); Ray tests share one session cluster and keep every tr
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import signal
@@ -84,6 +85,29 @@ def write_suite(folder: Path, name: str, **kw) -> Path:
     path = folder / f"{name}.toml"
     path.write_text(suite_text(name, **kw))
     return path
+
+
+# --- tuning rows store (pure) ---------------------------------------------------------------------
+def test_damaged_tuning_row_files_are_skipped_or_quarantined_and_never_crash_a_reader(tmp_path, caplog):
+    tuning_rows.write_row(tmp_path, {"tuning_id": "good", "status": "ok", "val_metric": 1.5})
+    folder = tmp_path / tuning_rows.ROWS_DIR
+    bad = {
+        "truncated.json": '{"tuning_id": "truncated", "status": "o',
+        "foreign.json": '{"theme": "dark"}',
+        "renamed.json": (folder / "good.json").read_text(),  # tuning_id is not its name
+        "latin1.json": b'{"tuning_id": "latin1", "status": "\xe9"}',
+    }
+    for name, data in bad.items():
+        (folder / name).write_bytes(data if isinstance(data, bytes) else data.encode())
+    with caplog.at_level(logging.WARNING):
+        assert set(tuning_rows.read_rows(tmp_path)) == {"good"}
+        assert tuning_rows.read_stored_row(tmp_path, "truncated") is None
+    assert sorted(p.name for p in folder.glob("*.json")) == sorted([*bad, "good.json"])  # nothing moved
+    assert set(tuning_rows.read_rows(tmp_path, quarantine=True)) == {"good"}
+    moved = folder / "quarantine"
+    assert sorted(p.name for p in moved.iterdir()) == sorted(bad)
+    assert all((moved / name).read_bytes() == (d if isinstance(d, bytes) else d.encode()) for name, d in bad.items())
+    assert tuning_rows.read_stored_row(tmp_path, "good")["val_metric"] == 1.5
 
 
 # --- validation split (pure) ----------------------------------------------------------------------
