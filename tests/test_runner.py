@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_suite import RUN_EVAL, eval_toml
 
 from bench import results
 from bench.results import load_results
@@ -24,20 +25,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY_EVAL = """
-[eval]
-n_samples = 200
-n_real = 200
-sample_batch = 100
-speed_repeats = 1
-nll_examples = 100
-nll_batch = 100
-iwae_k = 4
-kid_subset_size = 50
-kid_subsets = 5
-impute_examples = 50
-classifier_steps = 30
-"""
+TINY_EVAL = eval_toml(RUN_EVAL)
 DATASETS = """
 [[datasets]]
 name = "8gaussians"

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_suite import RUN_EVAL, eval_toml
 
 from bench import tuning, tuning_rows
 from bench.datasets import DATASETS
@@ -33,20 +34,7 @@ from bench.validation import HiddenSplitError, TuningView
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY_EVAL = """
-[eval]
-n_samples = 200
-n_real = 200
-sample_batch = 100
-speed_repeats = 1
-nll_examples = 100
-nll_batch = 100
-iwae_k = 4
-kid_subset_size = 50
-kid_subsets = 5
-impute_examples = 50
-classifier_steps = 30
-"""
+TINY_EVAL = eval_toml(RUN_EVAL)
 MODELS = {
     "flow": "coupling_layers = 2, hidden = 16, width = 8, blocks = 1, batch_size = 64",
     "vae": "hidden = 16, width = 8, batch_size = 64",

@@ -38,6 +38,26 @@ TRIAL_EVAL = {
     "classifier_steps": None,
 }
 
+# The runner and tuning tests' evaluation (written as an [eval] block by eval_toml).
+RUN_EVAL = {
+    "n_samples": 200,
+    "n_real": 200,
+    "sample_batch": 100,
+    "speed_repeats": 1,
+    "nll_examples": 100,
+    "nll_batch": 100,
+    "iwae_k": 4,
+    "kid_subset_size": 50,
+    "kid_subsets": 5,
+    "impute_examples": 50,
+    "classifier_steps": 30,
+}
+
+
+def eval_toml(values: Mapping[str, Any]) -> str:
+    """An [eval] table as TOML text, for tests that write the rest of their suite by hand."""
+    return "\n[eval]\n" + "\n".join(_keys(values)) + "\n"
+
 
 def suite_text(
     name: str,
