@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_suite import TRIAL_EVAL, write_suite
 
 from bench import checkpoint, storage
 from bench.suite import load_suite
@@ -57,31 +58,8 @@ def test_the_more_advanced_of_this_runs_unregistered_and_an_earlier_runs_checkpo
     assert lookup(store, {}) == (str(newest), 60)  # a cell without an earlier run's checkpoint
 
 
-SUITE = """
-name = "retry"
-seeds = [3]
-[[datasets]]
-name = "8gaussians"
-options = { n_train = 1000, n_test = 300 }
-[[models]]
-family = "flow"
-hparams = { coupling_layers = 2, hidden = 16, batch_size = 32 }
-[[budgets]]
-name = "tiny"
-steps = 30
-[resources]
-report_every_steps = 5
-checkpoint_every_steps = 10
-[eval]
-n_samples = 100
-n_real = 100
-sample_batch = 50
-speed_repeats = 1
-nll_examples = 100
-kid_subset_size = 20
-kid_subsets = 3
-impute_examples = 20
-"""
+TOY_1000 = {"name": "8gaussians", "options": {"n_train": 1000, "n_test": 300}}
+RESOURCES = {"report_every_steps": 5, "checkpoint_every_steps": 10}
 COMPARED = ("status", "nll", "nll_estimates", "fid", "kid_mean", "precision", "recall", "loss_curve", "train_steps")
 
 
@@ -104,8 +82,9 @@ def copy_then_die(trial_folder: Path, die_at: int):
 
 
 def test_a_retry_resumes_an_unregistered_checkpoint_and_counts_every_attempt(tmp_path):
-    path = tmp_path / "retry.toml"
-    path.write_text(SUITE)
+    path = write_suite(
+        tmp_path, "retry", seeds=(3,), datasets=(TOY_1000,), steps=30, resources=RESOURCES, eval=TRIAL_EVAL
+    )
     (cell,) = load_suite(path).cells()
     store = storage.Storage(results_dir=tmp_path / "results")
     plain = run_trial(cell, results_dir=tmp_path / "plain")
