@@ -49,7 +49,7 @@ from bench.progress import ProgressBar
 from bench.signals import SignalStop, StopOnSignal
 from bench.suite import Cell, Suite
 from bench.tracking import tracking_callbacks
-from bench.trainable import LOG_KEY, ROW_KEY, cell_trainable
+from bench.trainable import LOG_KEY, ROW_KEY, STORED_KEY, cell_trainable
 from bench.trial import identity_row
 
 log = logging.getLogger(__name__)
@@ -322,8 +322,11 @@ class _Progress(tune.Callback):
             self.display.report(_cell_id(trial), result)
             return
         row = json.loads(result[ROW_KEY])
-        # a worker on a node without the shared results folder could not store it itself
-        if results.read_stored_row(self.results_dir, row["trial_id"], quarantine=True) is None:
+        # a worker on a node without the shared results folder could not store it itself; and a
+        # Tune retry that restarted from step 0 (no checkpoint yet) is an attempt only Tune counted
+        missing = results.read_stored_row(self.results_dir, row["trial_id"], quarantine=True) is None
+        recount = not result.get(STORED_KEY) and _count_retries(row, trial.num_failures)
+        if missing or recount:
             results.write_row(self.results_dir, row)
         if result.get(LOG_KEY):
             _write_log(self.results_dir, row["trial_id"], result[LOG_KEY])
@@ -360,6 +363,14 @@ class _Progress(tune.Callback):
 
     def close(self) -> None:
         self.display.close()
+
+
+def _count_retries(row: dict[str, Any], failures: int) -> bool:
+    """Raise the row's attempts (resumes from checkpoints) to this run's Tune attempts; True if raised."""
+    if row.get("attempts") is None or row["attempts"] >= failures + 1:
+        return False
+    row["attempts"] = failures + 1
+    return True
 
 
 def _log_path(results_dir: Path, trial_id: str) -> Path:

@@ -95,7 +95,12 @@ COLUMNS: tuple[Column, ...] = (
     Column("steps_curve", "json", "DDPM: [{steps, nfe, samples_per_s, fid}] over sampling-step counts"),
     Column("train_s", "float", "training seconds over all attempts (evaluation, reports, checkpoints excluded)"),
     Column("train_steps", "int", "optimizer steps taken"),
-    Column("attempts", "int", "training runs that built the model: 1 + resumes from a checkpoint"),
+    Column(
+        "attempts",
+        "int",
+        "training runs that built the model: 1 + resumes from a checkpoint, or this run's Ray Tune attempts "
+        "(1 + retries of a dead trial process) where those are more",
+    ),
     Column("resumed_from_step", "int", "step of the checkpoint the last resume started from, -1 if never resumed"),
     Column("examples_per_s", "float", "training examples per second"),
     Column("params", "int", "trainable parameter count"),

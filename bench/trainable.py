@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 ROW_KEY = "genbench_row"  # reported metric holding the row as JSON (Tune reserves "trial_id")
 LOG_KEY = "genbench_log"  # reported with a failed row: the trial's log (its traceback)
+STORED_KEY = "genbench_stored_row"  # reported when the row is one an earlier attempt stored (nothing trained)
 
 
 def resume_point(
@@ -55,15 +56,20 @@ def cell_trainable(
     cell = Cell.from_dict(config["cell"])
     store = storage.Storage(results_dir=Path(results_dir), uri=storage_uri)
     with _trial_log() as trial_log:
-        row = _measure(cell, store, experiment, stored)
+        row, trained = _measure(cell, store, experiment, stored)
     report = {"status": row["status"], "step": row["train_steps"], "train_s": row["train_s"], ROW_KEY: json.dumps(row)}
+    if not trained:
+        report[STORED_KEY] = True
     if row["status"] == "failed":
         report[LOG_KEY] = trial_log.getvalue()
     tune.report({**report, "node_id": _node_id()})
 
 
-def _measure(cell: Cell, store: storage.Storage, experiment: str, stored: dict[str, tuple[str, int]]) -> dict[str, Any]:
-    """The cell's row: trained from its latest checkpoint (this run's retry, else an earlier run).
+def _measure(
+    cell: Cell, store: storage.Storage, experiment: str, stored: dict[str, tuple[str, int]]
+) -> tuple[dict[str, Any], bool]:
+    """(The cell's row, whether this process trained it): trained from its latest checkpoint (this
+    run's retry, else an earlier run), or the finished row a previous attempt stored.
 
     Storage = the results folder: the trial stores its row there itself. With --storage elsewhere
     (this node may not even have the results folder) it writes into a scratch folder, copies weights
@@ -72,7 +78,7 @@ def _measure(cell: Cell, store: storage.Storage, experiment: str, stored: dict[s
     if store.is_results_folder:
         row = results.read_stored_row(folder, cell.trial_id)  # an unreadable one is rewritten below
         if row is not None and row["status"] in results.FINISHED:
-            return row  # a retry after the row was stored: never measure a cell twice
+            return row, False  # a retry after the row was stored: never measure a cell twice
     resume = tune.get_checkpoint()
     if resume is None and (found := resume_point(store, experiment, cell.trial_id, stored)) is not None:
         log.info("trial %s continues from the stored checkpoint %s (step %d)", cell.name, *found)
@@ -82,10 +88,10 @@ def _measure(cell: Cell, store: storage.Storage, experiment: str, stored: dict[s
         if store.is_results_folder:
             row = run_trial(cell, results_dir=folder, lifecycle=lifecycle)
             results.write_row(folder, row)
-            return row
+            return row, True
         with tempfile.TemporaryDirectory(prefix="genbench-trial-") as scratch:
             row = run_trial(cell, results_dir=Path(scratch), cache_dir=store.cache_dir(cell.suite), lifecycle=lifecycle)
-            return store.publish(Path(scratch), row)
+            return store.publish(Path(scratch), row), True
 
 
 def _report_to_tune(metrics: dict[str, Any], folder: Path | None) -> None:

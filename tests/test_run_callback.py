@@ -12,7 +12,7 @@ import pytest
 from bench import results
 from bench.runner import LOGS_DIR, _Progress
 from bench.suite import load_suite
-from bench.trainable import ROW_KEY
+from bench.trainable import ROW_KEY, STORED_KEY
 from bench.trial import identity_row
 
 SUITE = """
@@ -91,7 +91,33 @@ def test_a_reported_row_replaces_a_damaged_row_file(setup, tmp_path):
     path.parent.mkdir(parents=True)
     path.write_bytes(b"{")
     reported = results.normalize_row({**identity_row(cells[tid]), "status": "ok", "attempts": 2})
-    trial = SimpleNamespace(config={"cell": {"trial_id": tid}})
+    trial = SimpleNamespace(config={"cell": {"trial_id": tid}}, num_failures=0)
     progress.on_trial_result(0, [], trial, {ROW_KEY: json.dumps(reported)})
     assert results.read_row(path)["attempts"] == 2 and results.read_row(path)["status"] == "ok"
     assert len(list((folder / results.ROWS_DIR / results.QUARANTINE).iterdir())) == 1
+
+
+def _finished_row(cell, attempts: int) -> dict:
+    row = results.normalize_row(identity_row(cell))
+    row.update(status="ok", attempts=attempts, train_steps=10, train_s=1.0)
+    return row
+
+
+@pytest.mark.parametrize(
+    ("attempts", "failures", "stored", "expected"),
+    [
+        (1, 0, False, 1),  # no retry
+        (1, 2, False, 3),  # two Tune retries that started over from step 0: only Tune counted them
+        (3, 1, False, 3),  # resumes from checkpoints (also of earlier runs) already counted
+        (1, 1, True, 1),  # the retry found the row its first attempt stored: nothing trained again
+    ],
+)
+def test_a_finished_row_counts_the_retries_tune_made(setup, tmp_path, attempts, failures, stored, expected):
+    folder, cells, progress = setup
+    tid = next(iter(cells))
+    row = _finished_row(cells[tid], attempts)
+    results.write_row(folder, row)  # the worker stores its row before reporting it
+    result = {ROW_KEY: json.dumps(row), **({STORED_KEY: True} if stored else {})}
+    progress.on_trial_result(0, [], fake_trial(tmp_path, tid, failures=failures), result)
+    assert results.read_row(results.row_path(folder, tid))["attempts"] == expected
+    assert progress.table.frame().set_index("trial_id").loc[tid, "attempts"] == expected
