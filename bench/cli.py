@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `genbench validate --cells | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return EXIT_BROKEN_PIPE
-    except KeyboardInterrupt as exc:  # bench.signals.Interrupted carries SIGTERM's code too
+    except KeyboardInterrupt as exc:  # bench.run.signals.Interrupted carries SIGTERM's code too
         print(f"genbench: interrupted ({exc or 'SIGINT'})", file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_SIGINT)
 
@@ -203,11 +203,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # invalid: exit 2, Ray not imported
     suite = load_suite(args.suite, data_root=args.data_root, check_machine=_on_this_machine(args))
-    from bench.tracking import check_tracking
+    from bench.run.tracking import check_tracking
 
     check_tracking(args.tracking)  # a missing package: exit 2 before Ray starts
-    from bench.runner import run_suite
-    from bench.signals import StopOnSignal
+    from bench.run.driver import run_suite
+    from bench.run.signals import StopOnSignal
 
     with StopOnSignal() as stop:  # SIGINT / SIGTERM: trials stopped, rows kept, exit 130 / 143
         summary = run_suite(

@@ -4,7 +4,7 @@
     python benchmarks/checkpoint_cost.py --steps 100 --every 50 --rounds 1   # smoke check
 
 1. Checkpoint cost: bench.trial's own path (Family.training_state, generators, monitor record ->
-   bench.checkpoint.save into a temporary folder) plus the copy into a storage folder with pyarrow's
+   bench.trial.checkpoint.save into a temporary folder) plus the copy into a storage folder with pyarrow's
    copy_files, which is what Ray Tune does for a local storage_path; seconds (median of 5) and MB.
 2. Train-time overhead of checkpointing every `--every` steps: bench.trial's training loop
    (`_Training.run`, reports every 100 steps to an in-process reporter in both arms) with
@@ -41,11 +41,15 @@ from pyarrow import fs as pafs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import checkpoint  # noqa: E402
 from bench.datasets import make_dataset  # noqa: E402
 from bench.families import make_family  # noqa: E402
 from bench.suite import load_suite  # noqa: E402
-from bench.trial import Lifecycle, _accelerator, _Training  # noqa: E402
+from bench.trial.run import (  # noqa: E402
+    Lifecycle,
+    _accelerator,
+    _Training,
+    checkpoint,  # noqa: E402
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("checkpoint_cost")

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.families.base import Family  # noqa: E402
 from bench.suite import load_suite  # noqa: E402
-from bench.trial import Lifecycle, _accelerator, _Training, run_trial  # noqa: E402
+from bench.trial.run import Lifecycle, _accelerator, _Training, run_trial  # noqa: E402
 
 log = logging.getLogger("harness_overhead")
 
@@ -229,7 +229,7 @@ def loop_overhead(folder: Path, steps: int, rounds: int) -> dict[str, float]:
 
 # --- 2./3. Ray ---------------------------------------------------------------------------------
 def timed_run(s, results_root: Path) -> float:
-    from bench.runner import run_suite
+    from bench.run.driver import run_suite
 
     t = time.perf_counter()
     summary = run_suite(s, results_root, restart=True, report=False)

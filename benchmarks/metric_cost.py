@@ -25,7 +25,7 @@ import torch
 from bench.datasets import make_dataset
 from bench.metrics.extractors import label_classifier, resolve_extractor
 from bench.suite import load_suite
-from bench.trial import run_trial
+from bench.trial.run import run_trial
 
 COLUMNS = ("wall_s", "train_s", "eval_s", "nll_s", "sample_s", "metrics_s")
 

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # append: a PYTHONPATH checkout wins
 
 import bench  # noqa: E402
-from bench.runner import run_suite  # noqa: E402
+from bench.run.driver import run_suite  # noqa: E402
 from bench.suite import load_suite  # noqa: E402
 
 SUITE = """

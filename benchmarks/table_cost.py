@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import results  # noqa: E402
+from bench.store import rows as results  # noqa: E402
 
 
 def fake_row(i: int) -> dict:

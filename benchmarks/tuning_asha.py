@@ -4,7 +4,7 @@ and whether the configuration chosen is the same.
     python benchmarks/tuning_asha.py                 # ~10 min on 2 CPU cores
     python benchmarks/tuning_asha.py --rounds 1 --samples 4 --steps 200   # smoke check
 
-Phase 1 only (bench.runner.tuned_cells), on a private local Ray: VAE and flow on 8gaussians, tuned
+Phase 1 only (bench.run.driver.tuned_cells), on a private local Ray: VAE and flow on 8gaussians, tuned
 on validation NLL over a wide learning-rate space (1e-5 .. 3e-2, log-uniform), `--samples`
 configurations each. Random search seeded alike, so both schedulers see the same configurations;
 the arms alternate (fifo, asha, asha, fifo, ...) in fresh results folders. Reported per arm: trials,
@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ray  # noqa: E402
 
-from bench import tuning_rows  # noqa: E402
-from bench.runner import tuned_cells  # noqa: E402
+from bench.run.driver import tuned_cells  # noqa: E402
+from bench.store import tuning_rows  # noqa: E402
 from bench.suite import load_suite  # noqa: E402
 
 SUITE = """

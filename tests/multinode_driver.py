@@ -20,8 +20,8 @@ from pathlib import Path
 import ray
 from ray.cluster_utils import Cluster
 
-from bench.results import read_rows
-from bench.runner import run_suite
+from bench.run.driver import run_suite
+from bench.store.rows import read_rows
 from bench.suite import load_suite
 
 REGISTERED_AFTER = 100  # the suite's checkpoint_every_steps: the first checkpoint is taken at this step

@@ -1,4 +1,4 @@
-"""Synthetic result rows for the report tests: every bench.schema column, realistic values.
+"""Synthetic result rows for the report tests: every bench.store.schema column, realistic values.
 
 `row(...)` builds one trial row (family defaults + overrides); `rows_from(...)` builds the rows of a
 table given per-family lists of metric values over seeds; `quick_like()` imitates the quick suite
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from bench.schema import COLUMN_NAMES, COLUMNS
+from bench.store.schema import COLUMN_NAMES, COLUMNS
 
 NAN = math.nan
 IMAGE_DATASETS = {"digits"}

@@ -15,7 +15,7 @@ from bench.datasets import make_dataset
 from bench.datasets.base import DataSpec
 from bench.families import make_family
 from bench.suite import load_suite
-from bench.trial import run_trial
+from bench.trial.run import run_trial
 
 PLANE = DataSpec("p", (2,), "points")
 IMG = DataSpec("t", (1, 4, 4), "image", levels=17)

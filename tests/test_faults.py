@@ -17,9 +17,10 @@ import pandas as pd
 import pytest
 from test_runner import DATASETS, FLOW, ROOT, suite_file
 
-from bench import cli, results
-from bench.lock import OWNER
-from bench.runner import run_suite
+from bench import cli
+from bench.run.driver import run_suite
+from bench.store import rows as results
+from bench.store.lock import OWNER
 from bench.suite import load_suite
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

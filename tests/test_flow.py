@@ -1,7 +1,7 @@
 """RealNVP: exact invertibility, exact log-det, a normalised density, and the dequantized image NLL.
 
 Every number is checked against an independent reference: autograd Jacobians, a grid integral,
-closed-form Gaussian expectations, the discretized-Gaussian likelihood in bench.likelihood.
+closed-form Gaussian expectations, the discretized-Gaussian likelihood in bench.families.likelihood.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from torch.autograd.functional import jacobian
 from bench.datasets.base import DataSpec
 from bench.errors import ConfigError
 from bench.families.flow import RealNVP
+from bench.families.likelihood import LOG_2PI, discretized_gaussian_log_likelihood
 from bench.hparams import build
-from bench.likelihood import LOG_2PI, discretized_gaussian_log_likelihood
 
 PLANE = DataSpec("plane", (2,), "points")
 POINTS4 = DataSpec("points4", (4,), "points")

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli, results
+from bench import cli
 from bench.errors import StorageError
-from bench.lock import OWNER, results_lock
+from bench.store import rows as results
+from bench.store.lock import OWNER, results_lock
 from bench.suite import load_suite
-from bench.trial import identity_row
+from bench.trial.run import identity_row
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = """name = "s"

@@ -14,9 +14,8 @@ import pytest
 import torch
 from pyarrow import fs as pafs
 
-from bench import checkpoint
 from bench.suite import load_suite
-from bench.trial import Lifecycle, run_trial
+from bench.trial.run import Lifecycle, checkpoint, run_trial
 
 MODELS = {
     "flow": "{ coupling_layers = 2, hidden = 16, batch_size = 32, lr_decay_steps = 40 }",  # LR schedule

@@ -1,4 +1,4 @@
-"""bench.likelihood against closed forms: the discretized Gaussian is a distribution over the levels."""
+"""bench.families.likelihood against closed forms: the discretized Gaussian is a distribution over the levels."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bench.likelihood import discretized_gaussian_log_likelihood, gaussian_log_prob, normal_kl
+from bench.families.likelihood import discretized_gaussian_log_likelihood, gaussian_log_prob, normal_kl
 
 
 @pytest.mark.parametrize("levels", [2, 17, 256])

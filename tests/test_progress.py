@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from bench import progress
-from bench.progress import ProgressBar
+from bench.run import progress
+from bench.run.progress import ProgressBar
 
 
 def _display(budgets):

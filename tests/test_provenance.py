@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from bench.provenance import device_name, versions
+from bench.trial.provenance import device_name, versions
 
 
 def test_versions_are_the_installed_ones_and_device_names_cpu():

@@ -13,7 +13,7 @@ from report_synth import frame, quick_like, row, rows_from
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from bench.report import metrics, stats, tables
+from bench.report import columns, stats, tables
 from bench.report.claims import CLAIMS, evaluate_claims
 from bench.report.data import normalize
 from bench.report.evidence import CONTRADICTED, INCONCLUSIVE, SUPPORTED, compare_means
@@ -53,7 +53,7 @@ def test_2d_single_gaussian_loses_to_a_perfect_sampler_although_its_fid_is_lower
     df = rows_from({"ddpm": perfect, "gan": gaussian, "vae": gaussian})
     r = result(df, "ddpm-complex-samples")
     assert r.verdict == SUPPORTED, r.reason
-    assert {e.metric for e in r.evidence} == set(metrics.POINT_QUALITY)  # FID does not decide on 2-D
+    assert {e.metric for e in r.evidence} == set(columns.POINT_QUALITY)  # FID does not decide on 2-D
     assert result(df, "gan-no-bias-vs-vae").verdict == INCONCLUSIVE  # same sampler on both sides
     fid_only = rows_from({"ddpm": {"fid": perfect["fid"]}, "gan": {"fid": gaussian["fid"]}})
     assert result(fid_only.assign(precision=np.nan, recall=np.nan), "ddpm-complex-samples").verdict != SUPPORTED
@@ -82,7 +82,7 @@ def test_copy_baseline_is_flagged_and_never_decides():
         },
         "digits",
     )
-    flagged = metrics.flagged_copiers(normalize(df))
+    flagged = columns.flagged_copiers(normalize(df))
     assert list(flagged) == ["copy"] and flagged["copy"] >= 0.9
     r = result(df, "ddpm-complex-samples")
     assert r.verdict == SUPPORTED, r.reason  # the copy baseline beats DDPM, but only as a reference
@@ -158,7 +158,7 @@ def test_intervals_stay_inside_their_metric_range():
     raw = stats.t_interval([0.99, 0.9, 1.0])
     assert raw.high > 1 and s["precision_ci_high"] == 1.0 and s["precision_ci_low"] == pytest.approx(raw.low)
     assert s["recall_ci_low"] == 0.0 and s["fid_ci_low"] == 0.0
-    speed = metrics.interval([100.0, 1000.0, 10000.0], "samples_per_s")
+    speed = columns.interval([100.0, 1000.0, 10000.0], "samples_per_s")
     assert speed.mean == pytest.approx(1000.0) and speed.low > 0  # geometric mean, positive interval
 
 

@@ -12,9 +12,9 @@ import time
 import pandas as pd
 import pytest
 
-from bench import results
 from bench.errors import DataError
-from bench.schema import COLUMN_NAMES, COLUMNS
+from bench.store import rows as results
+from bench.store.schema import COLUMN_NAMES, COLUMNS
 
 
 def row(trial_id: str, status: str = "ok", **extra):

@@ -17,10 +17,10 @@ import psutil
 import pytest
 from tiny_suite import TRIAL_EVAL, write_suite
 
-from bench.results import load_results
-from bench.runner import run_suite
+from bench.run.driver import run_suite
+from bench.store.rows import load_results
 from bench.suite import load_suite
-from bench.trial import run_trial
+from bench.trial.run import run_trial
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -12,16 +12,16 @@ import pytest
 import torch
 from tiny_suite import TRIAL_EVAL, write_suite
 
-from bench import checkpoint, storage
+from bench.run.worker import resume_point
+from bench.store import storage
 from bench.suite import load_suite
-from bench.trainable import resume_point
-from bench.trial import Lifecycle, run_trial
+from bench.trial.run import Lifecycle, checkpoint, run_trial
 
 TID = "aaa"
 
 
 def make(folder: Path, step: int, *, trial_id: str = TID, attempts: int = 1, damage: str = "") -> Path:
-    """A checkpoint folder written by bench.checkpoint; `damage` imitates a copy cut short."""
+    """A checkpoint folder written by bench.trial.checkpoint; `damage` imitates a copy cut short."""
     folder.mkdir(parents=True)
     checkpoint.save(folder, {"step": step, "attempts": attempts, "x": torch.arange(1000)}, trial_id=trial_id)
     if damage == "truncated":  # state.pt copied in part

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench import results
-from bench.runner import LOGS_DIR, _Progress
+from bench.run.driver import LOGS_DIR, _Progress
+from bench.run.worker import ROW_KEY, STORED_KEY
+from bench.store import rows as results
 from bench.suite import load_suite
-from bench.trainable import ROW_KEY, STORED_KEY
-from bench.trial import identity_row
+from bench.trial.run import identity_row
 
 SUITE = """
 name = "cb"

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from tiny_suite import RUN_EVAL, eval_toml
 
-from bench import results
-from bench.results import load_results
-from bench.runner import run_suite
-from bench.schema import COLUMN_NAMES
+from bench.run.driver import run_suite
+from bench.store import rows as results
+from bench.store.rows import load_results
+from bench.store.schema import COLUMN_NAMES
 from bench.suite import load_suite
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.metrics import extractors
-from bench.runner import prepare_extractors
+from bench.run.driver import prepare_extractors
 from bench.suite import load_suite
 
 SUITE = """

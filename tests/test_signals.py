@@ -1,4 +1,4 @@
-"""bench.signals without Ray running: which signal does what, and the handlers are put back."""
+"""bench.run.signals without Ray running: which signal does what, and the handlers are put back."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from bench.signals import Interrupted, SignalStop, StopOnSignal
+from bench.run.signals import Interrupted, SignalStop, StopOnSignal
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -14,8 +14,8 @@ import pyarrow.fs as pafs
 import pytest
 from tiny_suite import write_suite
 
-from bench import storage
 from bench.errors import ConfigError
+from bench.store import storage
 
 ROOT = Path(__file__).resolve().parents[1]
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -94,9 +94,9 @@ MODELS = (
 @pytest.mark.ray
 @pytest.mark.slow
 def test_a_run_with_s3_storage_keeps_only_rows_tables_report_and_logs_locally(s3, tmp_path):
-    from bench.lock import LOCK
     from bench.report import OUTPUTS
     from bench.report.data import load, resolve_asset
+    from bench.store.lock import LOCK
 
     eval_cfg = {"iwae_k": 2, "impute_examples": 20}
     suite = write_suite(tmp_path, "s3run", datasets=[DIGITS], models=MODELS, eval=eval_cfg)
@@ -166,8 +166,8 @@ nll_examples = 50
 def test_tuning_trials_keep_tunes_files_in_the_s3_storage_and_their_rows_locally(
     ray_cluster, s3, tmp_path, monkeypatch
 ):
-    from bench import tuning_rows
-    from bench.runner import tuned_cells
+    from bench.run.driver import tuned_cells
+    from bench.store import tuning_rows
     from bench.suite import load_suite
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "node-cache"))  # the driver's metric caches

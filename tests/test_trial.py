@@ -12,9 +12,9 @@ import torch
 from tiny_suite import TRIAL_EVAL, write_suite
 
 from bench.families.base import Family
-from bench.schema import COLUMN_NAMES
+from bench.store.schema import COLUMN_NAMES
 from bench.suite import load_suite
-from bench.trial import _accelerator, run_trial
+from bench.trial.run import _accelerator, run_trial
 
 
 @pytest.fixture(scope="module")

@@ -22,15 +22,16 @@ import pytest
 import torch
 from tiny_suite import RUN_EVAL, eval_toml
 
-from bench import tuning, tuning_rows
 from bench.datasets import DATASETS
 from bench.datasets.toy import EightGaussians
 from bench.errors import ConfigError
-from bench.results import hparam_columns, load_results
+from bench.run import tuning
+from bench.run.tracking import check_tracking
+from bench.store import tuning_rows
+from bench.store.rows import hparam_columns, load_results
 from bench.suite import load_suite
-from bench.tracking import check_tracking
-from bench.trial import Lifecycle, run_trial
-from bench.validation import HiddenSplitError, TuningView
+from bench.trial.run import Lifecycle, run_trial
+from bench.trial.validation import HiddenSplitError, TuningView
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -155,7 +156,7 @@ def test_validation_nll_is_the_headline_nll_of_the_validation_examples(tmp_path)
     """The hook's value equals the flow's exact NLL averaged over the first validation examples."""
     from bench.families import make_family
     from bench.metrics import EvalConfig
-    from bench.validation import VAL_NLL_EXAMPLES, ValidationHook
+    from bench.trial.validation import VAL_NLL_EXAMPLES, ValidationHook
 
     ds = EightGaussians(EightGaussians.Options(n_train=3000, n_test=100))
     family = make_family("flow", ds.spec, {"coupling_layers": 2, "hidden": 16})
@@ -233,7 +234,7 @@ def _synthetic_tuning(folder: Path) -> list[dict]:
 def test_tuning_section_shows_the_chosen_configuration_and_a_non_increasing_best_of_k_curve(tmp_path):
     from PIL import Image
 
-    from bench.report import tuning as report_tuning
+    from bench.report import tuning_section as report_tuning
 
     rows = _synthetic_tuning(tmp_path)
     assert report_tuning.section(tmp_path / "nothing-here", None) is None  # untuned folder: no section
@@ -265,7 +266,7 @@ def _tuning_frame(results_dir: Path) -> pd.DataFrame:
 def tuned_run(ray_cluster, tmp_path_factory):
     """A flow on 8gaussians, 3 random configurations (fifo), then retrained with seeds 0 and 1;
     with --tracking tensorboard."""
-    from bench.runner import run_suite
+    from bench.run.driver import run_suite
 
     folder = tmp_path_factory.mktemp("tuned")
     path = write_suite(folder, "tuned", space=SPACE, tune=tune_table(3))
@@ -304,7 +305,7 @@ def test_tracking_tensorboard_writes_event_files_for_tuning_and_final_trials(tun
 @pytest.mark.ray
 @pytest.mark.slow
 def test_untuned_suites_write_tuned_false_and_no_tuning_table(ray_cluster, tmp_path):
-    from bench.runner import run_suite
+    from bench.run.driver import run_suite
 
     run_suite(load_suite(write_suite(tmp_path, "plain", seeds="[0]", steps=10)), tmp_path / "r", report=False)
     df = load_results(tmp_path / "r" / "plain")
@@ -315,8 +316,8 @@ def test_untuned_suites_write_tuned_false_and_no_tuning_table(ray_cluster, tmp_p
 @pytest.mark.slow
 def test_asha_stops_hopeless_configurations_early(ray_cluster, tmp_path):
     """Half the choices cannot learn in the budget (lr 1e-7): ASHA stops some before the budget."""
-    from bench.runner import tuned_cells
-    from bench.tuning import best_configs
+    from bench.run.driver import tuned_cells
+    from bench.run.tuning import best_configs
 
     space = "{ lr = { choice = [1e-7, 1e-2] } }"  # the VAE's validation NLL falls fast at 1e-2
     path = write_suite(tmp_path, "asha", family="vae", space=space, steps=48, tune=tune_table(6, "optuna", "asha"))
@@ -333,7 +334,7 @@ def test_asha_stops_hopeless_configurations_early(ray_cluster, tmp_path):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_killed_driver_during_tuning_resumes_without_rerunning_finished_trials(ray_cluster, tmp_path):
-    from bench.runner import run_suite
+    from bench.run.driver import run_suite
 
     # one tuning trial at a time, each a few seconds: the kill lands after the first, before the last
     path = write_suite(
@@ -376,7 +377,7 @@ def test_killed_driver_during_tuning_resumes_without_rerunning_finished_trials(r
 def test_tuning_figure_from_a_real_run_is_a_png_with_non_increasing_values(tuned_run):
     from PIL import Image
 
-    from bench.report import tuning as report_tuning
+    from bench.report import tuning_section as report_tuning
 
     body, paths = report_tuning.section(tuned_run, load_results(tuned_run))
     assert Image.open(paths[0]).format == "PNG"

@@ -1,4 +1,4 @@
-"""The two dataset views of tuning (bench.validation), without Ray: what a tuning trial trains on and
+"""The two dataset views of tuning (bench.trial.validation), without Ray: what a tuning trial trains on and
 what the validation FID measures against."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench.datasets import make_dataset
-from bench.validation import HiddenSplitError, TuningView, ValidationAsTest
+from bench.trial.validation import HiddenSplitError, TuningView, ValidationAsTest
 
 
 @pytest.fixture(scope="module")

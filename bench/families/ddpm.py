@@ -28,8 +28,8 @@ from torch import nn
 
 from bench.datasets.base import DataSpec
 from bench.families.base import CommonHparams, Family
-from bench.likelihood import discretized_gaussian_log_likelihood, gaussian_log_prob, normal_kl
-from bench.nets import SmallUNet, TimeMLP
+from bench.families.likelihood import discretized_gaussian_log_likelihood, gaussian_log_prob, normal_kl
+from bench.families.nets import SmallUNet, TimeMLP
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MAX_BETA = 0.999  # β cap (Nichol & Dhariwal): keeps α_t > 0 at the end of short or cosine schedules

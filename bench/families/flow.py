@@ -30,8 +30,8 @@ from torch.nn import functional as F
 from bench.datasets.base import DataSpec
 from bench.errors import ConfigError
 from bench.families.base import CommonHparams, Family
-from bench.likelihood import LOG_2PI
-from bench.nets import ConvNet, mlp
+from bench.families.likelihood import LOG_2PI
+from bench.families.nets import ConvNet, mlp
 
 
 @dataclass
@@ -41,7 +41,7 @@ class FlowHparams(CommonHparams):
     layers: int = 2  # hidden layers of each point s/t MLP
     act: Literal["relu", "silu", "tanh"] = "relu"  # point MLP activation; piecewise-linear relu
     # fits the sharp gaps between 8gaussians modes best (SiLU: +0.05 nats at equal steps)
-    width: int = 32  # channels of each image s/t conv net (bench.nets.ConvNet)
+    width: int = 32  # channels of each image s/t conv net (bench.families.nets.ConvNet)
     blocks: int = 2  # residual blocks of each image s/t conv net
     s_clamp: float = 2.0  # |s| < s_clamp per coupling (soft tanh bound): exp(±s) stays finite
     actnorm: bool = True  # ActNorm before each coupling (data-initialised; exact log-det)

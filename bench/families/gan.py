@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from bench.datasets.base import DataSpec
 from bench.families.base import CommonHparams, Family
-from bench.nets import ConvDecoder, ConvEncoder, mlp
+from bench.families.nets import ConvDecoder, ConvEncoder, mlp
 
 LOG_4 = 2 * math.log(2.0)
 

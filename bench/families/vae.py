@@ -5,7 +5,7 @@ Encoder q_φ(z|x) = N(z; μ_φ(x), diag σ_φ(x)²), decoder p_θ(x|z), prior p(
 naming: q_φ encodes, p_θ decodes).
 - Points: MLPs; Gaussian decoder N(x; m_θ(z), diag exp(s)²) with a learned per-dimension log-std s.
   `hidden_layers = 0` makes encoder and decoder linear: probabilistic PCA with a diagonal q.
-- Images: conv encoder/decoder (bench.nets); the decoder predicts a per-pixel mean and log-std of
+- Images: conv encoder/decoder (bench.families.nets); the decoder predicts a per-pixel mean and log-std of
   a discretized Gaussian over the dataset's levels (bin width Δ = spec.bin_width, Ho et al. 2020,
   eq. 13), so every bound below is a bound on the likelihood of the *discrete* data.
 
@@ -28,8 +28,8 @@ from torch import nn
 
 from bench.datasets.base import DataSpec
 from bench.families.base import CommonHparams, Family
-from bench.likelihood import discretized_gaussian_log_likelihood, gaussian_log_prob, normal_kl
-from bench.nets import ConvDecoder, ConvEncoder, mlp
+from bench.families.likelihood import discretized_gaussian_log_likelihood, gaussian_log_prob, normal_kl
+from bench.families.nets import ConvDecoder, ConvEncoder, mlp
 
 LOG_STD_MIN = -7.0  # floor of every log-std: keeps 1/σ finite in low precision (σ ≥ 9e-4)
 LOG_STD_MAX = 5.0  # ceiling of the encoder's log-std (σ ≤ 148), far outside any useful posterior

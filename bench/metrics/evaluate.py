@@ -54,7 +54,7 @@ class PhaseClock:
 
 
 def evaluate(family, dataset, cfg, *, cache_dir: Path, out_dir: Path | None, seed: int) -> dict[str, Any]:
-    """All evaluation columns of bench.schema for a trained `family` on `dataset` (see above)."""
+    """All evaluation columns of bench.store.schema for a trained `family` on `dataset` (see above)."""
     cfg.validate()
     t0 = time.perf_counter()
     modes = {name: m.training for name, m in family.modules().items()}

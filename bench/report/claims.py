@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from bench.report import evidence as ev
+from bench.report.columns import BASELINES
 from bench.report.data import finite, parse_json
 from bench.report.evidence import HIGHER, LOWER, Evidence
-from bench.report.metrics import BASELINES
 from bench.report.pairwise import (
     MEASURES,
     SAMPLE_PROTOCOL,

@@ -1,6 +1,6 @@
 """Loading a results folder into the report's DataFrame, and small accessors on result rows.
 
-The rows follow bench.schema: one per trial, NaN / "" where a column does not apply, JSON columns
+The rows follow bench.store.schema: one per trial, NaN / "" where a column does not apply, JSON columns
 as JSON text. `normalize` makes every schema column present with its dtype so the report code can
 index columns without guards, whatever wrote the file (runner, CSV mirror, a test).
 """
@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench import storage
-from bench.results import load_results
-from bench.schema import COLUMNS
+from bench.store import storage
+from bench.store.rows import load_results
+from bench.store.schema import COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ IDENTITY = ("dataset", "budget", "family", "label", "seed", "trial_id")  # sort 
 
 
 def load(results_dir: Path) -> pd.DataFrame:
-    """The results folder's trials as a normalized DataFrame (through bench.results)."""
+    """The results folder's trials as a normalized DataFrame (through bench.store.rows)."""
     return normalize(load_results(Path(results_dir)))
 
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bench.report import metrics, stats
-from bench.report.metrics import HIGHER, LOWER
+from bench.report import columns, stats
+from bench.report.columns import HIGHER, LOWER
 from bench.report.stats import Interval
 
 SUPPORTED = "supported"
@@ -53,7 +53,7 @@ class Evidence:
     """One comparison: side A against side B on one metric in one dataset/budget context."""
 
     context: str  # "dataset/budget"
-    metric: str  # column or derived quantity compared, unit as in bench.schema
+    metric: str  # column or derived quantity compared, unit as in bench.store.schema
     a: Side
     b: Side
     expect: str  # what the claim predicts for A relative to B: "higher" | "lower"
@@ -130,11 +130,11 @@ def compare_means(
     """Two independent groups of seeds: Welch t decides (on log values for a log-scale metric),
     permutation p reported alongside. Intervals lie inside the metric's range."""
     x, y = stats.clean(a_values), stats.clean(b_values)
-    log = metrics.spec(metric).log
+    log = columns.spec(metric).log
     if log:  # throughput: ratios matter, and the spread grows with the mean
         x, y = np.log(x[x > 0]), np.log(y[y > 0])
-    a = Side(a_name, metrics.interval(np.exp(x) if log else x, metric))
-    b = Side(b_name, metrics.interval(np.exp(y) if log else y, metric))
+    a = Side(a_name, columns.interval(np.exp(x) if log else x, metric))
+    b = Side(b_name, columns.interval(np.exp(y) if log else y, metric))
     test = stats.welch_test(x, y)
     e = Evidence(
         context,
@@ -174,7 +174,7 @@ def compare_paired(
     x, y = np.asarray(a_values, dtype=float), np.asarray(b_values, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
-    a, b = Side(a_name, metrics.interval(x, metric)), Side(b_name, metrics.interval(y, metric))
+    a, b = Side(a_name, columns.interval(x, metric)), Side(b_name, columns.interval(y, metric))
     test = stats.paired_t_test(x, y)
     e = Evidence(
         context,

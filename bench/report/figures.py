@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bench.report import metrics
+from bench.report import columns
 from bench.report.data import finite, parse_json
 from bench.report.plotting import (
     BOOT_SEED,
@@ -47,7 +47,7 @@ def _fid_label(rows: pd.DataFrame) -> str:
 
 
 def _speed(rows: pd.DataFrame) -> tuple[str, str]:
-    col = metrics.throughput_column(rows)
+    col = columns.throughput_column(rows)
     return col, "samples per CPU-second (log)" if col == "samples_per_cpu_s" else "samples/s, wall clock (log)"
 
 
@@ -80,7 +80,7 @@ def fid_vs_speed(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Fig
         points = dict(hue="label", palette=pal, alpha=0.45, ax=ax, legend=False)
         sns.scatterplot(data=sub, x=x_col, y="fid", **points)
         for (label, _budget), g in sub.groupby(["label", "budget"], sort=True):
-            x, y = metrics.interval(g[x_col], x_col), metrics.interval(g["fid"], "fid")
+            x, y = columns.interval(g[x_col], x_col), columns.interval(g["fid"], "fid")
             bars = dict(xerr=_err(x), yerr=_err(y), fmt="o", capsize=3)
             ax.errorbar(x.mean, y.mean, color=pal[label], label=label, **bars)
         ax.set_xscale("log")

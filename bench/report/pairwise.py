@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bench.report import columns
 from bench.report import evidence as ev
-from bench.report import metrics
+from bench.report.columns import BASELINES
 from bench.report.data import finite
 from bench.report.evidence import HIGHER, LOWER, Evidence
-from bench.report.metrics import BASELINES
 
 SAMPLE_PROTOCOL = ("extractor", "extractor_hash", "n_real", "n_fake")  # sample metrics depend on all four
 SPEED_PROTOCOL = ("sample_batch", "device")  # throughput only compares at equal batch and device
@@ -73,11 +73,11 @@ class Measure:
 MEASURES: dict[str, Measure] = {
     "sample_quality": Measure(
         "sample quality: FID (images); mode coverage, precision, recall, C2ST accuracy (2-D)",
-        metrics.quality_columns,
+        columns.quality_columns,
     ),
     "throughput": Measure(
         "samples per CPU-second (wall-clock samples/s where not measured), log scale",
-        lambda rows: (metrics.throughput_column(rows),),
+        lambda rows: (columns.throughput_column(rows),),
     ),
 }
 
@@ -108,7 +108,7 @@ class PairwiseClaim:
 
     def expect(self, column: str) -> str:
         """Predicted direction of A relative to B on `column`."""
-        up = metrics.spec(column).better or HIGHER
+        up = columns.spec(column).better or HIGHER
         return up if self.better == "a" else (LOWER if up == HIGHER else HIGHER)
 
     def evaluate(self, df: pd.DataFrame) -> Outcome:

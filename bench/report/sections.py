@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report import data, metrics, tables
+from bench.report import columns, data, tables
 from bench.report.claims import ClaimResult
 from bench.report.document import Section
 from bench.report.evidence import ALPHA, MIN_SEEDS, NOT_MEASURED, VERDICTS
@@ -90,7 +90,7 @@ def summary_section(summaries: Sequence[DisplayTable]) -> Section:
     note = (
         "Mean ± 95 % interval over the ok seeds (n); bold: best of its column (baselines excluded); "
         f"— : not applicable or not measured; {tables.COPY_MARK}: memorizes (mean share of samples "
-        f"that copy a training example ≥ {metrics.COPY_FLAG}). NLL gap: model − true NLL on the "
+        f"that copy a training example ≥ {columns.COPY_FLAG}). NLL gap: model − true NLL on the "
         "scored test examples, paired per example."
     )
     parts = [note, ""]
@@ -134,12 +134,12 @@ def _estimator_notes(df: pd.DataFrame) -> list[str]:
 
 
 def _memorization_note(df: pd.DataFrame) -> str:
-    flagged = metrics.flagged_copiers(df)
+    flagged = columns.flagged_copiers(df)
     if not flagged:
         measured = np.isfinite(df["copy_fraction"].to_numpy(dtype=float)).any()
         return "No model memorizes (copy fraction below the flag)." if measured else "Copy fraction not measured."
     names = ", ".join(f"{k} ({v:.2f})" for k, v in flagged.items())
-    return f"Flagged as memorizing (mean copy fraction ≥ {metrics.COPY_FLAG}): {names}."
+    return f"Flagged as memorizing (mean copy fraction ≥ {columns.COPY_FLAG}): {names}."
 
 
 def _failures(df: pd.DataFrame) -> pd.DataFrame:

@@ -15,17 +15,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.report import metrics
+from bench.report import columns
 from bench.report.claims import ClaimResult
+from bench.report.columns import METRICS, SUMMARY_COLUMNS
 from bench.report.evidence import CONTRADICTED, NOT_MEASURED, SUPPORTED, Side, key_evidence
-from bench.report.metrics import METRICS, SUMMARY_COLUMNS
 from bench.report.stats import Interval
 
 GROUP = ("dataset", "budget", "family", "label")
 DASH = "—"  # a metric that does not apply or was not measured: never shown as 0
 FLOAT_FORMAT = "%.6g"  # fixed float formatting of the CSV files (identical on rerun)
 UNIT_NAMES = {"nats": "nats", "bits_per_dim": "bits/dim"}
-COPY_MARK = "†"  # after a model's name: it memorizes (mean copy_fraction >= metrics.COPY_FLAG)
+COPY_MARK = "†"  # after a model's name: it memorizes (mean copy_fraction >= columns.COPY_FLAG)
 Z95 = 1.959963984540054  # normal 97.5 % quantile: one seed's NLL gap interval from its per-example stderr
 
 
@@ -76,7 +76,7 @@ def _joined(values: pd.Series) -> str:
 
 
 def _column_interval(ok: pd.DataFrame, col: str) -> Interval:
-    iv = metrics.interval(ok[col].to_numpy(dtype=float), col)
+    iv = columns.interval(ok[col].to_numpy(dtype=float), col)
     if col == "nll_gap_nats" and iv.n == 1:  # one seed: the paired per-example interval of that seed
         se = float(ok["nll_gap_stderr_nats"].to_numpy(dtype=float)[np.isfinite(ok[col].to_numpy(dtype=float))][0])
         if math.isfinite(se):
@@ -136,7 +136,7 @@ def _best_mask(summary: pd.DataFrame, col: str) -> np.ndarray:
     """Rows holding the best mean of the column; only marked when at least two rows have a value.
     Baselines are references: they are never marked best."""
     mean = summary[f"{col}_mean"].to_numpy(dtype=float)
-    have = np.isfinite(mean) & ~summary["family"].isin(metrics.BASELINES).to_numpy()
+    have = np.isfinite(mean) & ~summary["family"].isin(columns.BASELINES).to_numpy()
     better = METRICS[col].better
     if better is None or have.sum() < 2:
         return np.zeros(len(mean), dtype=bool)
@@ -164,7 +164,7 @@ def summary_tables(summary: pd.DataFrame, df: pd.DataFrame) -> list[DisplayTable
         s = s.reset_index(drop=True)
         rows = df[(df["dataset"] == dataset) & (df["budget"] == budget)]
         unit = "/".join(UNIT_NAMES.get(u, u) for u in _joined(s["nll_unit"]).split("/") if u)
-        cells = pd.DataFrame({"model": _model_names(s, metrics.flagged_copiers(rows))})
+        cells = pd.DataFrame({"model": _model_names(s, columns.flagged_copiers(rows))})
         best = pd.DataFrame({"model": np.zeros(len(s), dtype=bool)})
         for c in SUMMARY_COLUMNS:
             if not (s[f"{c}_n"] > 0).any():

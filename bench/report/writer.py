@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import claims, data, figures, latex, plotting, tables, tuning
+from bench.report import claims, data, figures, latex, plotting, tables, tuning_section
 from bench.report.document import Document, Section, render_html, render_markdown
 from bench.report.sections import claims_section, figures_section, headline, notes_section, summary_section
 from bench.report.tables import FLOAT_FORMAT
@@ -44,7 +44,7 @@ def _csv(frame: pd.DataFrame) -> str:
 
 def _tuning_section(results_dir: Path, df: pd.DataFrame, fig_dir: Path) -> Section | None:
     """The tuning module's section, its figure files copied next to the report's figures."""
-    found = tuning.section(results_dir, df)
+    found = tuning_section.section(results_dir, df)
     if found is None:
         return None
     body, paths = found

@@ -21,7 +21,7 @@ import ray
 import torch
 
 from bench.errors import ConfigError
-from bench.suite import Suite
+from bench.suite.model import Suite
 
 log = logging.getLogger(__name__)
 

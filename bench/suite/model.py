@@ -1,16 +1,10 @@
-"""Suite files: parse a TOML suite, check every field before anything runs, expand the grid.
+"""The suite's typed model: `Suite`, its entries and the grid's `Cell`s, with their stable hashes.
 
-A suite declares models × datasets × budgets × seeds (see suites/quick.toml), optionally with search
-spaces and a [tune] table (bench.space). `load_suite` returns a typed `Suite` or raises `ConfigError`
-listing EVERY problem of the file, one line each naming the file, the field and what was expected;
-nothing (Ray included) starts for an invalid suite. `Suite.cells()` expands the grid into `Cell`s,
-each carrying typed, defaults-filled settings (the family's Hparams, the dataset's Options, the
-EvalConfig) with a stable `trial_id` and `config_hash`; `Cell.to_dict` / `Cell.from_dict` are the
-plain-data form that crosses the Ray boundary.
-
-Paths: a dataset's `root` and `eval.feature_extractor_weights_path` may be relative; they are
-resolved against the data root (`--data-root`, else $GENBENCH_DATA_ROOT, else ./data) and must
-exist. Paths are left out of the hashes, so results stay resumable when the data moves.
+`Suite.cells()` expands the grid into `Cell`s, each carrying typed, defaults-filled settings (the
+family's Hparams, the dataset's Options, the EvalConfig) with a stable `trial_id` and `config_hash`;
+`Cell.to_dict` / `Cell.from_dict` are the plain-data form that crosses the Ray boundary. The grid is
+expanded once per Suite (cached) and hashed once per cell. Paths are left out of the hashes, so
+results stay resumable when the data moves.
 """
 
 from __future__ import annotations
@@ -19,35 +13,24 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import os
-import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bench.datasets import build_options
-from bench.errors import ConfigError, ConfigErrors
 from bench.families import build_hparams
 from bench.hparams import build, to_dict
 from bench.metrics.config import EvalConfig
-from bench.space import Dist, TuneSpec
+from bench.suite.space import Dist, TuneSpec
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
-DATA_ROOT_ENV = "GENBENCH_DATA_ROOT"  # default data root when --data-root is not given
-DEFAULT_DATA_ROOT = "data"  # relative to the working directory (git-ignored)
 HASH_CHARS = 16  # hex characters of trial_id / config_hash (64 bits)
-NAME_MAX = 64  # characters of a suite, label or budget name (they become folder and file names)
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # names that are safe as folder names (fullmatch)
 
 TOP_KEYS = ("name", "seeds", "datasets", "models", "budgets", "resources", "eval", "tune")
 DATASET_KEYS = ("name", "options")
 MODEL_KEYS = ("family", "label", "hparams", "overrides", "space")
 BUDGET_KEYS = ("name", "steps", "seconds")
 ROOT_HINT = "set options.root (relative paths are resolved against --data-root, else $GENBENCH_DATA_ROOT, else ./data)"
-
-__all__ = ["Budget", "Cell", "DatasetEntry", "Dist", "ModelEntry", "Resources", "Suite", "TuneSpec", "load_suite"]
 
 
 @dataclass(frozen=True)
@@ -240,39 +223,3 @@ def with_values(cell: Cell, values: Mapping[str, Any], *, tuned: bool) -> Cell:
     tuned: the values were chosen by a tuning run (phase 2)."""
     hparams = build_hparams(cell.family, {**to_dict(cell.hparams), **values})
     return _stamp(dataclasses.replace(cell, hparams=hparams, tuned=tuned))
-
-
-# --- loading ----------------------------------------------------------------------------------
-def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
-    """--data-root, else $GENBENCH_DATA_ROOT, else ./data; absolute (Ray trials run elsewhere)."""
-    if data_root is None:
-        data_root = os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT
-    return Path(data_root).expanduser().resolve()
-
-
-def load_suite(
-    path: str | os.PathLike, *, data_root: str | os.PathLike | None = None, check_machine: bool = False
-) -> Suite:
-    """Read and check a suite file; ConfigError listing every problem (one line each) if invalid.
-
-    check_machine: also check [resources] against this machine (a run without --address; with one,
-    the runner checks the cluster right after connecting).
-    """
-    from bench.suite_parse import Parser  # it builds this module's types
-
-    path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")  # -sig: a leading byte-order mark is dropped
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the suite file ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: the suite file is not UTF-8 text ({exc.reason})") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:  # its message ends "(at line L, column C)"
-        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
-    parser = Parser(str(path), resolve_data_root(data_root), check_machine=check_machine)
-    suite = parser.suite(raw)
-    if parser.errors:
-        raise ConfigErrors(parser.lines())
-    return suite

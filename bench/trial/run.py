@@ -2,7 +2,7 @@
 
 `run_trial(cell, results_dir=...)` never raises for a problem of the trial itself: an exception
 becomes a row with status "failed" and its error text, a divergence a row with status "diverged"
-(training stops, evaluation is skipped). Every column of `bench.schema` is present on the row.
+(training stops, evaluation is skipped). Every column of `bench.store.schema` is present on the row.
 
 Inside: Accelerate places the model and runs mixed precision for training only; evaluation (NLL
 included) runs the unwrapped fp32 modules. Batches are drawn i.i.d. (with replacement) from
@@ -12,7 +12,7 @@ Lifecycle while training (`Lifecycle`): every `cell.report_every_steps` steps th
 `reporter(metrics, None)` with step, budget_steps, budget_s, train_s, loss (the main loss averaged
 since the last report), losses (the last step's) and whatever `report_hook(family, dataset)` adds
 (e.g. a validation metric). Every `cell.checkpoint_every_steps` steps (0 = never) and at the end of
-training it saves a checkpoint (bench.checkpoint) into a temporary folder and passes it:
+training it saves a checkpoint (bench.trial.checkpoint) into a temporary folder and passes it:
 `reporter(metrics, folder)`; the folder is deleted when the reporter returns (Ray Tune has copied it
 to storage by then). `resume=<checkpoint folder>` continues such a trial: on CPU the row equals that
 of an uninterrupted run bit for bit (train_s apart). Reports and checkpoints are not training time.
@@ -39,17 +39,17 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 
-from bench import checkpoint
 from bench.datasets import make_dataset
 from bench.families import make_family
 from bench.hparams import to_dict
 from bench.metrics import TrainMonitor, evaluate
 from bench.metrics.cost import process_peak_mb, process_unique_mb, reset_process_peak
-from bench.provenance import device_name, versions
-from bench.results import atomic_write_bytes, empty_row, normalize_row
-from bench.schema import COLUMN_NAMES
-from bench.suite import Cell
-from bench.validation import TuningView, ValidationHook
+from bench.store.rows import atomic_write_bytes, empty_row, normalize_row
+from bench.store.schema import COLUMN_NAMES
+from bench.suite.model import Cell
+from bench.trial import checkpoint
+from bench.trial.provenance import device_name, versions
+from bench.trial.validation import TuningView, ValidationHook
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def run_trial(
     cache_dir: metric caches shared by the suite's trials (default results_dir/cache).
     lifecycle: reporter, report hook and checkpoint to resume from (default: none of them).
     validation: a tuning metric ("nll" | "fid") makes this a phase-1 tuning trial: it trains on the
-        tuning split, every report carries the metric on the validation split (bench.validation),
+        tuning split, every report carries the metric on the validation split (bench.trial.validation),
         and it ends with training: no evaluation (the test split is never read), no weights.
     """
     results_dir = Path(results_dir).resolve()
@@ -181,7 +181,7 @@ def _run(
     warnings.extend(w for w in measured.pop("warnings", "").split("; ") if w)
     unknown = sorted(set(measured) - set(COLUMN_NAMES))
     if unknown:  # a contract mismatch must not cost the trial its measurements
-        log.warning("evaluate() returned columns outside bench.schema, dropped: %s", ", ".join(unknown))
+        log.warning("evaluate() returned columns outside bench.store.schema, dropped: %s", ", ".join(unknown))
     measured = {k: v for k, v in measured.items() if k in COLUMN_NAMES}
     row.update(_relative_paths(measured, results_dir))
     row["status"] = "ok"

@@ -1,6 +1,6 @@
 """The tuning metric, measured on the validation split while a tuning trial trains.
 
-Phase 1 of a tuning run (bench.tuning) trains each sampled configuration on `Dataset.tuning_train()`
+Phase 1 of a tuning run (bench.run.tuning) trains each sampled configuration on `Dataset.tuning_train()`
 and scores it on `Dataset.val()`; the test split is never touched (`TuningView.test` raises).
 At every report point of the trial loop, `ValidationHook(family, step)` returns
 

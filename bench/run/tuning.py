@@ -9,8 +9,8 @@ experiment tries `samples` configurations drawn from the model's `space` (Ray Tu
   validation metric falls behind at its rungs (time attribute: the optimizer step, or train_s for
   time-only budgets; rungs on the trial's report points).
 Each trial trains on the tuning split and reports `val_metric` on the validation split
-(bench.validation); the test split is never read. One row per trial goes to tuning_rows/ (in the
-results folder); Tune's files go to the run's storage (`<storage>/ray/tune-*`, bench.storage).
+(bench.trial.validation); the test split is never read. One row per trial goes to tuning_rows/ (in the
+results folder); Tune's files go to the run's storage (`<storage>/ray/tune-*`, bench.store.storage).
 
 Phase 2 (`final_cells`): the configuration with the lowest final val_metric among the trials that
 ran their whole budget (ties: lowest seed, then sample) is retrained with every suite seed and
@@ -38,12 +38,13 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
-from bench import results, tuning_rows
-from bench.signals import SignalStop
-from bench.storage import Storage
-from bench.suite import Cell, Suite, _digest, with_values
-from bench.trial import identity_row
-from bench.tuning_trial import METRIC, ROW_KEY, plain_value, sample_of, tuning_id, tuning_row, tuning_trainable
+from bench.run.signals import SignalStop
+from bench.run.tuning_worker import METRIC, ROW_KEY, plain_value, sample_of, tuning_id, tuning_row, tuning_trainable
+from bench.store import rows as results
+from bench.store import tuning_rows
+from bench.store.storage import Storage
+from bench.suite.model import Cell, Suite, _digest, with_values
+from bench.trial.run import identity_row
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def tuning_ids(suite: Suite) -> list[str]:
 # --- phase 1 --------------------------------------------------------------------------------------
 def tune_phase(suite: Suite, store: Storage, *, slots: int, resources: dict, callbacks, stop=None) -> None:
     """Run every missing tuning trial of the suite (one Tune experiment per search, its files under
-    the run's storage like the final runs'); a stop signal (bench.signals) ends the running search
+    the run's storage like the final runs'); a stop signal (bench.run.signals) ends the running search
     and skips the others. Tuning rows and tables stay in the results folder."""
     spec = suite.tune
     results_dir = store.results_dir
@@ -199,7 +200,7 @@ def _run_search(
     )
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # bench.signals handles SIGINT (and SIGTERM)
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # bench.run.signals handles SIGINT (and SIGTERM)
     with stop.graceful() if stop else contextlib.nullcontext():
         tuner.fit()
 
@@ -275,7 +276,7 @@ class _Recorder(tune.Callback):
 
     def __init__(self, results_dir: Path, search: Search, spec, namer: _SampleNamer, stop=None):
         self.results_dir, self.search, self.spec, self.namer = results_dir, search, spec, namer
-        self.stop = stop  # bench.signals.StopOnSignal: trials ended by a stop signal leave no row
+        self.stop = stop  # bench.run.signals.StopOnSignal: trials ended by a stop signal leave no row
 
     def __getstate__(self):  # Tune pickles its callbacks; the signal handlers stay in this process
         return {**self.__dict__, "stop": None}

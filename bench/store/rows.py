@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import DataError
-from bench.schema import COLUMN_NAMES, COLUMNS
+from bench.store.schema import COLUMN_NAMES, COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def normalize_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """The row in schema order with schema types (JSON columns as text); unknown keys rejected."""
     extra = sorted(set(row) - set(COLUMN_NAMES))
     if extra:
-        raise ValueError(f"row has columns outside bench.schema: {', '.join(extra)}")
+        raise ValueError(f"row has columns outside bench.store.schema: {', '.join(extra)}")
     out = empty_row()
     for c in COLUMNS:
         if c.name in row:
@@ -169,7 +169,7 @@ def read_row_folder(
     folder: Path, *, id_key: str = "trial_id", columns: Iterable[str] = COLUMN_NAMES, quarantine: bool = False
 ) -> dict[str, dict[str, Any]]:
     """{id: row} of the row files in `folder` whose `id_key` is their name and whose keys are
-    `columns` (trial rows by default; bench.tuning_rows passes its own); bad files as in read_rows."""
+    `columns` (trial rows by default; bench.store.tuning_rows passes its own); bad files as in read_rows."""
     rows, columns = {}, frozenset(columns)
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         row = _good_row(path, quarantine, id_key, columns)

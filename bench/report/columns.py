@@ -26,7 +26,7 @@ COPY_FLAG = 0.5  # mean copy_fraction at or above which a model is flagged as me
 
 @dataclass(frozen=True)
 class MetricSpec:
-    column: str  # result column (bench.schema)
+    column: str  # result column (bench.store.schema)
     header: str  # short display header, unit included
     better: str | None  # "higher" | "lower" | None (not highlighted, no direction)
     low: float = -INF  # smallest valid value: intervals are clipped to [low, high]

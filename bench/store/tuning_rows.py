@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results import _atomic_write_with, read_row_file, read_row_folder, write_row_file
+from bench.store.rows import _atomic_write_with, read_row_file, read_row_folder, write_row_file
 
 ROWS_DIR = "tuning_rows"
 TABLE = "tuning.parquet"
@@ -28,7 +28,7 @@ CSV = "tuning.csv"
 # scheduler (stopped) or diverged; "failed" trials (exceptions, dead processes) run again
 FINISHED = ("ok", "stopped", "diverged")
 
-# (name, dtype, meaning with unit); dtypes as in bench.schema
+# (name, dtype, meaning with unit); dtypes as in bench.store.schema
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("label", "str", "model label from the suite"),
     ("family", "str", "registered family name"),

@@ -6,7 +6,7 @@ that was itself invalid is skipped (its own error is already on the list). Non-f
 found in one pass over the whole document, and the per-field checks skip those fields.
 Dataset-specific checks (root layout, test-set size, labels) come from the dataset classes'
 `facts` hook; what the metrics need of a dataset comes from EvalConfig. Recording a problem and the
-generic field checks live in bench.suite_checks.
+generic field checks live in bench.suite.checks.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from bench.errors import ConfigError
 from bench.families import FAMILIES
 from bench.hparams import build, field_errors
 from bench.metrics.config import EvalConfig
-from bench.space import SEED_LIMIT, parse_space, parse_tune
-from bench.suite import (
+from bench.suite.checks import Checks, join_key, shown
+from bench.suite.model import (
     BUDGET_KEYS,
     DATASET_KEYS,
     MIXED_PRECISION,
@@ -35,7 +35,7 @@ from bench.suite import (
     Resources,
     Suite,
 )
-from bench.suite_checks import Checks, join_key, shown
+from bench.suite.space import SEED_LIMIT, parse_space, parse_tune
 
 
 class Parser(Checks):

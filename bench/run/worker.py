@@ -1,9 +1,9 @@
 """The worker side of a run: the Ray Tune function trainable that turns one cell into one row.
 
-`cell_trainable` runs inside a Ray worker process (bench.runner hands it to Tune): it measures the cell
+`cell_trainable` runs inside a Ray worker process (bench.run.driver hands it to Tune): it measures the cell
 with bench.trial, reporting while it trains and passing checkpoints to Tune (`tune.report`, which copies
 the folder to `<storage>/ray/<experiment>/<trial_id>/checkpoint_<n>/`), and reports the row last
-(`ROW_KEY`, with the trial's log under `LOG_KEY` when it failed); the driver's callback in bench.runner
+(`ROW_KEY`, with the trial's log under `LOG_KEY` when it failed); the driver's callback in bench.run.driver
 reads both. Where a trial continues from: `tune.get_checkpoint()` (Tune's retry), else `resume_point`.
 """
 
@@ -20,9 +20,10 @@ from typing import Any
 import ray
 from ray import tune
 
-from bench import checkpoint, results, storage
-from bench.suite import Cell
-from bench.trial import Lifecycle, run_trial
+from bench.store import rows as results
+from bench.store import storage
+from bench.suite.model import Cell
+from bench.trial.run import Lifecycle, checkpoint, run_trial
 
 log = logging.getLogger(__name__)
 

@@ -4,20 +4,22 @@
 from a non-finite number (found in one pass over the whole document) is not recorded again. The
 generic checks (a table and its keys, names, positive numbers, unique entries, a typed dataclass,
 an existing path) record their problem and return None. The suite's sections are checked in
-bench.suite_parse.
+bench.suite.parse.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 from bench.errors import ConfigError
 from bench.hparams import build, field_errors
 from bench.registry import Registry
-from bench.suite import _NAME_RE, NAME_MAX
 
+NAME_MAX = 64  # characters of a suite, label or budget name (they become folder and file names)
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # names that are safe as folder names (fullmatch)
 SHOW_MAX = 60  # characters of a written value quoted in an error line
 
 
@@ -85,7 +87,7 @@ class Checks:
         return [(t, where) for t, where in out if t is not None]
 
     def name(self, value: Any, where: str) -> str | None:
-        ok = isinstance(value, str) and len(value) <= NAME_MAX and _NAME_RE.fullmatch(value)
+        ok = isinstance(value, str) and len(value) <= NAME_MAX and NAME_RE.fullmatch(value)
         if not ok:
             self.error(
                 where,

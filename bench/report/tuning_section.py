@@ -3,7 +3,7 @@
 `section(results_dir, frame)` -> (Markdown body, [figure paths]), or None for an untuned suite (no
 tuning.parquet and no tuned rows); the report writer puts it under a "Tuning" heading and copies the
 figure into the report's figures/. It reads the tuning table (one row per tuning trial, see
-bench.tuning_rows) and shows, per model × dataset × budget: the chosen configuration (lowest final
+bench.store.tuning_rows) and shows, per model × dataset × budget: the chosen configuration (lowest final
 validation metric among the trials that ran their whole budget, the rule the tuning run used), its
 score, how many configurations were tried (and how many the scheduler stopped early) and their
 total training time; and figures/tuning.png, the best-of-k curve: the best validation metric
@@ -25,8 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.tuning_rows import TABLE as TUNING_TABLE  # noqa: E402
-from bench.tuning_rows import load_tuning  # noqa: E402
+from bench.store.tuning_rows import TABLE as TUNING_TABLE  # noqa: E402
+from bench.store.tuning_rows import load_tuning  # noqa: E402
 
 FIGURE = "tuning.png"
 FIGURE_DIR = "tuning_figures"  # inside the results folder; the report's own figures/ is rewritten whole

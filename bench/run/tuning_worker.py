@@ -1,6 +1,6 @@
 """One tuning trial, in its Ray worker: train a sampled configuration on the tuning split, report
-the validation metric as it trains, store its tuning row (bench.tuning runs the searches; this is
-the worker side, as bench.trainable is for the final runs).
+the validation metric as it trains, store its tuning row (bench.run.tuning runs the searches; this is
+the worker side, as bench.run.worker is for the final runs).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Any
 
 from ray import tune
 
-from bench import tuning_rows
 from bench.errors import GenbenchError
-from bench.storage import Storage
-from bench.suite import Cell, _digest, with_values
-from bench.trial import Lifecycle, run_trial
+from bench.store import tuning_rows
+from bench.store.storage import Storage
+from bench.suite.model import Cell, _digest, with_values
+from bench.trial.run import Lifecycle, run_trial
 
 METRIC = "val_metric"  # the reported key every searcher and scheduler minimises
 ROW_KEY = "genbench_tuning_row"  # final report of a trial that ran its budget: its row as JSON

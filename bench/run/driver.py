@@ -5,21 +5,21 @@
 2. Cells that already have a finished row (ok / diverged) are skipped: that is the resume, done on
    the row store rather than Tune's experiment state so that it survives edits of the suite and a
    SIGKILLed driver (Tune's `Tuner.restore` cannot change the trial set).
-3. The other cells run as one Tune experiment on the Ray that bench.cluster joins (--address,
+3. The other cells run as one Tune experiment on the Ray that bench.run.cluster joins (--address,
    $RAY_ADDRESS, else a private local one): `tune.with_resources` from [resources],
    `FailureConfig(max_failures=...)` re-runs a trial whose process died, concurrency up to the
-   cluster's slots (or resources.max_concurrent). The trials run bench.trainable (the worker
+   cluster's slots (or resources.max_concurrent). The trials run bench.run.worker (the worker
    side): each reports as it trains, saves checkpoints through `ray.tune.report`, continues from
    `tune.get_checkpoint()` (Tune's retry) or else from the most advanced complete checkpoint of
-   its cell that this run or an earlier run of the folder stored (bench.checkpoint), writes its
-   own row (bench.results, atomic) and reports it last. The driver keeps the table in memory
+   its cell that this run or an earlier run of the folder stored (bench.trial.checkpoint), writes its
+   own row (bench.store.rows, atomic) and reports it last. The driver keeps the table in memory
    (results.SuiteTable: rewritten at a rate that keeps the cost per trial flat) and shows done /
-   running / failed counts. Cells reach Tune one at a time (bench.cell_feed), not as a grid.
-   Weights, samples and Tune's files go to the run's storage (bench.storage: the results folder,
+   running / failed counts. Cells reach Tune one at a time (bench.run.cell_feed), not as a grid.
+   Weights, samples and Tune's files go to the run's storage (bench.store.storage: the results folder,
    or --storage).
 4. A trial still errored after its retries gets a "failed" row written by the driver.
-5. One run per results folder (bench.lock); storage problems are one-line errors (exit 2).
-   SIGINT / SIGTERM (bench.signals, installed by the CLI) stop the trials cleanly.
+5. One run per results folder (bench.store.lock); storage problems are one-line errors (exit 2).
+   SIGINT / SIGTERM (bench.run.signals, installed by the CLI) stop the trials cleanly.
 """
 
 from __future__ import annotations
@@ -40,17 +40,20 @@ import ray
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-from bench import checkpoint, cluster, results, storage, tuning
-from bench.cell_feed import CellFeed
 from bench.datasets import make_dataset
-from bench.lock import results_lock, storage_errors
 from bench.metrics.extractors import resolve_extractor
-from bench.progress import ProgressBar
-from bench.signals import SignalStop, StopOnSignal
-from bench.suite import Cell, Suite
-from bench.tracking import tracking_callbacks
-from bench.trainable import LOG_KEY, ROW_KEY, STORED_KEY, cell_trainable
-from bench.trial import identity_row
+from bench.run import cluster, tuning
+from bench.run.cell_feed import CellFeed
+from bench.run.progress import ProgressBar
+from bench.run.signals import SignalStop, StopOnSignal
+from bench.run.tracking import tracking_callbacks
+from bench.run.worker import LOG_KEY, ROW_KEY, STORED_KEY, cell_trainable
+from bench.store import rows as results
+from bench.store import storage
+from bench.store.lock import results_lock, storage_errors
+from bench.suite.model import Cell, Suite
+from bench.trial import checkpoint
+from bench.trial.run import identity_row
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ def run_suite(
 
     address: --address (else $RAY_ADDRESS, else a private local Ray); storage_uri: --storage (else
     the results folder). stop: the CLI's signal handlers; a signal ends the run early (summary.interrupted, no report).
-    A suite with [tune] first tunes (bench.tuning, phase 1); its cells then carry the chosen
+    A suite with [tune] first tunes (bench.run.tuning, phase 1); its cells then carry the chosen
     configurations. tracking: "tensorboard" | "mlflow" attaches Ray Tune's logger callbacks.
     """
     address = cluster.resolve_address(address)
@@ -170,7 +173,7 @@ def _run_locked(
 def tuned_cells(
     suite: Suite, results_dir: Path, address: str | None, callbacks=(), stop=None, store: storage.Storage | None = None
 ) -> list[Cell] | None:
-    """A [tune] suite: its missing tuning trials (bench.tuning, phase 1), then the phase-2 cells
+    """A [tune] suite: its missing tuning trials (bench.run.tuning, phase 1), then the phase-2 cells
     (None when a stop signal ended phase 1). store: the run's storage (None: the results folder)."""
     store = store or storage.Storage(results_dir=results_dir)
     if tuning.pending(suite, results_dir):
@@ -277,7 +280,7 @@ def _fit(
             verbose=0,
         ),  # our progress bar replaces Tune's tables
     )
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # bench.signals handles SIGINT (and SIGTERM)
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # bench.run.signals handles SIGINT (and SIGTERM)
     try:
         with stop.graceful() if stop else contextlib.nullcontext():
             tuner.fit()

@@ -1,6 +1,6 @@
 """The result row: one per trial. The single source of truth for column names, types and units.
 
-The trial (bench.trial) fills it, the results store (bench.results) writes it, the report reads it.
+The trial (bench.trial) fills it, the results store (bench.store.rows) writes it, the report reads it.
 A column that does not apply is NaN / "" (never 0): e.g. the GAN's `nll` is NaN with nll_kind "none".
 JSON columns hold small structures as JSON text so parquet and CSV carry them unchanged.
 """
@@ -151,7 +151,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("extractor_hash", "str", "content hash of the extractor weights ('' for raw coordinates)"),
     Column("device", "str", "cpu | cuda:<name>"),
     Column("mixed_precision", "str", "no | bf16 | fp16 as actually used for training (NLL is always fp32)"),
-    Column("versions", "json", "{library: version} of bench.provenance.VERSIONED (torch, torch-fidelity, ray, ...)"),
+    Column(
+        "versions", "json", "{library: version} of bench.trial.provenance.VERSIONED (torch, torch-fidelity, ray, ...)"
+    ),
     Column("weights_path", "str", "saved final weights, relative to the results folder"),
     Column("samples_png", "str", "PNG grid of samples (images), relative to the results folder"),
     Column("samples_npy", "str", "up to 2000 samples in model space (.npy), relative to the results folder"),
