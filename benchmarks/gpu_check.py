@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.datasets.base import DataSpec  # noqa: E402
 from bench.families import FAMILIES, make_family  # noqa: E402
 from bench.run.driver import run_suite  # noqa: E402
-from bench.store.rows import load_results  # noqa: E402
+from bench.store import load_results  # noqa: E402
 from bench.suite import load_suite  # noqa: E402
 from bench.trial.run import _accelerator, run_trial  # noqa: E402
 

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.store import rows as results  # noqa: E402
+from bench import store as results  # noqa: E402
 
 
 def fake_row(i: int) -> dict:
@@ -56,9 +56,9 @@ def fake_row(i: int) -> dict:
 
 def store(folder: Path, rows: list[dict]) -> None:
     """Row files as the trials leave them (plain writes: fsync is the trial's cost, not the driver's)."""
-    (folder / results.ROWS_DIR).mkdir(parents=True, exist_ok=True)
+    (folder / results.TRIALS.rows_dir).mkdir(parents=True, exist_ok=True)
     for row in rows:
-        (folder / results.ROWS_DIR / f"{row['trial_id']}.json").write_text(json.dumps(row) + "\n")
+        (folder / results.TRIALS.rows_dir / f"{row['trial_id']}.json").write_text(json.dumps(row) + "\n")
 
 
 def table_cost(n: int, rounds: int, new_trials: int, old_trials: int) -> dict:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ray  # noqa: E402
 
 from bench.run.driver import tuned_cells  # noqa: E402
-from bench.store import tuning_rows  # noqa: E402
+from bench.store import load_tuning  # noqa: E402
 from bench.suite import load_suite  # noqa: E402
 
 SUITE = """
@@ -70,7 +70,7 @@ def run_arm(scheduler: str, args, folder: Path) -> dict:
     t = time.perf_counter()
     tuned_cells(suite, out, address=None)
     wall = time.perf_counter() - t
-    df = tuning_rows.load_tuning(out)
+    df = load_tuning(out)
     ok = df[df["status"] == "ok"]
     best = ok.groupby("label")["val_metric"].min().to_dict()
     return {

@@ -21,7 +21,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from bench.run.driver import run_suite
-from bench.store.rows import read_rows
+from bench.store import trial_rows
 from bench.suite import load_suite
 
 REGISTERED_AFTER = 100  # the suite's checkpoint_every_steps: the first checkpoint is taken at this step
@@ -89,7 +89,7 @@ def main(suite_path: str, results_root: str) -> None:
     trial_nodes = {}
     for trial_dir in experiment.glob("run-*/*/"):
         trial_nodes[trial_dir.name] = [r.get("node_id") for r in reports(trial_dir)]
-    rows = read_rows(Path(results_root) / suite.name)
+    rows = trial_rows(Path(results_root) / suite.name).read_rows()
     summary = {
         "workers": [w.node_id for w in workers],
         "removed": removed,

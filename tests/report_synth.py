@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from bench.store.schema import COLUMN_NAMES, COLUMNS
+from bench.store import COLUMN_NAMES, COLUMNS
 
 NAN = math.nan
 IMAGE_DATASETS = {"digits"}

@@ -18,8 +18,8 @@ import pytest
 from test_runner import DATASETS, FLOW, ROOT, suite_file
 
 from bench import cli
+from bench import store as results
 from bench.run.driver import run_suite
-from bench.store import rows as results
 from bench.store.lock import OWNER
 from bench.suite import load_suite
 
@@ -65,7 +65,7 @@ def wait_for(predicate, timeout: float, what: str, driver: subprocess.Popen | No
 def interrupt(tmp_path: Path, suite_path: Path, sig: int, *, again: bool = False) -> tuple[int, str, dict]:
     """Start a run, send `sig` once a row has landed (and a second signal if `again`); returns
     (exit status, log text, {row file: bytes} after the run)."""
-    rows = tmp_path / "results" / load_suite(suite_path).name / results.ROWS_DIR
+    rows = tmp_path / "results" / load_suite(suite_path).name / results.TRIALS.rows_dir
     before = set(rows.glob("*.json")) if rows.is_dir() else set()
     log = tmp_path / f"driver-{sig}.log"
     driver = start_driver(suite_path, tmp_path / "results", log)
@@ -93,7 +93,7 @@ def interrupt(tmp_path: Path, suite_path: Path, sig: int, *, again: bool = False
 
 def assert_rows_intact(out: Path, landed: dict, total: int) -> None:
     assert 1 <= len(landed) < total, "the signal should come mid-suite"
-    table = pd.read_parquet(out / results.TABLE)  # the tables agree with rows/ after a clean stop
+    table = pd.read_parquet(out / results.TRIALS.table)  # the tables agree with rows/ after a clean stop
     assert sorted(table["trial_id"]) == sorted(name.removesuffix(".json") for name in landed)
     for name, data in landed.items():
         row = json.loads(data)
@@ -134,7 +134,7 @@ def test_sigterm_stops_the_run_with_143_and_a_second_signal_exits_at_once(ray_cl
 def test_bad_row_files_are_quarantined_and_a_finished_folder_is_left_untouched(ray_cluster, tmp_path, caplog):
     suite = load_suite(suite_file(tmp_path, "quar", FLOW, datasets=TOY, seeds="[0]", steps=20))
     (cell,) = suite.cells()
-    rows = tmp_path / "results" / "quar" / results.ROWS_DIR
+    rows = tmp_path / "results" / "quar" / results.TRIALS.rows_dir
     rows.mkdir(parents=True)
     truncated = rows / f"{cell.trial_id}.json"
     truncated.write_text('{"trial_id": "' + cell.trial_id + '", "status": "ok", "nll": 1.')

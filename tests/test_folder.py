@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from bench import cli
+from bench import store as results
 from bench.errors import StorageError
-from bench.store import rows as results
 from bench.store.lock import OWNER, results_lock
 from bench.suite import load_suite
 from bench.trial.run import identity_row
@@ -106,7 +106,7 @@ def test_read_only_finished_folder_is_a_one_line_error_and_stays_untouched(tmp_p
     (tmp_path / "s.toml").write_text(SUITE)
     folder = tmp_path / "res" / "s"
     for cell in load_suite(tmp_path / "s.toml").cells():  # a finished folder: every cell ok
-        results.write_row(folder, {**identity_row(cell), "status": "ok"})
+        results.trial_rows(folder).write_row({**identity_row(cell), "status": "ok"})
     results.rebuild_tables(folder)
     read_only(tmp_path / "res")
     before = sorted((str(p), p.stat().st_mtime_ns) for p in folder.rglob("*"))
@@ -133,7 +133,7 @@ def test_results_pointing_at_a_file_in_process(tmp_path, capsys):
 def test_report_on_a_damaged_table_without_rows_is_a_one_line_error(tmp_path, capsys):
     folder = tmp_path / "quick"
     folder.mkdir()
-    (folder / results.TABLE).write_bytes(b"PAR1\x00 cut short")
+    (folder / results.TRIALS.table).write_bytes(b"PAR1\x00 cut short")
     assert cli.main(["report", str(folder)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and str(folder / results.TABLE) in err and "unreadable" in err, err
+    assert err.count("\n") == 0 and str(folder / results.TRIALS.table) in err and "unreadable" in err, err

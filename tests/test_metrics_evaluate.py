@@ -21,7 +21,7 @@ from metrics_fakes import (
 from bench.metrics import EvalConfig, evaluate, quality
 from bench.metrics import impute as imp
 from bench.metrics.nll import fp32_forward
-from bench.store.schema import COLUMN_NAMES
+from bench.store import COLUMN_NAMES
 
 REQUIRED = (
     "nll nll_stderr nll_unit nll_kind nll_estimates true_nll_nats true_nll_stderr_nats "

@@ -13,7 +13,7 @@ from bench.datasets import make_dataset
 from bench.families import make_family
 from bench.metrics import EvalConfig, evaluate, speed
 from bench.metrics.impute import imputation_columns
-from bench.store.schema import COLUMN_NAMES
+from bench.store import COLUMN_NAMES
 
 TINY = {  # as in test_families_smoke: a few seconds per family on one CPU thread
     "gan": {"hidden": 32, "width": 8},

@@ -18,7 +18,7 @@ import pytest
 from tiny_suite import TRIAL_EVAL, write_suite
 
 from bench.run.driver import run_suite
-from bench.store.rows import load_results
+from bench.store import load_results
 from bench.suite import load_suite
 from bench.trial.run import run_trial
 

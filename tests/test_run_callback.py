@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from bench import store as results
 from bench.run.driver import LOGS_DIR, _Progress
 from bench.run.worker import ROW_KEY, STORED_KEY
-from bench.store import rows as results
 from bench.suite import load_suite
 from bench.trial.run import identity_row
 
@@ -58,7 +58,7 @@ def test_a_damaged_row_file_is_moved_aside_and_the_failed_row_written(setup, tmp
     folder, cells, progress = setup
     tid, other = list(cells)
     content = DAMAGED[damage] or json.dumps(results.normalize_row(identity_row(cells[other]))).encode()
-    path = results.row_path(folder, tid)
+    path = results.trial_rows(folder).row_path(tid)
     path.parent.mkdir(parents=True)
     path.write_bytes(content)
 
@@ -67,19 +67,19 @@ def test_a_damaged_row_file_is_moved_aside_and_the_failed_row_written(setup, tmp
     row = results.read_row(path)
     assert (row["trial_id"], row["status"], row["attempts"]) == (tid, "failed", 3)
     assert row["error"] == "trial process died (3 attempts): ray.exceptions.WorkerCrashedError: boom"
-    (aside,) = (folder / results.ROWS_DIR / results.QUARANTINE).iterdir()
+    (aside,) = (folder / results.TRIALS.rows_dir / results.QUARANTINE).iterdir()
     assert aside.read_bytes() == content  # kept for inspection, byte for byte
     assert "WorkerCrashedError: boom" in (folder / LOGS_DIR / f"{tid}.log").read_text()
-    assert progress.table.rows[tid]["status"] == "failed" and set(results.read_rows(folder)) == {tid}
+    assert progress.table.rows[tid]["status"] == "failed" and set(results.trial_rows(folder).read_rows()) == {tid}
 
 
 def test_a_finished_row_stored_before_the_worker_died_is_kept(setup, tmp_path):
     folder, cells, progress = setup
     tid = next(iter(cells))
     stored = {**identity_row(cells[tid]), "status": "ok", "attempts": 1}
-    results.write_row(folder, stored)
+    results.trial_rows(folder).write_row(stored)
     progress.on_trial_error(0, [], fake_trial(tmp_path, tid))
-    row = results.read_row(results.row_path(folder, tid))
+    row = results.read_row(results.trial_rows(folder).row_path(tid))
     assert (row["status"], row["attempts"]) == ("ok", 1) and progress.table.rows[tid]["status"] == "ok"
     assert not (folder / LOGS_DIR).exists()
 
@@ -87,14 +87,14 @@ def test_a_finished_row_stored_before_the_worker_died_is_kept(setup, tmp_path):
 def test_a_reported_row_replaces_a_damaged_row_file(setup, tmp_path):
     folder, cells, progress = setup
     tid = next(iter(cells))
-    path = results.row_path(folder, tid)
+    path = results.trial_rows(folder).row_path(tid)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"{")
     reported = results.normalize_row({**identity_row(cells[tid]), "status": "ok", "attempts": 2})
     trial = SimpleNamespace(config={"cell": {"trial_id": tid}}, num_failures=0)
     progress.on_trial_result(0, [], trial, {ROW_KEY: json.dumps(reported)})
     assert results.read_row(path)["attempts"] == 2 and results.read_row(path)["status"] == "ok"
-    assert len(list((folder / results.ROWS_DIR / results.QUARANTINE).iterdir())) == 1
+    assert len(list((folder / results.TRIALS.rows_dir / results.QUARANTINE).iterdir())) == 1
 
 
 def _finished_row(cell, attempts: int) -> dict:
@@ -116,8 +116,8 @@ def test_a_finished_row_counts_the_retries_tune_made(setup, tmp_path, attempts, 
     folder, cells, progress = setup
     tid = next(iter(cells))
     row = _finished_row(cells[tid], attempts)
-    results.write_row(folder, row)  # the worker stores its row before reporting it
+    results.trial_rows(folder).write_row(row)  # the worker stores its row before reporting it
     result = {ROW_KEY: json.dumps(row), **({STORED_KEY: True} if stored else {})}
     progress.on_trial_result(0, [], fake_trial(tmp_path, tid, failures=failures), result)
-    assert results.read_row(results.row_path(folder, tid))["attempts"] == expected
+    assert results.read_row(results.trial_rows(folder).row_path(tid))["attempts"] == expected
     assert progress.table.frame().set_index("trial_id").loc[tid, "attempts"] == expected

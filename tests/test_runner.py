@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 from tiny_suite import RUN_EVAL, eval_toml
 
+from bench import store as results
 from bench.run.driver import run_suite
-from bench.store import rows as results
-from bench.store.rows import load_results
-from bench.store.schema import COLUMN_NAMES
+from bench.store import COLUMN_NAMES, load_results
 from bench.suite import load_suite
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -88,7 +87,7 @@ def test_tiny_grid_gives_one_ok_row_per_cell_with_finite_measurements(grid):
     # the parquet table and its CSV mirror hold the same rows
     import pandas as pd
 
-    csv = pd.read_csv(out / results.CSV)
+    csv = pd.read_csv(out / results.TRIALS.csv)
     assert list(csv["trial_id"]) == list(df["trial_id"])
     assert summary.total == 6 and summary.skipped == 0
 

@@ -179,7 +179,7 @@ def test_tuning_trials_keep_tunes_files_in_the_s3_storage_and_their_rows_locally
     uri = _uri(s3, "tuned").replace("s3://", "s3://testing:testing@")
     cells = tuned_cells(suite, out, address=None, store=storage.open_storage(uri, out))
 
-    rows = tuning_rows.read_rows(out)
+    rows = tuning_rows(out).read_rows()
     assert sorted(r["sample"] for r in rows.values()) == [0, 1] and {r["status"] for r in rows.values()} == {"ok"}
     assert [c.tuned for c in cells] == [True]
     stored = _bucket_files(s3, "tuned")

@@ -12,7 +12,7 @@ import torch
 from tiny_suite import TRIAL_EVAL, write_suite
 
 from bench.families.base import Family
-from bench.store.schema import COLUMN_NAMES
+from bench.store import COLUMN_NAMES
 from bench.suite import load_suite
 from bench.trial.run import _accelerator, run_trial
 

@@ -27,8 +27,7 @@ from bench.datasets.toy import EightGaussians
 from bench.errors import ConfigError
 from bench.run import tuning
 from bench.run.tracking import check_tracking
-from bench.store import tuning_rows
-from bench.store.rows import hparam_columns, load_results
+from bench.store import TUNING, hparam_columns, load_results, load_tuning, rebuild_tables, tuning_rows
 from bench.suite import load_suite
 from bench.trial.run import Lifecycle, run_trial
 from bench.trial.validation import HiddenSplitError, TuningView
@@ -78,8 +77,8 @@ def write_suite(folder: Path, name: str, **kw) -> Path:
 
 # --- tuning rows store (pure) ---------------------------------------------------------------------
 def test_damaged_tuning_row_files_are_skipped_or_quarantined_and_never_crash_a_reader(tmp_path, caplog):
-    tuning_rows.write_row(tmp_path, {"tuning_id": "good", "status": "ok", "val_metric": 1.5})
-    folder = tmp_path / tuning_rows.ROWS_DIR
+    tuning_rows(tmp_path).write_row({"tuning_id": "good", "status": "ok", "val_metric": 1.5})
+    folder = tmp_path / TUNING.rows_dir
     bad = {
         "truncated.json": '{"tuning_id": "truncated", "status": "o',
         "foreign.json": '{"theme": "dark"}',
@@ -89,14 +88,14 @@ def test_damaged_tuning_row_files_are_skipped_or_quarantined_and_never_crash_a_r
     for name, data in bad.items():
         (folder / name).write_bytes(data if isinstance(data, bytes) else data.encode())
     with caplog.at_level(logging.WARNING):
-        assert set(tuning_rows.read_rows(tmp_path)) == {"good"}
-        assert tuning_rows.read_stored_row(tmp_path, "truncated") is None
+        assert set(tuning_rows(tmp_path).read_rows()) == {"good"}
+        assert tuning_rows(tmp_path).read_stored_row("truncated") is None
     assert sorted(p.name for p in folder.glob("*.json")) == sorted([*bad, "good.json"])  # nothing moved
-    assert set(tuning_rows.read_rows(tmp_path, quarantine=True)) == {"good"}
+    assert set(tuning_rows(tmp_path).read_rows(quarantine=True)) == {"good"}
     moved = folder / "quarantine"
     assert sorted(p.name for p in moved.iterdir()) == sorted(bad)
     assert all((moved / name).read_bytes() == (d if isinstance(d, bytes) else d.encode()) for name, d in bad.items())
-    assert tuning_rows.read_stored_row(tmp_path, "good")["val_metric"] == 1.5
+    assert tuning_rows(tmp_path).read_stored_row("good")["val_metric"] == 1.5
 
 
 # --- validation split (pure) ----------------------------------------------------------------------
@@ -226,8 +225,8 @@ def _synthetic_tuning(folder: Path) -> list[dict]:
                 }
             )  # fmt: skip
     for r in rows:
-        tuning_rows.write_row(folder, r)
-    tuning_rows.rebuild_tables(folder)
+        tuning_rows(folder).write_row(r)
+    rebuild_tables(folder, schema=TUNING)
     return rows
 
 
@@ -240,7 +239,7 @@ def test_tuning_section_shows_the_chosen_configuration_and_a_non_increasing_best
     assert report_tuning.section(tmp_path / "nothing-here", None) is None  # untuned folder: no section
     body, paths = report_tuning.section(tmp_path, None)
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(paths[0]).size[0] > 100
-    curves = report_tuning.best_so_far(tuning_rows.load_tuning(tmp_path))
+    curves = report_tuning.best_so_far(load_tuning(tmp_path))
     plotted = report_tuning.draw(curves, tmp_path / "again.png")
     for label in ("flow", "vae"):
         mine = [r for r in rows if r["label"] == label]
@@ -381,7 +380,7 @@ def test_tuning_figure_from_a_real_run_is_a_png_with_non_increasing_values(tuned
 
     body, paths = report_tuning.section(tuned_run, load_results(tuned_run))
     assert Image.open(paths[0]).format == "PNG"
-    plotted = report_tuning.draw(report_tuning.best_so_far(tuning_rows.load_tuning(tuned_run)), tuned_run / "c.png")
+    plotted = report_tuning.draw(report_tuning.best_so_far(load_tuning(tuned_run)), tuned_run / "c.png")
     (y,) = plotted.values()
     assert np.all(np.diff(y) <= 0) and y[-1] == pytest.approx(_tuning_frame(tuned_run)["val_metric"].min())
 

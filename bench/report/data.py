@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from bench.store import storage
-from bench.store.rows import load_results
 from bench.store.schema import COLUMNS
+from bench.store.table import load_results
 
 log = logging.getLogger(__name__)
 

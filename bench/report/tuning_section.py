@@ -25,8 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.store.tuning_rows import TABLE as TUNING_TABLE  # noqa: E402
-from bench.store.tuning_rows import load_tuning  # noqa: E402
+from bench.store import TUNING, load_tuning  # noqa: E402
 
 FIGURE = "tuning.png"
 FIGURE_DIR = "tuning_figures"  # inside the results folder; the report's own figures/ is rewritten whole
@@ -127,7 +126,7 @@ def section(results_dir: Path, frame: pd.DataFrame | None = None) -> tuple[str, 
         labels = ", ".join(sorted(set(tuned["label"])))
         return (
             f"{len(tuned)} of {len(frame)} trials ran with tuned hyper-parameters ({labels}); this results "
-            f"folder holds no {TUNING_TABLE}, so the search itself is not shown.",
+            f"folder holds no {TUNING.table}, so the search itself is not shown.",
             [],
         )
     path = Path(results_dir) / FIGURE_DIR / FIGURE  # the writer copies it into the report's figures/

@@ -13,7 +13,7 @@
    `tune.get_checkpoint()` (Tune's retry) or else from the most advanced complete checkpoint of
    its cell that this run or an earlier run of the folder stored (bench.trial.checkpoint), writes its
    own row (bench.store.rows, atomic) and reports it last. The driver keeps the table in memory
-   (results.SuiteTable: rewritten at a rate that keeps the cost per trial flat) and shows done /
+   (SuiteTable: rewritten at a rate that keeps the cost per trial flat) and shows done /
    running / failed counts. Cells reach Tune one at a time (bench.run.cell_feed), not as a grid.
    Weights, samples and Tune's files go to the run's storage (bench.store.storage: the results folder,
    or --storage).
@@ -48,8 +48,7 @@ from bench.run.progress import ProgressBar
 from bench.run.signals import SignalStop, StopOnSignal
 from bench.run.tracking import tracking_callbacks
 from bench.run.worker import LOG_KEY, ROW_KEY, STORED_KEY, cell_trainable
-from bench.store import rows as results
-from bench.store import storage
+from bench.store import TRIALS, SuiteTable, atomic_write_bytes, clean_temp_files, clear, storage, trial_rows
 from bench.store.lock import results_lock, storage_errors
 from bench.suite.model import Cell, Suite
 from bench.trial import checkpoint
@@ -79,7 +78,7 @@ class RunSummary:
         extra = f", {missing} without a row" if missing else ""
         return (
             f"{self.total} trials: {counts}{extra} ({self.skipped} skipped as already "
-            f"finished); table: {self.results_dir / results.TABLE}"
+            f"finished); table: {self.results_dir / TRIALS.table}"
         )
 
 
@@ -125,17 +124,17 @@ def _run_locked(
     with storage_errors(results_dir):  # a read-only folder or a full disk: one line, exit 2
         if restart:
             log.info("--restart: clearing earlier results in %s", results_dir)
-            results.clear(results_dir)
+            clear(results_dir)
             if not store.is_results_folder:
                 store.clear()
-        results.clean_temp_files(results_dir)
+        clean_temp_files(results_dir)
     cells = suite.cells() if suite.tune is None else tuned_cells(suite, results_dir, address, callbacks, stop, store)
     if cells is None:  # a signal during tuning: the final runs wait for the next run
         return RunSummary(results_dir=results_dir, total=len(suite.cells()), skipped=0, interrupted=stop.signum)
     with storage_errors(results_dir):
         ids = [c.trial_id for c in cells]
-        stored = results.read_rows(results_dir, quarantine=True)
-        table = results.SuiteTable(results_dir, stored, ids)
+        stored = trial_rows(results_dir).read_rows(quarantine=True)
+        table = SuiteTable(results_dir, stored, ids)
         table.write(only_if_changed=True)  # rows a killed run wrote after its last table write
     stale = set(stored) - set(ids)
     if stale:
@@ -144,8 +143,8 @@ def _run_locked(
             "stay in %s/ but not in %s; --restart removes them",
             results_dir,
             len(stale),
-            results.ROWS_DIR,
-            results.TABLE,
+            TRIALS.rows_dir,
+            TRIALS.table,
         )
     done = table.finished_ids()
     todo = [c for c in cells if c.trial_id not in done]
@@ -159,7 +158,7 @@ def _run_locked(
             cluster.connect(address)
             prepared.result()
         _fit(suite, todo, table, store, address, stop, callbacks)
-        table = results.SuiteTable.load(results_dir, ids)  # full rebuild: rows/ is the truth
+        table = SuiteTable.load(results_dir, ids)  # full rebuild: rows/ is the truth
         table.write(only_if_changed=True)
     summary.statuses = Counter(table.frame()["status"].tolist())
     summary.interrupted = stop.signum if stop else None
@@ -234,7 +233,7 @@ def write_report(results_dir: Path) -> Path | None:
 def _fit(
     suite: Suite,
     todo: list[Cell],
-    table: results.SuiteTable,
+    table: SuiteTable,
     store: storage.Storage,
     address: str | None,
     stop,
@@ -310,7 +309,7 @@ def _stored_checkpoints(store: storage.Storage, todo: list[Cell]) -> dict[str, t
 class _Progress(tune.Callback):
     """Driver side: the table, failed rows for crashed trials, failed trials' logs, the display."""
 
-    def __init__(self, table: results.SuiteTable, cells: dict[str, Cell]):
+    def __init__(self, table: SuiteTable, cells: dict[str, Cell]):
         self.results_dir = table.results_dir
         self.table = table
         self.cells = cells
@@ -327,18 +326,18 @@ class _Progress(tune.Callback):
         row = json.loads(result[ROW_KEY])
         # a worker on a node without the shared results folder could not store it itself; and a
         # Tune retry that restarted from step 0 (no checkpoint yet) is an attempt only Tune counted
-        missing = results.read_stored_row(self.results_dir, row["trial_id"], quarantine=True) is None
+        missing = trial_rows(self.results_dir).read_stored_row(row["trial_id"], quarantine=True) is None
         recount = not result.get(STORED_KEY) and _count_retries(row, trial.num_failures)
         if missing or recount:
-            results.write_row(self.results_dir, row)
+            trial_rows(self.results_dir).write_row(row)
         if result.get(LOG_KEY):
             _write_log(self.results_dir, row["trial_id"], result[LOG_KEY])
         self._finished(row)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         # the driver holds the folder's lock: a damaged row file is moved aside, as at start-up
-        stored = results.read_stored_row(self.results_dir, _cell_id(trial), quarantine=True)
-        if stored is not None and stored["status"] in results.FINISHED:
+        stored = trial_rows(self.results_dir).read_stored_row(_cell_id(trial), quarantine=True)
+        if stored is not None and stored["status"] in TRIALS.finished:
             self._finished(stored)  # died after storing its row: keep it
             return
         row = identity_row(self.cells[_cell_id(trial)])
@@ -347,7 +346,7 @@ class _Progress(tune.Callback):
             error=f"trial process died ({trial.num_failures} attempts): {_last_line(trial.error_file)}",
             attempts=trial.num_failures,
         )
-        results.write_row(self.results_dir, row)
+        trial_rows(self.results_dir).write_row(row)
         _write_log(self.results_dir, row["trial_id"], _read(trial.error_file) or row["error"])
         self._finished(row)
 
@@ -382,7 +381,7 @@ def _log_path(results_dir: Path, trial_id: str) -> Path:
 
 def _write_log(results_dir: Path, trial_id: str, text: str) -> None:
     """A failed trial's traceback next to the rows (Ray keeps its copy in its session folder)."""
-    results.atomic_write_bytes(_log_path(results_dir, trial_id), text.encode())
+    atomic_write_bytes(_log_path(results_dir, trial_id), text.encode())
 
 
 def _cell_id(trial) -> str:

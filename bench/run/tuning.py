@@ -40,8 +40,7 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
 from bench.run.signals import SignalStop
 from bench.run.tuning_worker import METRIC, ROW_KEY, plain_value, sample_of, tuning_id, tuning_row, tuning_trainable
-from bench.store import rows as results
-from bench.store import tuning_rows
+from bench.store import TUNING, rebuild_tables, trial_rows, tuning_rows
 from bench.store.storage import Storage
 from bench.suite.model import Cell, Suite, _digest, with_values
 from bench.trial.run import identity_row
@@ -117,20 +116,22 @@ def tune_phase(suite: Suite, store: Storage, *, slots: int, resources: dict, cal
     spec = suite.tune
     results_dir = store.results_dir
     ids = tuning_ids(suite)
-    stale = set(tuning_rows.read_rows(results_dir, quarantine=True)) - set(ids)  # holding the folder's lock
+    stale = set(tuning_rows(results_dir).read_rows(quarantine=True)) - set(ids)  # holding the folder's lock
     if stale:
         log.warning(
             "%s holds %d tuning rows of searches that are not in this suite (edited space, [tune] or model "
             "configuration?); they stay in %s/ but not in %s",
             results_dir,
             len(stale),
-            tuning_rows.ROWS_DIR,
-            tuning_rows.TABLE,
+            TUNING.rows_dir,
+            TUNING.table,
         )
-    tuning_rows.rebuild_tables(results_dir, ids)
+    rebuild_tables(results_dir, ids, schema=TUNING)
     for search in searches(suite):
         done = {
-            r["sample"]: r for r in tuning_rows.finished(results_dir).values() if r["tuning_id"] in _ids(search, spec)
+            r["sample"]: r
+            for r in tuning_rows(results_dir).finished_rows().values()
+            if r["tuning_id"] in _ids(search, spec)
         }
         missing = [i for i in range(spec.samples) if i not in done]
         if not missing:
@@ -147,7 +148,7 @@ def tune_phase(suite: Suite, store: Storage, *, slots: int, resources: dict, cal
             callbacks=callbacks,
             stop=stop,
         )
-        tuning_rows.rebuild_tables(results_dir, ids)
+        rebuild_tables(results_dir, ids, schema=TUNING)
         if stop is not None and stop.signum is not None:
             return
 
@@ -282,8 +283,8 @@ class _Recorder(tune.Callback):
         return {**self.__dict__, "stop": None}
 
     def _finished_on_disk(self, row_id: str) -> bool:
-        stored = tuning_rows.read_stored_row(self.results_dir, row_id, quarantine=True)  # damaged: moved aside
-        return stored is not None and stored["status"] in tuning_rows.FINISHED
+        stored = tuning_rows(self.results_dir).read_stored_row(row_id, quarantine=True)  # damaged: moved aside
+        return stored is not None and stored["status"] in TUNING.finished
 
     def _store(self, trial, status: str | None, error: str = "") -> None:
         sample = sample_of(self.namer(trial))
@@ -301,7 +302,7 @@ class _Recorder(tune.Callback):
             sampled = {k: plain_value(trial.config[k]) for k in self.search.space}
             row = tuning_row(self.search.cell, sample, sampled, self.spec.metric, last, status=status, error=error)
         row["tuning_id"] = row_id
-        tuning_rows.write_row(self.results_dir, row)
+        tuning_rows(self.results_dir).write_row(row)
         log.info("tuning %s sample %d: %s, %s = %s", self.search.name, sample, row["status"], METRIC, row["val_metric"])
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -315,7 +316,7 @@ class _Recorder(tune.Callback):
 def best_configs(suite: Suite, results_dir: Path) -> dict[tuple[str, str, str], dict[str, Any]]:
     """(label, dataset, budget) -> chosen sampled values: lowest val_metric among ok trials."""
     ids = set(tuning_ids(suite))
-    rows = [r for t, r in tuning_rows.read_rows(results_dir).items() if t in ids and r["status"] == "ok"]
+    rows = [r for t, r in tuning_rows(results_dir).read_rows().items() if t in ids and r["status"] == "ok"]
     rows = [r for r in rows if math.isfinite(r["val_metric"])]
     best: dict[tuple[str, str, str], dict] = {}
     for r in sorted(rows, key=lambda r: (r["val_metric"], r["seed"], r["sample"])):
@@ -330,7 +331,7 @@ def final_cells(suite: Suite, results_dir: Path) -> list[Cell]:
     cells (a row with its error, never a crashed suite); they stay in the grid, so a rerun after
     more tuning retries them.
     """
-    tuning_rows.rebuild_tables(results_dir, tuning_ids(suite))
+    rebuild_tables(results_dir, tuning_ids(suite), schema=TUNING)
     chosen = best_configs(suite, results_dir)
     cells = []
     for cell in suite.cells():
@@ -340,7 +341,7 @@ def final_cells(suite: Suite, results_dir: Path) -> list[Cell]:
         elif config is None:
             row = identity_row(cell)
             row.update(status="failed", error="tuning: no configuration ran its budget with a finite validation metric")
-            results.write_row(results_dir, row)
+            trial_rows(results_dir).write_row(row)
             cells.append(cell)
         else:
             cells.append(with_values(cell, config, tuned=True))
@@ -349,4 +350,4 @@ def final_cells(suite: Suite, results_dir: Path) -> list[Cell]:
 
 def pending(suite: Suite, results_dir: Path) -> bool:
     """Whether phase 1 has tuning trials left to run."""
-    return bool(set(tuning_ids(suite)) - set(tuning_rows.finished(results_dir)))
+    return bool(set(tuning_ids(suite)) - set(tuning_rows(results_dir).finished_rows()))

@@ -63,7 +63,7 @@ def tuning_trainable(
     out["train_s"] = row["train_s"]
     out["tuning_id"] = tuning_id(key, sample)
     if store.is_results_folder:
-        tuning_rows.write_row(store.results_dir, out)
+        tuning_rows(store.results_dir).write_row(out)
     tune.report({**last, METRIC: out["val_metric"], ROW_KEY: json.dumps(out)})
 
 

@@ -20,10 +20,10 @@ from typing import Any
 import ray
 from ray import tune
 
-from bench.store import rows as results
-from bench.store import storage
+from bench.store import TRIALS, storage, trial_rows
 from bench.suite.model import Cell
-from bench.trial.run import Lifecycle, checkpoint, run_trial
+from bench.trial import checkpoint
+from bench.trial.run import Lifecycle, run_trial
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ def _measure(
     and samples to the storage and leaves the row to the driver, which gets it through Tune."""
     folder = store.results_dir
     if store.is_results_folder:
-        row = results.read_stored_row(folder, cell.trial_id)  # an unreadable one is rewritten below
-        if row is not None and row["status"] in results.FINISHED:
+        row = trial_rows(folder).read_stored_row(cell.trial_id)  # an unreadable one is rewritten below
+        if row is not None and row["status"] in TRIALS.finished:
             return row, False  # a retry after the row was stored: never measure a cell twice
     resume = tune.get_checkpoint()
     if resume is None and (found := resume_point(store, experiment, cell.trial_id, stored)) is not None:
@@ -88,7 +88,7 @@ def _measure(
         lifecycle = Lifecycle(reporter=_report_to_tune, resume=Path(local) if local else None)
         if store.is_results_folder:
             row = run_trial(cell, results_dir=folder, lifecycle=lifecycle)
-            results.write_row(folder, row)
+            trial_rows(folder).write_row(row)
             return row, True
         with tempfile.TemporaryDirectory(prefix="genbench-trial-") as scratch:
             row = run_trial(cell, results_dir=Path(scratch), cache_dir=store.cache_dir(cell.suite), lifecycle=lifecycle)

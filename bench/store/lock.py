@@ -24,7 +24,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from bench.errors import StorageError
-from bench.store.rows import atomic_write_bytes
+from bench.store.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,9 @@
-"""The result row: one per trial. The single source of truth for column names, types and units.
+"""The two kinds of rows a results folder holds, their columns, types and units: the single source of truth.
 
-The trial (bench.trial) fills it, the results store (bench.store.rows) writes it, the report reads it.
+`TRIALS`: one row per trial (a grid cell), filled by the trial (bench.trial.run), stored by
+bench.store.rows, read by the report. `TUNING`: one row per phase-1 tuning trial (one sampled
+configuration), filled by bench.run.tuning_worker. A `Schema` says where its rows live, which key
+names a row, which statuses are final and how rows are ordered without a grid.
 A column that does not apply is NaN / "" (never 0): e.g. the GAN's `nll` is NaN with nll_kind "none".
 JSON columns hold small structures as JSON text so parquet and CSV carry them unchanged.
 """
@@ -8,12 +11,16 @@ JSON columns hold small structures as JSON text so parquet and CSV carry them un
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+Dtype = Literal["str", "int", "float", "bool", "json"]
+PANDAS_DTYPE: dict[str, str] = {"str": "str", "json": "str", "int": "Int64", "float": "float64", "bool": "boolean"}
 
 
 @dataclass(frozen=True)
 class Column:
     name: str
-    dtype: str  # "str" | "int" | "float" | "bool" | "json"
+    dtype: Dtype
     doc: str  # meaning, with the unit
 
 
@@ -160,3 +167,65 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+
+TUNING_COLUMNS: tuple[Column, ...] = (
+    Column("label", "str", "model label from the suite"),
+    Column("family", "str", "registered family name"),
+    Column("dataset", "str", "registered dataset name"),
+    Column("budget", "str", "budget name from the suite"),
+    Column("seed", "int", "tuning seed (one search of `samples` configurations per seed)"),
+    Column("sample", "int", "0-based index of the configuration within its search"),
+    Column("config", "json", "the sampled hyper-parameter values"),
+    Column("val_metric", "float", "last validation metric reported (lower is better; inf when diverged)"),
+    Column("metric", "str", "name of the validation metric: nll (in the row's NLL unit) | fid"),
+    Column("stopped_step", "int", "optimizer step the trial ended at (below the budget when stopped early)"),
+    Column("budget_steps", "int", "optimizer steps of the budget (empty for time-only budgets)"),
+    Column("status", "str", "ok | stopped (early, by the scheduler) | diverged | failed"),
+    Column("train_s", "float", "training wall time in seconds, validation excluded"),
+    Column("error", "str", "error text of a failed/diverged trial, else ''"),
+    Column("tuning_id", "str", "stable hash of the search and the sample index"),
+)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """One kind of row: its columns and where and how a results folder keeps it."""
+
+    columns: tuple[Column, ...]
+    id_key: str  # the column naming a row (and its file, <rows_dir>/<id>.json)
+    rows_dir: str  # folder of the row files inside the results folder (the source of truth)
+    table: str  # the parquet table derived from the rows
+    csv: str  # the same table as CSV
+    finished: tuple[str, ...]  # statuses that are final: a resumed run never reruns these rows
+    order: tuple[str, ...]  # columns ordering rows when no grid order is given
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def pandas_dtypes(self) -> dict[str, str]:
+        return {c.name: PANDAS_DTYPE[c.dtype] for c in self.columns}
+
+
+# ok and diverged are measurements; "failed" reruns
+TRIALS = Schema(
+    COLUMNS,
+    "trial_id",
+    "rows",
+    "trials.parquet",
+    "trials.csv",
+    ("ok", "diverged"),
+    ("label", "dataset", "budget", "seed", "trial_id"),
+)
+# a finished tuning trial ran the budget (ok), was stopped early by the scheduler (stopped) or
+# diverged; "failed" trials (exceptions, dead processes) run again
+TUNING = Schema(
+    TUNING_COLUMNS,
+    "tuning_id",
+    "tuning_rows",
+    "tuning.parquet",
+    "tuning.csv",
+    ("ok", "stopped", "diverged"),
+    ("label", "dataset", "budget", "seed", "sample"),
+)

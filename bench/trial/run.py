@@ -44,7 +44,8 @@ from bench.families import make_family
 from bench.hparams import to_dict
 from bench.metrics import TrainMonitor, evaluate
 from bench.metrics.cost import process_peak_mb, process_unique_mb, reset_process_peak
-from bench.store.rows import atomic_write_bytes, empty_row, normalize_row
+from bench.store.files import atomic_write_bytes
+from bench.store.rows import empty_row, normalize_row
 from bench.store.schema import COLUMN_NAMES
 from bench.suite.model import Cell
 from bench.trial import checkpoint
