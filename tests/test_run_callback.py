@@ -11,7 +11,8 @@ import pytest
 
 from bench import store as results
 from bench.run.driver import LOGS_DIR, _Progress
-from bench.run.worker import ROW_KEY, STORED_KEY
+from bench.run.experiment import ROW_KEY
+from bench.run.worker import STORED_KEY
 from bench.suite import load_suite
 from bench.trial.run import identity_row
 

@@ -24,12 +24,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,16 +36,16 @@ from typing import Any
 
 import ray
 from ray import tune
-from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from bench.datasets import make_dataset
 from bench.metrics.extractors import resolve_extractor
 from bench.run import cluster, tuning
 from bench.run.cell_feed import CellFeed
+from bench.run.experiment import ROW_KEY, experiment_name, run_experiment, timestamped
 from bench.run.progress import ProgressBar
-from bench.run.signals import SignalStop, StopOnSignal
+from bench.run.signals import StopOnSignal
 from bench.run.tracking import tracking_callbacks
-from bench.run.worker import LOG_KEY, ROW_KEY, STORED_KEY, cell_trainable
+from bench.run.worker import LOG_KEY, STORED_KEY, cell_trainable
 from bench.store import TRIALS, SuiteTable, atomic_write_bytes, clean_temp_files, clear, storage, trial_rows
 from bench.store.lock import results_lock, storage_errors
 from bench.suite.model import Cell, Suite
@@ -243,58 +241,37 @@ def _fit(
     cluster.connect(address)
     cpus, gpus = cluster.trial_resources(suite, address)
     stored = _stored_checkpoints(store, todo)
-    experiment = _experiment_name(store)
-    trainable = tune.with_resources(
-        tune.with_parameters(
-            cell_trainable, results_dir=str(results_dir), storage_uri=store.uri, experiment=experiment, stored=stored
-        ),
-        {"cpu": cpus, "gpu": gpus},
+    name = experiment_name(store, timestamped("run"))
+    trainable = tune.with_parameters(
+        cell_trainable, results_dir=str(results_dir), storage_uri=store.uri, experiment=name, stored=stored
     )
-    # Tune's own console tables and per-trial loggers duplicate our bar and rows; users may override
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new engine has a banner at verbose=0
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard; JSON/CSV
-    # Tune's rule for its own grid generator: a custom searcher would get one pending trial only
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(200, int(ray.cluster_resources().get("CPU", 1) * 1.1))))
     by_id = {c.trial_id: c for c in todo}
     progress = _Progress(table, by_id)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=CellFeed([c.to_dict() for c in todo]),  # one trial per cell, in grid order
-            num_samples=len(todo),
-            max_concurrent_trials=suite.resources.max_concurrent or None,
-            trial_name_creator=lambda t: by_id[_cell_id(t)].name,
-            trial_dirname_creator=_cell_id,
-            # one worker process runs trial after trial: imports and start-up (~5 s) paid once per
-            # slot; run_trial resets what a trial sets (seeds, Accelerate state, threads, peak memory)
-            reuse_actors=True,
-        ),
-        run_config=tune.RunConfig(
-            name=experiment,
-            **store.tune_run_config(),  # Tune's files and checkpoints: <storage>/ray
-            failure_config=tune.FailureConfig(max_failures=suite.resources.max_retries),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the latest may be cut short by a kill
-            callbacks=[progress, JsonLoggerCallback(), CSVLoggerCallback(), *callbacks],
-            stop=SignalStop(stop) if stop else None,
-            verbose=0,
-        ),  # our progress bar replaces Tune's tables
+    tune_config = tune.TuneConfig(
+        search_alg=CellFeed([c.to_dict() for c in todo]),  # one trial per cell, in grid order
+        num_samples=len(todo),
+        max_concurrent_trials=suite.resources.max_concurrent or None,
+        trial_name_creator=lambda t: by_id[_cell_id(t)].name,
+        trial_dirname_creator=_cell_id,
+        # one worker process runs trial after trial: imports and start-up (~5 s) paid once per
+        # slot; run_trial resets what a trial sets (seeds, Accelerate state, threads, peak memory)
+        reuse_actors=True,
     )
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # bench.run.signals handles SIGINT (and SIGTERM)
     try:
-        with stop.graceful() if stop else contextlib.nullcontext():
-            tuner.fit()
+        run_experiment(
+            trainable,
+            store=store,
+            name=name,
+            resources={"cpu": cpus, "gpu": gpus},
+            tune_config=tune_config,
+            max_retries=suite.resources.max_retries,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the latest may be cut short by a kill
+            callback=progress,
+            tracking=callbacks,
+            stop=stop,
+        )
     finally:
         progress.close()
-
-
-def _experiment_name(store: storage.Storage) -> str:
-    """run-<time>, made unique within the folder (Tune would mix two runs' files otherwise)."""
-    base = time.strftime("run-%Y%m%d-%H%M%S")
-    name, n = base, 1
-    while store.exists(f"ray/{name}"):
-        n += 1
-        name = f"{base}-{n}"
-    return name
 
 
 def _stored_checkpoints(store: storage.Storage, todo: list[Cell]) -> dict[str, tuple[str, int]]:

@@ -24,22 +24,19 @@ the missing indices); "optuna" is first told the finished trials' configurations
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ray import tune
-from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
-from bench.run.signals import SignalStop
-from bench.run.tuning_worker import METRIC, ROW_KEY, plain_value, sample_of, tuning_id, tuning_row, tuning_trainable
+from bench.run.experiment import ROW_KEY, experiment_name, run_experiment
+from bench.run.tuning_worker import METRIC, plain_value, sample_of, tuning_id, tuning_row, tuning_trainable
 from bench.store import TUNING, rebuild_tables, trial_rows, tuning_rows
 from bench.store.storage import Storage
 from bench.suite.model import Cell, Suite, _digest, with_values
@@ -55,12 +52,13 @@ def _choice(*options):
     return tune.choice(list(options))
 
 
-DISTRIBUTIONS = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint, "choice": _choice}
+# implementations of the vocabularies bench.suite.space owns (tests check they cover them)
+DOMAIN_OF = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint, "choice": _choice}
 
 
 def search_space(space: dict[str, Any]) -> dict[str, Any]:
     """{hparam: Dist} -> {hparam: Ray Tune domain}."""
-    return {key: DISTRIBUTIONS[dist.kind](*dist.args) for key, dist in space.items()}
+    return {key: DOMAIN_OF[dist.kind](*dist.args) for key, dist in space.items()}
 
 
 # --- the searches ---------------------------------------------------------------------------------
@@ -163,58 +161,38 @@ def _run_search(
     spec = suite.tune
     results_dir = store.results_dir
     concurrent = max(1, min(slots, len(missing)))
-    trainable = tune.with_resources(
-        tune.with_parameters(
-            tuning_trainable,
-            results_dir=str(results_dir),
-            storage_uri=store.uri,
-            keys=tuple(search.space),
-            metric=spec.metric,
-            key=search.key,
-        ),
-        resources,
+    trainable = tune.with_parameters(
+        tuning_trainable,
+        results_dir=str(results_dir),
+        storage_uri=store.uri,
+        keys=tuple(search.space),
+        metric=spec.metric,
+        key=search.key,
     )
-    searcher, first = SEARCHERS[spec.search](search, done, missing, concurrent)
+    searcher, first = SEARCHER_OF[spec.search](search, done, missing, concurrent)
     namer = _SampleNamer(missing, first)
-    recorder = _Recorder(results_dir, search, spec, namer, stop)
-    tuner = tune.Tuner(
+    c = search.cell  # a rerun never mixes files with a killed run: tune-<label>-<dataset>-<budget>-seed<seed>[-n]
+    run_experiment(
         trainable,
+        store=store,  # Tune's files: <storage>/ray, as in the final phase
+        name=experiment_name(store, f"tune-{c.label}-{c.dataset}-{c.budget}-seed{c.seed}"),
+        resources=resources,
         param_space={"cell": search.cell.to_dict(), **search_space(search.space)},
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode="min",
             num_samples=len(missing),
             search_alg=searcher,
-            scheduler=SCHEDULERS[spec.scheduler](search.cell),
+            scheduler=SCHEDULER_OF[spec.scheduler](search.cell),
             trial_name_creator=namer,
             trial_dirname_creator=namer,
             reuse_actors=True,  # one worker process per slot, not per trial (imports cost ~8 CPU-s)
         ),
-        run_config=tune.RunConfig(
-            name=_experiment_name(store, search),
-            **store.tune_run_config(),  # Tune's files: <storage>/ray, as in the final phase
-            failure_config=tune.FailureConfig(max_failures=suite.resources.max_retries),
-            callbacks=[recorder, JsonLoggerCallback(), CSVLoggerCallback(), *callbacks],
-            stop=SignalStop(stop) if stop else None,
-            verbose=0,
-        ),
+        max_retries=suite.resources.max_retries,
+        callback=_Recorder(results_dir, search, spec, namer, stop),
+        tracking=callbacks,
+        stop=stop,
     )
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # bench.run.signals handles SIGINT (and SIGTERM)
-    with stop.graceful() if stop else contextlib.nullcontext():
-        tuner.fit()
-
-
-def _experiment_name(store: Storage, search: Search) -> str:
-    """tune-<label>-<dataset>-<budget>-seed<seed>[-n]: a rerun never mixes files with a killed run."""
-    c = search.cell
-    base = f"tune-{c.label}-{c.dataset}-{c.budget}-seed{c.seed}"
-    name, n = base, 1
-    while store.exists(f"ray/{name}"):
-        n += 1
-        name = f"{base}-{n}"
-    return name
 
 
 def _random(search: Search, done: list[dict], missing: list[int], concurrent: int):
@@ -249,8 +227,9 @@ def _asha(cell: Cell):
     )
 
 
-SEARCHERS = {"random": _random, "optuna": _optuna}
-SCHEDULERS = {"fifo": _fifo, "asha": _asha}
+# implementations of the vocabularies bench.suite.space owns (tests check they cover them)
+SEARCHER_OF = {"random": _random, "optuna": _optuna}
+SCHEDULER_OF = {"fifo": _fifo, "asha": _asha}
 
 
 class _SampleNamer:

@@ -13,13 +13,13 @@ from typing import Any
 from ray import tune
 
 from bench.errors import GenbenchError
+from bench.run.experiment import ROW_KEY
 from bench.store import tuning_rows
 from bench.store.storage import Storage
 from bench.suite.model import Cell, _digest, with_values
 from bench.trial.run import Lifecycle, run_trial
 
 METRIC = "val_metric"  # the reported key every searcher and scheduler minimises
-ROW_KEY = "genbench_tuning_row"  # final report of a trial that ran its budget: its row as JSON
 
 
 def plain_value(value: Any) -> Any:

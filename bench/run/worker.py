@@ -20,6 +20,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from bench.run.experiment import ROW_KEY
 from bench.store import TRIALS, storage, trial_rows
 from bench.suite.model import Cell
 from bench.trial import checkpoint
@@ -27,7 +28,6 @@ from bench.trial.run import Lifecycle, run_trial
 
 log = logging.getLogger(__name__)
 
-ROW_KEY = "genbench_row"  # reported metric holding the row as JSON (Tune reserves "trial_id")
 LOG_KEY = "genbench_log"  # reported with a failed row: the trial's log (its traceback)
 STORED_KEY = "genbench_stored_row"  # reported when the row is one an earlier attempt stored (nothing trained)
 

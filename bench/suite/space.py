@@ -22,16 +22,18 @@ import importlib.util
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from bench.errors import ConfigError
 from bench.hparams import build, describe, field_type, type_ok
+from bench.trial.validation import VAL_METRICS  # the validation metrics a tuning run can minimise
 
 DistKind = Literal["uniform", "loguniform", "randint", "choice"]
-DIST_KINDS: tuple[str, ...] = ("uniform", "loguniform", "randint", "choice")
-TUNE_METRICS = ("nll", "fid")  # validation metrics a tuning run can minimise
-SEARCHES = ("random", "optuna")  # Ray Tune search: BasicVariantGenerator | OptunaSearch
-SCHEDULERS = ("fifo", "asha")  # Ray Tune scheduler: FIFOScheduler | ASHAScheduler
+DIST_KINDS: tuple[str, ...] = get_args(DistKind)
+SearchKind = Literal["random", "optuna"]  # Ray Tune search: BasicVariantGenerator | OptunaSearch
+SEARCHES: tuple[str, ...] = get_args(SearchKind)
+SchedulerKind = Literal["fifo", "asha"]  # Ray Tune scheduler: FIFOScheduler | ASHAScheduler
+SCHEDULERS: tuple[str, ...] = get_args(SchedulerKind)
 SEED_LIMIT = 2**32  # numpy's seed range
 
 
@@ -61,10 +63,10 @@ class Dist:
 class TuneSpec:
     """The suite's [tune] table."""
 
-    metric: str = "nll"  # validation metric, minimised: "nll" or "fid"
+    metric: str = "nll"  # validation metric, minimised: a key of bench.trial.validation.VAL_METRICS
     samples: int = 8  # configurations tried per model × dataset × budget (the same for every model)
-    search: str = "random"  # "random" (Ray Tune's random search) or "optuna" (OptunaSearch)
-    scheduler: str = "fifo"  # "fifo" (every configuration trains its full budget) or "asha" (early stopping)
+    search: SearchKind = "random"  # "random" (Ray Tune's random search) or "optuna" (OptunaSearch)
+    scheduler: SchedulerKind = "fifo"  # "fifo" (every configuration trains its full budget) or "asha" (early stopping)
     seeds: tuple[int, ...] = (0,)  # seeds of the tuning trials
 
 
@@ -148,7 +150,7 @@ def parse_tune(table: Any) -> tuple[TuneSpec | None, list]:
     names = [f.name for f in dataclasses.fields(TuneSpec)]
     errors = [(k, f"unknown key; expected one of: {', '.join(names)}") for k in table if k not in names]
     values = {k: v for k, v in table.items() if k in names}
-    for key, allowed in (("metric", TUNE_METRICS), ("search", SEARCHES), ("scheduler", SCHEDULERS)):
+    for key, allowed in (("metric", tuple(VAL_METRICS)), ("search", SEARCHES), ("scheduler", SCHEDULERS)):
         if key in values and values[key] not in allowed:
             errors.append((key, f"expected one of {', '.join(map(repr, allowed))}, got {values.pop(key)!r}"))
     if "samples" in values and not (type_ok(values["samples"], int) and values["samples"] > 0):
