@@ -25,6 +25,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 from bench.errors import GenbenchError
 
@@ -231,13 +232,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from bench.datasets import DATASETS
+    from bench.datasets.base import Kind
     from bench.families import FAMILIES
 
     specs = {name: _dataset_spec(name) for name in DATASETS.names()}
     print("families (NLL estimator per data kind):")
-    for name, kinds in _nll_kinds([spec for spec, _ in specs.values() if spec]).items():
-        cls = FAMILIES.get(name)
-        estimators = " ".join(f"{kind + ':':7s} {estimator:12s}" for kind, estimator in kinds.items())
+    for name in FAMILIES.names():
+        cls = FAMILIES.get(name)  # class facts only: no model is built
+        estimators = " ".join(f"{kind + ':':7s} {cls.nll_kinds[kind] or 'none':12s}" for kind in get_args(Kind))
         print(f"  {name:14s} {estimators} {cls.__module__}.{cls.__name__}")
     print("datasets (per-example shape, NLL unit):")
     for name, (spec, note) in specs.items():
@@ -245,31 +247,6 @@ def cmd_list(args: argparse.Namespace) -> int:
         unit = spec.nll_unit if spec else "?"
         print(f"  {name:14s} {shape:14s} {unit:14s} {note}".rstrip())
     return 0
-
-
-def _nll_kinds(specs: list) -> dict[str, dict[str, str]]:
-    """family -> {data kind: its headline NLL estimator}, asked of the family itself: it is built with
-    default hparams on the smallest listed dataset of each kind (a family may choose its estimator by
-    the data: a flow's NLL on discrete images is a dequantization bound, not exact)."""
-    from typing import get_args
-
-    from bench.datasets.base import Kind
-    from bench.families import FAMILIES, make_family
-
-    smallest = {}
-    for kind in get_args(Kind):
-        of_kind = [s for s in specs if s.kind == kind]
-        if of_kind:
-            smallest[kind] = min(of_kind, key=lambda s: s.dim)
-    out = {}
-    for name in FAMILIES.names():
-        out[name] = {}
-        for kind, spec in smallest.items():
-            try:
-                out[name][kind] = make_family(name, spec).nll_kind or "none"
-            except GenbenchError:  # the family does not take this kind of data
-                out[name][kind] = "n/a"
-    return out
 
 
 def _dataset_spec(name: str):

@@ -7,6 +7,7 @@ no if/elif dispatch over names anywhere else in the package.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
@@ -32,6 +33,15 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} is already registered ({self._entries[name]!r})")
         self._entries[name] = cls
         return cls
+
+    @contextlib.contextmanager
+    def registered(self, name: str, cls: type[T]) -> Iterator[type[T]]:
+        """`cls` registered as `name` inside the block only (an entry a test brings along)."""
+        self.register(name, cls)
+        try:
+            yield cls
+        finally:
+            del self._entries[name]
 
     def get(self, name: str) -> type[T]:
         try:

@@ -38,3 +38,26 @@ def pytest_collection_modifyitems(items):
         uses_ray = "ray_cluster" in getattr(item, "fixturenames", ())
         if uses_ray and item.get_closest_marker("ray") is None:
             raise pytest.UsageError(f"{item.nodeid} uses ray_cluster but lacks @pytest.mark.ray")
+
+
+def family_names(module, *, baseline: bool | None = None) -> list[str]:
+    """The families a family-generic test runs over: every registered family, or the module's own
+    `FAMILIES_UNDER_TEST` ({name: class}, registered by that module for its tests); `baseline`
+    keeps only baselines (True) or only learned families (False)."""
+    from bench.families import FAMILIES
+
+    own = getattr(module, "FAMILIES_UNDER_TEST", None)
+    classes = dict(own) if own else {name: FAMILIES.get(name) for name in FAMILIES.names()}
+    return [name for name, cls in classes.items() if baseline is None or cls.baseline == baseline]
+
+
+def pytest_generate_tests(metafunc):
+    """A test taking `family` without its own parametrize runs once per family of the registry
+    (`@pytest.mark.families(baseline=False)`: the learned families only). No test lists family names."""
+    if "family" not in metafunc.fixturenames:
+        return
+    if any("family" in m.args[0] for m in metafunc.definition.iter_markers("parametrize")):
+        return
+    marker = metafunc.definition.get_closest_marker("families")
+    baseline = marker.kwargs.get("baseline") if marker else None
+    metafunc.parametrize("family", family_names(metafunc.module, baseline=baseline))

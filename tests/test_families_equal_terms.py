@@ -13,7 +13,6 @@ from bench.families import FAMILIES, make_family
 from bench.families.base import EMA_DEFAULT, LOSS_LIMIT
 
 PLANE = DataSpec("p", (2,), "points")
-SMALL = {"gan": {"hidden": 16}, "vae": {"hidden": 16}, "flow": {"hidden": 16}, "ddpm": {"hidden": 16}}
 
 
 def test_every_family_has_the_same_ema_default():
@@ -22,10 +21,10 @@ def test_every_family_has_the_same_ema_default():
         assert fields["ema"] == EMA_DEFAULT, name
 
 
-@pytest.mark.parametrize("family", sorted(SMALL))
+@pytest.mark.families(baseline=False)  # the baselines have no parameters to average
 def test_ema_is_the_warmed_up_average_and_evaluation_swaps_it_in(family):
     torch.manual_seed(0)
-    model = make_family(family, PLANE, SMALL[family] | {"batch_size": 32})
+    model = make_family(family, PLANE, FAMILIES.get(family).tiny_hparams | {"batch_size": 32})
     x = torch.randn(32, 2)
     snapshots = []
     for _ in range(3):
@@ -43,7 +42,7 @@ def test_ema_is_the_warmed_up_average_and_evaluation_swaps_it_in(family):
     for (_, _, p), r in zip(model._named_params(), raw):
         assert torch.equal(p, r)  # training weights restored
     # the average travels with the checkpoint hook
-    fresh = make_family(family, PLANE, SMALL[family] | {"batch_size": 32})
+    fresh = make_family(family, PLANE, FAMILIES.get(family).tiny_hparams | {"batch_size": 32})
     for name, module in fresh.modules().items():
         module.load_state_dict(model.unwrapped(model.modules()[name]).state_dict())
     fresh.load_extra_state(model.extra_state())
@@ -59,9 +58,8 @@ def test_ema_zero_evaluates_raw_weights():
         assert which == "raw" and model.extra_state()["ema"] == {}
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES.names()))
 def test_one_divergence_rule_for_every_family(family):
-    model = make_family(family, PLANE, SMALL.get(family, {}))
+    model = make_family(family, PLANE, FAMILIES.get(family).tiny_hparams)
     assert model.check_divergence({"loss": 1e3}) is None
     assert "non-finite" in model.check_divergence({"loss": float("inf")})
     assert "beyond" in model.check_divergence({"loss": -2 * LOSS_LIMIT})

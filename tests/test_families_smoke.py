@@ -11,19 +11,14 @@ from bench.datasets import DATASETS, make_dataset
 from bench.errors import ConfigError
 from bench.families import FAMILIES, build_hparams, make_family
 
-# Tiny networks so that four families × two datasets stay within a few seconds on 2 CPUs.
-TINY = {
-    "gan": {"hidden": 32, "width": 8},
-    "vae": {"hidden": 32, "width": 8},
-    "flow": {"coupling_layers": 2, "hidden": 32, "width": 8, "blocks": 1},
-    "ddpm": {"hidden": 32, "width": 8, "timesteps": 20},
-    "copy": {},
-    "gmm": {"components": 2},
-}
+
+def tiny(family: str) -> dict:
+    """The family's own tiny networks: every family × two datasets within a few seconds on 2 CPUs."""
+    return dict(FAMILIES.get(family).tiny_hparams)
 
 
 @pytest.fixture(scope="module")
-def data():
+def smoke_data():
     return {
         name: make_dataset(name, {"n_train": 512, "n_test": 128} if name == "8gaussians" else None)
         for name in ("8gaussians", "digits")
@@ -31,11 +26,10 @@ def data():
 
 
 @pytest.mark.parametrize("dataset", ["8gaussians", "digits"])
-@pytest.mark.parametrize("family", ["gan", "vae", "flow", "ddpm", "copy", "gmm"])
-def test_family_trains_and_samples(family, dataset, data):
+def test_family_trains_and_samples(family, dataset, smoke_data):
     torch.manual_seed(0)
-    ds = data[dataset]
-    model = make_family(family, ds.spec, TINY[family] | {"batch_size": 16})
+    ds = smoke_data[dataset]
+    model = make_family(family, ds.spec, tiny(family) | {"batch_size": 16})
     x = ds.train()[:16]
     for _ in range(3):
         losses = model.train_step(x)
@@ -77,7 +71,7 @@ def test_unknown_family_dataset_and_hparam_give_one_clear_error():
 def _trained_parameters(family, ds, accelerator=None, after_attach=lambda: None, steps=4):
     """Parameters after `steps` train steps on fixed batches, seeded identically every call."""
     torch.manual_seed(0)
-    model = make_family(family, ds.spec, TINY[family] | {"batch_size": 16, "grad_clip": 0.5})
+    model = make_family(family, ds.spec, tiny(family) | {"batch_size": 16, "grad_clip": 0.5})
     if accelerator is not None:
         model.attach(accelerator)
         after_attach()
@@ -90,8 +84,8 @@ def _trained_parameters(family, ds, accelerator=None, after_attach=lambda: None,
 
 
 @pytest.mark.parametrize("scaler", [False, True], ids=["no-scaler", "loss-scaler"])
-@pytest.mark.parametrize("family", ["gan", "vae", "flow", "ddpm"])
-def test_attached_training_equals_bare_pytorch_training(family, scaler, data, monkeypatch):
+@pytest.mark.families(baseline=False)
+def test_attached_training_equals_bare_pytorch_training(family, scaler, smoke_data, monkeypatch):
     """Accelerate changes where and in what precision a family trains, never what it computes.
 
     Without a loss scaler the optimizers are the bare ones (no per-step wrapper cost). With one (fp16
@@ -103,7 +97,7 @@ def test_attached_training_equals_bare_pytorch_training(family, scaler, data, mo
     from accelerate.optimizer import AcceleratedOptimizer
     from accelerate.state import AcceleratorState
 
-    ds = data["8gaussians"]
+    ds = smoke_data["8gaussians"]
     _, bare = _trained_parameters(family, ds)
     AcceleratorState._reset_state(reset_partial_state=True)
     accelerator = Accelerator(cpu=True)

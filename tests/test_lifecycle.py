@@ -12,17 +12,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import family_names
 from pyarrow import fs as pafs
 
 from bench.suite import load_suite
 from bench.trial.run import Lifecycle, checkpoint, run_trial
 
-MODELS = {
-    "flow": "{ coupling_layers = 2, hidden = 16, batch_size = 32, lr_decay_steps = 40 }",  # LR schedule
-    "ddpm": "{ timesteps = 20, hidden = 16, layers = 1, batch_size = 32 }",  # EMA + step counter
-    "vae": "{ hidden = 16, hidden_layers = 1, batch_size = 32, kl_warmup = 20 }",  # KL warm-up
-    "gan": "{ hidden = 16, layers = 1, batch_size = 32 }",  # two optimizers, collapse counter
-}
 SUITE = """
 name = "life"
 seeds = [5]
@@ -50,9 +45,20 @@ impute_examples = 20
 COMPARED = ("status", "nll", "nll_estimates", "fid", "kid_mean", "precision", "recall", "impute_mse", "loss_curve")
 
 
+def _inline(hparams) -> str:
+    """A TOML inline table: the family's tiny hyper-parameters (they exercise its LR schedule, KL
+    warm-up, EMA and step counters, two optimizers: all of its extra state)."""
+    return "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in {**hparams, "batch_size": 32}.items()) + " }"
+
+
 @pytest.fixture(scope="module")
-def cells(tmp_path_factory):
-    models = "\n".join(f'[[models]]\nfamily = "{f}"\nhparams = {h}\n' for f, h in MODELS.items())
+def cells(tmp_path_factory, request):
+    from bench.families import FAMILIES
+
+    names = family_names(request.module, baseline=False)
+    models = "\n".join(
+        f'[[models]]\nfamily = "{f}"\nhparams = {_inline(FAMILIES.get(f).tiny_hparams)}\n' for f in names
+    )
     path = tmp_path_factory.mktemp("suite") / "life.toml"
     path.write_text(SUITE.replace("{models}", models))
     return {c.family: c for c in load_suite(path).cells()}
@@ -66,7 +72,7 @@ def same(a, b) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
 
 
-@pytest.mark.parametrize("family", list(MODELS))
+@pytest.mark.families(baseline=False)
 def test_resumed_trial_equals_the_uninterrupted_one_bit_for_bit(cells, family, tmp_path):
     cell = cells[family]
     plain = run_trial(cell, results_dir=tmp_path / "plain")  # no reporter: no checkpoints at all

@@ -19,14 +19,15 @@ import contextlib
 import itertools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar, get_args
 
 import torch
 from torch import nn
 
-from bench.datasets.base import DataSpec
+from bench.datasets.base import DataSpec, Kind
 from bench.units import dequantization_correction_nats
 
 # The one divergence rule of every family: a step whose losses are non-finite or exceed this in
@@ -50,12 +51,40 @@ class CommonHparams:
             raise ValueError(f"ema must be in [0, 1) (got {self.ema})")
 
 
+def every_kind(estimator: str | None) -> Mapping[str, str | None]:
+    """The same headline NLL estimator on every kind of data."""
+    return MappingProxyType({kind: estimator for kind in get_args(Kind)})
+
+
+# a continuous density (flow, gmm): exact on points; on discrete images a dequantization bound
+CONTINUOUS_DENSITY: Mapping[str, str] = MappingProxyType({"points": "exact", "image": "dequantized"})
+
+
 class Family(ABC):
-    """Base class of a model family. Subclasses set `Hparams` and `nll_kind`."""
+    """Base class of a model family. Subclasses set `Hparams`, `nll_kinds` and `tiny_hparams`.
+
+    Everything a family declares as a ClassVar is a fact about the family that callers read without
+    building a model (`genbench list`, suite validation, the report)."""
 
     Hparams: ClassVar[type]  # @dataclass of hyper-parameters with a comment on each default
-    # headline NLL estimator: "exact", "elbo", "iwae", "vlb", or None (the GAN has no likelihood)
-    nll_kind: ClassVar[str | None]
+    # headline NLL estimator per data kind (bench.datasets.base.Kind): "exact", "dequantized",
+    # "elbo", "iwae", "vlb", or None (no likelihood: the GAN)
+    nll_kinds: ClassVar[Mapping[str, str | None]]
+    # a reference family (a memoriser, a classical density model): compared, never deciding a verdict
+    baseline: ClassVar[bool] = False
+    # the smallest hyper-parameters that still exercise every part of the family: the family-generic
+    # tests train each registered family with these, on points and on images
+    tiny_hparams: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+
+    @property
+    def nll_kind(self) -> str | None:
+        """The headline NLL estimator on this family's data."""
+        return self.nll_kinds[self.spec.kind]
+
+    @classmethod
+    def has_likelihood(cls) -> bool:
+        """Whether the family reports an NLL on some kind of data."""
+        return any(kind is not None for kind in cls.nll_kinds.values())
 
     def __init__(self, spec: DataSpec, hparams: Any):
         self.spec = spec
@@ -259,10 +288,6 @@ class Family(ABC):
         return x if dev == device else x.to(device)
 
     # --- continuous densities on discrete images (flow, gmm) ------------------------------------
-    def density_nll_kind(self) -> str:
-        """The label of a continuous density's NLL: "exact" on points, "dequantized" on images."""
-        return "dequantized" if self.spec.is_image else "exact"
-
     def dequantize(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images: x + u, u ~ U(−Δ/2, Δ/2) per entry (drawn on the generator's device); points: x."""
         if not self.spec.is_image:

@@ -14,12 +14,13 @@ the bank. The bank is a buffer: it is saved with the weights and travels with ch
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 from torch import nn
 
 from bench.datasets.base import DataSpec
-from bench.families.base import CommonHparams, Family
+from bench.families.base import CommonHparams, Family, every_kind
 
 
 class ExampleBank(nn.Module):
@@ -64,7 +65,9 @@ class Copy(Family):
     """Memorises training batches; samples are uniformly drawn memorised examples."""
 
     Hparams = CopyHparams
-    nll_kind = None
+    tiny_hparams = MappingProxyType({})
+    nll_kinds = every_kind(None)
+    baseline = True
 
     def __init__(self, spec: DataSpec, hparams: CopyHparams):
         super().__init__(spec, hparams)

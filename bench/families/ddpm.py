@@ -21,13 +21,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
 import torch
 from torch import nn
 
 from bench.datasets.base import DataSpec
-from bench.families.base import CommonHparams, Family
+from bench.families.base import CommonHparams, Family, every_kind
 from bench.families.likelihood import discretized_gaussian_log_likelihood, gaussian_log_prob, normal_kl
 from bench.families.nets import SmallUNet, TimeMLP
 
@@ -313,7 +314,8 @@ class DDPM(Family):
     """ε-prediction DDPM: L_simple training, ancestral (optionally strided) sampling, VLB likelihood."""
 
     Hparams = DDPMHparams
-    nll_kind = "vlb"
+    tiny_hparams = MappingProxyType({"hidden": 32, "width": 8, "timesteps": 20})
+    nll_kinds = every_kind("vlb")
 
     def __init__(self, spec: DataSpec, hparams: DDPMHparams):
         super().__init__(spec, hparams)

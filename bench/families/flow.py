@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
 import torch
@@ -29,7 +30,7 @@ from torch.nn import functional as F
 
 from bench.datasets.base import DataSpec
 from bench.errors import ConfigError
-from bench.families.base import CommonHparams, Family
+from bench.families.base import CONTINUOUS_DENSITY, CommonHparams, Family
 from bench.families.likelihood import LOG_2PI
 from bench.families.nets import ConvNet, mlp
 
@@ -271,11 +272,11 @@ class RealNVP(Family):
     (a one-sample uniform-dequantization upper bound on the discrete NLL)."""
 
     Hparams = FlowHparams
-    nll_kind = "exact"  # points; image instances say "dequantized"
+    tiny_hparams = MappingProxyType({"coupling_layers": 2, "hidden": 32, "width": 8, "blocks": 1, "lr_decay_steps": 40})
+    nll_kinds = CONTINUOUS_DENSITY
 
     def __init__(self, spec: DataSpec, hparams: FlowHparams):
         super().__init__(spec, hparams)
-        self.nll_kind = self.density_nll_kind()
         if spec.dim < 2:
             raise ConfigError(f"family 'flow' needs data with >= 2 dimensions, {spec.name!r} has {spec.dim}")
         self.net = FlowNet(spec, hparams)

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from bench.datasets.base import DataSpec
-from bench.families.base import CommonHparams, Family
+from bench.families.base import CommonHparams, Family, every_kind
 from bench.families.nets import ConvDecoder, ConvEncoder, mlp
 
 LOG_4 = 2 * math.log(2.0)
@@ -63,7 +64,8 @@ class GAN(Family):
     """GAN whose train_step holds the D/G alternation: hp.d_steps D steps, then one G step."""
 
     Hparams = GANHparams
-    nll_kind = None
+    tiny_hparams = MappingProxyType({"hidden": 32, "width": 8})
+    nll_kinds = every_kind(None)
     main_loss = "loss_d"
     # Collapse (the `mode_collapsed` column, not a divergence): loss_d < COLLAPSE_LOSS_D means D puts
     # > 99.5 % on the right side of both batches (at equilibrium loss_d = 2 log 2 ≈ 1.39). Held for

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
@@ -29,7 +30,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from bench.datasets.base import DataSpec
-from bench.families.base import CommonHparams, Family
+from bench.families.base import CONTINUOUS_DENSITY, CommonHparams, Family
 from bench.families.copy import ExampleBank
 
 Covariance = Literal["full", "diag", "spherical", "tied"]
@@ -77,11 +78,12 @@ class GMM(Family):
     """Gaussian mixture; `nll` gives {"exact"} on points, {"dequantized"} on images, (B,) nats."""
 
     Hparams = GMMHparams
-    nll_kind = "exact"  # points; image instances say "dequantized"
+    tiny_hparams = MappingProxyType({"components": 2})
+    nll_kinds = CONTINUOUS_DENSITY
+    baseline = True
 
     def __init__(self, spec: DataSpec, hparams: GMMHparams):
         super().__init__(spec, hparams)
-        self.nll_kind = self.density_nll_kind()
         self.bank = ExampleBank((spec.dim,), hparams.capacity)
         self.mixture = MixtureParams(hparams.components, spec.dim, hparams.covariance)
         # k-means++ seed drawn from torch's stream, which the trial seeds: reruns are identical

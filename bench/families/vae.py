@@ -4,7 +4,7 @@ Burda et al. 2016).
 Encoder q_φ(z|x) = N(z; μ_φ(x), diag σ_φ(x)²), decoder p_θ(x|z), prior p(z) = N(0, I) (the errata's
 naming: q_φ encodes, p_θ decodes).
 - Points: MLPs; Gaussian decoder N(x; m_θ(z), diag exp(s)²) with a learned per-dimension log-std s.
-  `hidden_layers = 0` makes encoder and decoder linear: probabilistic PCA with a diagonal q.
+  `layers = 0` makes encoder and decoder linear: probabilistic PCA with a diagonal q.
 - Images: conv encoder/decoder (bench.families.nets); the decoder predicts a per-pixel mean and log-std of
   a discretized Gaussian over the dataset's levels (bin width Δ = spec.bin_width, Ho et al. 2020,
   eq. 13), so every bound below is a bound on the likelihood of the *discrete* data.
@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from bench.datasets.base import DataSpec
-from bench.families.base import CommonHparams, Family
+from bench.families.base import CommonHparams, Family, every_kind
 from bench.families.likelihood import discretized_gaussian_log_likelihood, gaussian_log_prob, normal_kl
 from bench.families.nets import ConvDecoder, ConvEncoder, mlp
 
@@ -39,7 +41,7 @@ LOG_STD_MAX = 5.0  # ceiling of the encoder's log-std (σ ≤ 148), far outside 
 class VAEHparams(CommonHparams):
     latent: int = 8  # dim of z; vs 2: ~0.02 nats worse on 8gaussians, 0.2 bits/dim better on digits
     hidden: int = 128  # width of the encoder/decoder MLPs (points)
-    hidden_layers: int = 3  # hidden layers per MLP (points; 3 beat 2 by ~0.1 nats on 8gaussians);
+    layers: int = 3  # hidden layers per MLP (points; 3 beat 2 by ~0.1 nats on 8gaussians);
     # 0 = linear maps (probabilistic PCA)
     width: int = 32  # base channels of the conv encoder/decoder (images)
     lr: float = 1e-3  # Adam learning rate
@@ -48,12 +50,15 @@ class VAEHparams(CommonHparams):
     grad_clip: float = 100.0  # max global gradient norm; 0 disables clipping
     impute_steps: int = 50  # encode/decode iterations of `impute`
 
+    # deprecated names, mapped with a warning (every family calls its MLP depth `layers`)
+    ALIASES: ClassVar[dict[str, str]] = {"hidden_layers": "layers"}
+
     def validate(self) -> None:
         super().validate()
         for name in ("latent", "hidden", "width", "batch_size", "impute_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
-        for name in ("hidden_layers", "kl_warmup", "grad_clip"):
+        for name in ("layers", "kl_warmup", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")
         if not self.lr > 0:
@@ -101,7 +106,8 @@ class VAE(Family):
     """VAE trained on the ELBO, evaluated by ELBO and IWAE-K (maths in the module docstring)."""
 
     Hparams = VAEHparams
-    nll_kind = "iwae"
+    tiny_hparams = MappingProxyType({"hidden": 32, "width": 8, "kl_warmup": 20})
+    nll_kinds = every_kind("iwae")
     # decoder output entries per IWAE chunk (K × examples × D): bounds evaluation memory at large K
     CHUNK_ELEMENTS = 2**20
 
@@ -112,9 +118,9 @@ class VAE(Family):
             self.encoder = GaussianEncoder(ConvEncoder(spec.shape, 2 * hp.latent, hp.width))
             self.decoder: nn.Module = ImageDecoder(hp.latent, spec.shape, hp.width)
         else:
-            enc = mlp(spec.dim, 2 * hp.latent, hp.hidden, hp.hidden_layers)
+            enc = mlp(spec.dim, 2 * hp.latent, hp.hidden, hp.layers)
             self.encoder = GaussianEncoder(enc)
-            dec = mlp(hp.latent, spec.dim, hp.hidden, hp.hidden_layers)
+            dec = mlp(hp.latent, spec.dim, hp.hidden, hp.layers)
             self.decoder = PointDecoder(dec, spec.dim)
         params = [*self.encoder.parameters(), *self.decoder.parameters()]
         self.opt = torch.optim.Adam(params, lr=hp.lr)

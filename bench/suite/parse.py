@@ -291,7 +291,7 @@ class Parser(Checks):
         if not self.spaced:
             self.error("tune", "no [[models]] entry has a `space` to tune")
         for where, label, family in self.spaced:
-            if spec.metric == "nll" and FAMILIES.get(family).nll_kind is None:
+            if spec.metric == "nll" and not FAMILIES.get(family).has_likelihood():
                 self.error(
                     f"{where}.family",
                     f"model {label!r} (family {family!r}) reports no NLL, so it cannot be tuned on "
