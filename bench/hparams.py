@@ -96,6 +96,12 @@ def build(cls: type[H], mapping: Mapping[str, Any] | None, *, owner: str, noun: 
     return obj
 
 
+def restore(cls: type[H], mapping: Mapping[str, Any]) -> H:
+    """`cls` rebuilt from `to_dict`'s output (a typed value that crossed a process boundary): it was
+    checked where it was parsed, so it is not checked again (lists back to tuples, as `build` does)."""
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in mapping.items()})
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """The dataclass as a plain dict (for result rows and config hashes)."""
     return dataclasses.asdict(obj)

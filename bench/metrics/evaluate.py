@@ -54,8 +54,8 @@ class PhaseClock:
 
 
 def evaluate(family, dataset, cfg, *, cache_dir: Path, out_dir: Path | None, seed: int) -> dict[str, Any]:
-    """All evaluation columns of bench.store.schema for a trained `family` on `dataset` (see above)."""
-    cfg.validate()
+    """All evaluation columns of bench.store.schema for a trained `family` on `dataset` (see above).
+    `cfg` is a checked EvalConfig (bench.hparams.build, as the suite parser builds it)."""
     t0 = time.perf_counter()
     modes = {name: m.training for name, m in family.modules().items()}
     family.train(False)

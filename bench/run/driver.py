@@ -173,7 +173,8 @@ def tuned_cells(
     """A [tune] suite: its missing tuning trials (bench.run.tuning, phase 1), then the phase-2 cells
     (None when a stop signal ended phase 1). store: the run's storage (None: the results folder)."""
     store = store or storage.Storage(results_dir=results_dir)
-    if tuning.pending(suite, results_dir):
+    plan = tuning.Plan.of(suite)  # the searches, expanded and hashed once
+    if tuning.pending(plan, results_dir):
         cluster.connect(address)
         cpus, gpus = cluster.trial_resources(suite, address)
         prepare_extractors(suite.cells(), store.cache_dir(suite.name))  # before tuning trials race to build them
@@ -181,10 +182,10 @@ def tuned_cells(
         slots = min(available.get("CPU", 0) // cpus, available.get("GPU", 0) // gpus if gpus else math.inf)
         slots = suite.resources.max_concurrent or max(1, int(slots))
         resources = {"cpu": cpus, "gpu": gpus}
-        tuning.tune_phase(suite, store, slots=slots, resources=resources, callbacks=callbacks, stop=stop)
+        tuning.tune_phase(suite, plan, store, slots=slots, resources=resources, callbacks=callbacks, stop=stop)
         if stop is not None and stop.signum is not None:
             return None
-    return tuning.final_cells(suite, results_dir)
+    return tuning.final_cells(suite, plan, results_dir)
 
 
 def _report_exists(results_dir: Path) -> bool:

@@ -103,18 +103,33 @@ def searches(suite: Suite) -> list[Search]:
 
 
 def tuning_ids(suite: Suite) -> list[str]:
-    return [s.tuning_id(i) for s in searches(suite) for i in range(suite.tune.samples)]
+    return Plan.of(suite).ids
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A tuned suite's searches and their tuning ids, expanded and hashed once per run."""
+
+    searches: tuple[Search, ...]
+    ids: list[str]  # every sample of every search, in search order
+    samples: int  # configurations per search
+
+    @classmethod
+    def of(cls, suite: Suite) -> Plan:
+        found = tuple(searches(suite))
+        n = suite.tune.samples
+        return cls(found, [s.tuning_id(i) for s in found for i in range(n)], n)
 
 
 # --- phase 1 --------------------------------------------------------------------------------------
-def tune_phase(suite: Suite, store: Storage, *, slots: int, resources: dict, callbacks, stop=None) -> None:
+def tune_phase(suite: Suite, plan: Plan, store: Storage, *, slots: int, resources: dict, callbacks, stop=None) -> None:
     """Run every missing tuning trial of the suite (one Tune experiment per search, its files under
     the run's storage like the final runs'); a stop signal (bench.run.signals) ends the running search
     and skips the others. Tuning rows and tables stay in the results folder."""
-    spec = suite.tune
+    spec, ids = suite.tune, plan.ids
     results_dir = store.results_dir
-    ids = tuning_ids(suite)
-    stale = set(tuning_rows(results_dir).read_rows(quarantine=True)) - set(ids)  # holding the folder's lock
+    stored = tuning_rows(results_dir).read_rows(quarantine=True)  # holding the folder's lock
+    stale = set(stored) - set(ids)
     if stale:
         log.warning(
             "%s holds %d tuning rows of searches that are not in this suite (edited space, [tune] or model "
@@ -125,12 +140,9 @@ def tune_phase(suite: Suite, store: Storage, *, slots: int, resources: dict, cal
             TUNING.table,
         )
     rebuild_tables(results_dir, ids, schema=TUNING)
-    for search in searches(suite):
-        done = {
-            r["sample"]: r
-            for r in tuning_rows(results_dir).finished_rows().values()
-            if r["tuning_id"] in _ids(search, spec)
-        }
+    finished = tuning_rows(results_dir).finished_rows(stored)  # a search only ever writes its own rows
+    for search in plan.searches:
+        done = {r["sample"]: r for i in _ids(search, spec) if (r := finished.get(i)) is not None}
         missing = [i for i in range(spec.samples) if i not in done]
         if not missing:
             continue
@@ -151,8 +163,8 @@ def tune_phase(suite: Suite, store: Storage, *, slots: int, resources: dict, cal
             return
 
 
-def _ids(search: Search, spec) -> set[str]:
-    return {search.tuning_id(i) for i in range(spec.samples)}
+def _ids(search: Search, spec) -> list[str]:
+    return [search.tuning_id(i) for i in range(spec.samples)]
 
 
 def _run_search(
@@ -292,9 +304,11 @@ class _Recorder(tune.Callback):
 
 
 # --- phase 2 --------------------------------------------------------------------------------------
-def best_configs(suite: Suite, results_dir: Path) -> dict[tuple[str, str, str], dict[str, Any]]:
+def best_configs(
+    suite: Suite, results_dir: Path, plan: Plan | None = None
+) -> dict[tuple[str, str, str], dict[str, Any]]:
     """(label, dataset, budget) -> chosen sampled values: lowest val_metric among ok trials."""
-    ids = set(tuning_ids(suite))
+    ids = set((plan or Plan.of(suite)).ids)
     rows = [r for t, r in tuning_rows(results_dir).read_rows().items() if t in ids and r["status"] == "ok"]
     rows = [r for r in rows if math.isfinite(r["val_metric"])]
     best: dict[tuple[str, str, str], dict] = {}
@@ -303,15 +317,15 @@ def best_configs(suite: Suite, results_dir: Path) -> dict[tuple[str, str, str], 
     return {k: json.loads(r["config"]) for k, r in best.items()}
 
 
-def final_cells(suite: Suite, results_dir: Path) -> list[Cell]:
+def final_cells(suite: Suite, plan: Plan, results_dir: Path) -> list[Cell]:
     """The phase-2 cells: each carries its model's chosen configuration (tuned = true).
 
     A search without any trial that ran its budget with a finite score gets "failed" rows for its
     cells (a row with its error, never a crashed suite); they stay in the grid, so a rerun after
     more tuning retries them.
     """
-    rebuild_tables(results_dir, tuning_ids(suite), schema=TUNING)
-    chosen = best_configs(suite, results_dir)
+    rebuild_tables(results_dir, plan.ids, schema=TUNING)
+    chosen = best_configs(suite, results_dir, plan)
     cells = []
     for cell in suite.cells():
         config = chosen.get((cell.label, cell.dataset, cell.budget))
@@ -327,6 +341,6 @@ def final_cells(suite: Suite, results_dir: Path) -> list[Cell]:
     return cells
 
 
-def pending(suite: Suite, results_dir: Path) -> bool:
+def pending(plan: Plan, results_dir: Path) -> bool:
     """Whether phase 1 has tuning trials left to run."""
-    return bool(set(tuning_ids(suite)) - set(tuning_rows(results_dir).finished_rows()))
+    return bool(set(plan.ids) - set(tuning_rows(results_dir).finished_rows()))

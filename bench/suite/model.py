@@ -10,6 +10,7 @@ results stay resumable when the data moves.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -17,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.datasets import build_options
-from bench.families import build_hparams
-from bench.hparams import build, to_dict
+from bench.datasets import DATASETS
+from bench.families import FAMILIES, build_hparams
+from bench.hparams import restore, to_dict
 from bench.metrics.config import EvalConfig
 from bench.suite.space import Dist, TuneSpec
 
@@ -123,12 +124,13 @@ class Cell:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Cell:
         tune = d.get("tune")
+        # validated when the suite was parsed: rebuilt, not checked again (once per trial otherwise)
         return cls(
             **{
                 **d,
-                "hparams": build_hparams(d["family"], d["hparams"]),
-                "dataset_options": build_options(d["dataset"], d["dataset_options"]),
-                "eval": build(EvalConfig, d["eval"], owner="[eval]"),
+                "hparams": restore(FAMILIES.get(d["family"]).Hparams, d["hparams"]),
+                "dataset_options": restore(DATASETS.get(d["dataset"]).Options, d["dataset_options"]),
+                "eval": restore(EvalConfig, d["eval"]),
                 "space": {k: Dist.from_dict(v) for k, v in d.get("space", {}).items()},
                 "tune": None if tune is None else TuneSpec(**{**tune, "seeds": tuple(tune["seeds"])}),
             }
@@ -149,6 +151,12 @@ class Suite:
 
     def cells(self) -> list[Cell]:
         """The grid, seed-major: cells of seed 0 come first, so a partial run covers the grid."""
+        return list(self._grid)
+
+    @functools.cached_property
+    def _grid(self) -> tuple[Cell, ...]:
+        """The grid, expanded and hashed once per Suite (cached_property writes the instance's
+        __dict__ directly, so a frozen dataclass can hold it)."""
         out = []
         grid = itertools.product(self.seeds, self.budgets, self.datasets, self.models)
         for seed, budget, ds, model in grid:
@@ -172,7 +180,7 @@ class Suite:
                 tune=self.tune,
             )
             out.append(_stamp(cell))
-        return out
+        return tuple(out)
 
     def describe(self) -> str:
         n = len(self.models) * len(self.datasets) * len(self.budgets) * len(self.seeds)
