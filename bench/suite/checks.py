@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from bench.registry import Registry
 
 NAME_MAX = 64  # characters of a suite, label or budget name (they become folder and file names)
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # names that are safe as folder names (fullmatch)
+SEED_LIMIT = 2**32  # numpy's seed range
 SHOW_MAX = 60  # characters of a written value quoted in an error line
 
 
@@ -121,19 +123,36 @@ class Checks:
                 self.error(f"{where}[{i}]", f"duplicate {what} {n!r}; expected unique {what}s{hint}")
             seen.add(n)
 
-    def typed(self, cls: type, mapping: dict, where: str, *, owner: str, noun: str) -> Any:
-        """`cls` built from `mapping`: each unknown or mistyped key is its own error; the cross-field
-        `validate()` error names the table. None when the table is invalid."""
+    def typed(
+        self, cls: type, mapping: dict, where: str, *, owner: str, noun: str, field: Callable[[str], str] | None = None
+    ) -> Any:
+        """`cls` built from `mapping`: each unknown or mistyped key is its own error (at `field(key)`,
+        default `where.key`); the cross-field `validate()` error names the table. None when invalid."""
+        field = field or (lambda key: join_key(where, key))
         bad = field_errors(cls, mapping, owner=owner, noun=noun)
         for key, msg in bad:
-            self.error(join_key(where, key), msg)
-        good = {k: v for k, v in mapping.items() if k not in dict(bad) and self.finite(join_key(where, k))}
+            self.error(field(key), msg)
+        good = {k: v for k, v in mapping.items() if k not in dict(bad) and self.finite(field(k))}
         try:
             built = build(cls, good, owner=owner, noun=noun)
         except ConfigError as exc:
             self.error(where, str(exc), exact=True)  # non-finite values were left out of `good`
             return None
         return None if bad else built
+
+    def seeds(self, value: Any, where: str, *, empty: str = "expected a non-empty array of seeds") -> tuple | None:
+        """A list of unique integer seeds in numpy's range (the grid's and [tune]'s)."""
+        if value is None or value == []:
+            self.error(where, empty)
+            return None
+        if not (isinstance(value, list) and all(type(s) is int for s in value)):  # bool is not a seed
+            self.error(where, f"expected an array of integers, got {shown(value)}")
+            return None
+        for i, s in enumerate(value):
+            if not 0 <= s < SEED_LIMIT:
+                self.error(f"{where}[{i}]", f"expected an integer in [0, 2**32), got {s}")
+        self.unique(value, where, "seed")
+        return tuple(value)
 
     def path(self, value: str, where: str, what: str, hint: str = "") -> str | None:
         if not value:

@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.datasets import DATASETS, Facts, OptionError
-from bench.errors import ConfigError
 from bench.families import FAMILIES
-from bench.hparams import build, field_errors
 from bench.metrics.config import EvalConfig
-from bench.suite.checks import Checks, join_key, shown
+from bench.suite.checks import Checks, shown
 from bench.suite.model import (
     BUDGET_KEYS,
     DATASET_KEYS,
@@ -35,7 +33,7 @@ from bench.suite.model import (
     Resources,
     Suite,
 )
-from bench.suite.space import SEED_LIMIT, parse_space, parse_tune
+from bench.suite.space import parse_space, parse_tune
 
 
 class Parser(Checks):
@@ -54,7 +52,7 @@ class Parser(Checks):
         if "name" not in raw:
             self.error("name", "required: the suite's name (results go to <results>/<name>/)")
         name = self.name(raw.get("name"), "name") if "name" in raw else None
-        seeds = self.seeds(raw.get("seeds"))
+        seeds = self.seeds(raw.get("seeds"), "seeds", empty="empty grid: at least one seed is required, e.g. [0, 1, 2]")
         datasets = [self.dataset(t, where) for t, where in self.tables(raw, "datasets", DATASET_KEYS)]
         self.unique([d.name if d else None for d in datasets], "datasets", "dataset")
         budgets = [self.budget(t, where) for t, where in self.tables(raw, "budgets", BUDGET_KEYS)]
@@ -84,19 +82,6 @@ class Parser(Checks):
             eval=eval_cfg,
             tune=tune,
         )
-
-    def seeds(self, value: Any) -> tuple[int, ...] | None:
-        if value is None or value == []:
-            self.error("seeds", "empty grid: at least one seed is required, e.g. [0, 1, 2]")
-            return None
-        if not (isinstance(value, list) and all(type(s) is int for s in value)):  # bool is not a seed
-            self.error("seeds", f"expected an array of integers, got {shown(value)}")
-            return None
-        for i, s in enumerate(value):
-            if not 0 <= s < SEED_LIMIT:  # numpy's seed range
-                self.error(f"seeds[{i}]", f"expected an integer in [0, 2**32), got {s}")
-        self.unique(value, "seeds", "seed")
-        return tuple(value)
 
     def dataset(self, t: dict[str, Any], where: str) -> DatasetEntry | None:
         name = self.registered(t.get("name"), f"{where}.name", DATASETS)
@@ -163,32 +148,22 @@ class Parser(Checks):
         if "space" in t:
             self.spaced.append((where, label or family, family))
             hp_cls, overridden = FAMILIES.get(family).Hparams, {k for v in overrides.values() for k in v}
-            space, problems = parse_space(t["space"], family, hp_cls, hparams, overridden)
-            for key, msg in problems:
-                self.error(join_key(f"{where}.space", key), msg)
+            space = parse_space(t["space"], family, hp_cls, hparams, overridden, self, f"{where}.space")
         if label is None or any(v is None for v in built.values()):
             return None
         return ModelEntry(label=label, family=family, hparams=built, space=space)
 
     def hparams(self, family: str, hparams: dict, overrides: dict, ds: str, where: str) -> Any:
         """The family's Hparams on dataset `ds`; key errors name the table that wrote the key."""
-        owner = f"family {family!r}"
-        merged = {**hparams, **overrides.get(ds, {})}
-        bad = dict(field_errors(FAMILIES.get(family).Hparams, merged, owner=owner))
-        for key, msg in bad.items():
-            self.error(self.hparam_field(key, hparams, overrides, ds, where), msg)
-        good = {
-            k: v
-            for k, v in merged.items()
-            if k not in bad and self.finite(self.hparam_field(k, hparams, overrides, ds, where))
-        }
         table = f"{where}.overrides.{ds}" if ds in overrides else f"{where}.hparams"
-        try:
-            built = build(FAMILIES.get(family).Hparams, good, owner=owner)
-        except ConfigError as exc:
-            self.error(table, str(exc), exact=True)  # non-finite values were left out of `good`
-            return None
-        return None if bad else built
+        return self.typed(
+            FAMILIES.get(family).Hparams,
+            {**hparams, **overrides.get(ds, {})},
+            table,
+            owner=f"family {family!r}",
+            noun="hyper-parameter",
+            field=lambda key: self.hparam_field(key, hparams, overrides, ds, where),
+        )
 
     @staticmethod
     def hparam_field(key: str, hparams: dict, overrides: dict, ds: str, where: str) -> str:
@@ -283,9 +258,7 @@ class Parser(Checks):
             for where, _, _ in self.spaced:
                 self.error(f"{where}.space", "a search space needs a [tune] table (metric, samples, ...)")
             return None
-        spec, problems = parse_tune(raw["tune"])
-        for key, msg in problems:
-            self.error(join_key("tune", key), msg)
+        spec = parse_tune(raw["tune"], self)
         if spec is None:
             return None
         if not self.spaced:

@@ -12,7 +12,8 @@ A space maps hyper-parameters of the model's family to distributions:
 | `choice` | a non-empty array | its elements | any; each element is type-checked |
 
 Bounds (randint: lo and hi - 1) and every choice are checked against the family's own range checks.
-Checks return `(field, message)` pairs so the suite parser can report every problem at once.
+Checks record each problem in the suite parser's collector (bench.suite.checks.Checks), so one
+`validate` reports every problem at once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Literal, get_args
 
 from bench.errors import ConfigError
 from bench.hparams import build, describe, field_type, type_ok
+from bench.suite.checks import Checks, join_key
 from bench.trial.validation import VAL_METRICS  # the validation metrics a tuning run can minimise
 
 DistKind = Literal["uniform", "loguniform", "randint", "choice"]
@@ -34,7 +36,6 @@ SearchKind = Literal["random", "optuna"]  # Ray Tune search: BasicVariantGenerat
 SEARCHES: tuple[str, ...] = get_args(SearchKind)
 SchedulerKind = Literal["fifo", "asha"]  # Ray Tune scheduler: FIFOScheduler | ASHAScheduler
 SCHEDULERS: tuple[str, ...] = get_args(SchedulerKind)
-SEED_LIMIT = 2**32  # numpy's seed range
 
 
 @dataclass(frozen=True)
@@ -70,98 +71,108 @@ class TuneSpec:
     seeds: tuple[int, ...] = (0,)  # seeds of the tuning trials
 
 
-def parse_dist(value: Any, hp_type: Any) -> tuple[Dist | None, str]:
-    """(Dist, "") or (None, why) for one `space` entry of a hyper-parameter of type `hp_type`."""
+def parse_dist(value: Any, hp_type: Any, checks: Checks, where: str) -> Dist | None:
+    """One `space` entry of a hyper-parameter of type `hp_type`; a problem is recorded at `where`."""
     shape = "expected { uniform|loguniform|randint = [lo, hi] } or { choice = [values] }"
     if not isinstance(value, dict) or len(value) != 1:
-        return None, f"{shape}, got {value!r}"
+        return checks.error(where, f"{shape}, got {value!r}")
     ((kind, args),) = value.items()
     if kind not in DIST_KINDS:
-        return None, f"unknown distribution {kind!r}; expected one of: {', '.join(DIST_KINDS)}"
+        return checks.error(where, f"unknown distribution {kind!r}; expected one of: {', '.join(DIST_KINDS)}")
     if kind == "choice":
         if not isinstance(args, list) or not args:
-            return None, f"choice: expected a non-empty array of values, got {args!r}"
+            return checks.error(where, f"choice: expected a non-empty array of values, got {args!r}")
         wrong = [v for v in args if not type_ok(v, hp_type)]
         if wrong:
-            return None, f"choice: {wrong[0]!r} is not a valid {describe(hp_type)}"
-        return Dist("choice", tuple(tuple(v) if isinstance(v, list) else v for v in args)), ""
+            return checks.error(where, f"choice: {wrong[0]!r} is not a valid {describe(hp_type)}")
+        return Dist("choice", tuple(tuple(v) if isinstance(v, list) else v for v in args))
     number = int if kind == "randint" else float
     if not (isinstance(args, list) and len(args) == 2 and all(type_ok(a, number) for a in args)):
-        return None, f"{kind}: expected two {number.__name__} bounds [lo, hi], got {args!r}"
+        return checks.error(where, f"{kind}: expected two {number.__name__} bounds [lo, hi], got {args!r}")
     lo, hi = args
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return None, f"{kind}: bounds must be finite, got {args!r}"
+        return checks.error(where, f"{kind}: bounds must be finite, got {args!r}")
     if not lo < hi:
-        return None, f"{kind}: bounds in the wrong order: expected lo < hi, got {args!r}"
+        return checks.error(where, f"{kind}: bounds in the wrong order: expected lo < hi, got {args!r}")
     if kind == "loguniform" and not lo > 0:
-        return None, f"loguniform: bounds must be > 0, got {args!r}"
+        return checks.error(where, f"loguniform: bounds must be > 0, got {args!r}")
     if not type_ok(number(lo), hp_type):  # a float distribution for an int / bool / str field
-        return None, f"{kind} draws {number.__name__}s but the hyper-parameter is {describe(hp_type)}; use " + (
-            "randint or choice" if type_ok(1, hp_type) else "choice"
+        use = "randint or choice" if type_ok(1, hp_type) else "choice"
+        return checks.error(
+            where, f"{kind} draws {number.__name__}s but the hyper-parameter is {describe(hp_type)}; use {use}"
         )
-    return Dist(kind, (lo, hi)), ""
+    return Dist(kind, (lo, hi))
 
 
 def parse_space(
-    table: Any, family: str, hp_cls: type, fixed: Mapping[str, Any], overridden: Collection[str] = ()
-) -> tuple[dict[str, Dist], list]:
-    """Checked space of a model: ({key: Dist}, [(key or "", message)]).
+    table: Any,
+    family: str,
+    hp_cls: type,
+    fixed: Mapping[str, Any],
+    overridden: Collection[str],
+    checks: Checks,
+    where: str,
+) -> dict[str, Dist]:
+    """Checked space of a model, {key: Dist}; problems recorded at `where`.<key>.
 
     `fixed` are the model's written hparams and `overridden` the keys its overrides set: a key may not
     be both fixed and searched. Range checks build the family's Hparams with each extreme value on top
     of `fixed` (skipped when `fixed` alone is invalid: that error is reported on hparams).
     """
     if not isinstance(table, dict):
-        return {}, [("", f"expected a table of hyper-parameter = distribution, got {table!r}")]
+        checks.error(where, f"expected a table of hyper-parameter = distribution, got {table!r}")
+        return {}
     names = {f.name for f in dataclasses.fields(hp_cls)}
-    space, errors = {}, []
+    space = {}
     try:
         build(hp_cls, fixed, owner=f"family {family!r}")
         check_ranges = True
     except ConfigError:
         check_ranges = False
     for key, value in table.items():
+        at = join_key(where, key)
         if key not in names:
-            errors.append((key, f"not a hyper-parameter of family {family!r}; known: {', '.join(sorted(names))}"))
+            checks.error(at, f"not a hyper-parameter of family {family!r}; known: {', '.join(sorted(names))}")
             continue
         if key in fixed or key in overridden:
-            where = "hparams" if key in fixed else "overrides"
-            errors.append((key, f"set both in {where} and space; keep one"))
+            checks.error(at, f"set both in {'hparams' if key in fixed else 'overrides'} and space; keep one")
             continue
-        dist, why = parse_dist(value, field_type(hp_cls, key))
+        dist = parse_dist(value, field_type(hp_cls, key), checks, at)
         if dist is None:
-            errors.append((key, why))
             continue
         for v in dist.extremes() if check_ranges else ():
             try:
                 build(hp_cls, {**fixed, key: v}, owner=f"family {family!r}")
             except ConfigError as exc:
-                errors.append((key, f"{dist.kind} value {v!r} is out of range ({exc})"))
+                checks.error(at, f"{dist.kind} value {v!r} is out of range ({exc})")
                 break
         else:
             space[key] = dist
-    return space, errors
+    return space
 
 
-def parse_tune(table: Any) -> tuple[TuneSpec | None, list]:
-    """The [tune] table as a TuneSpec (defaults filled) and [(field, message)] problems."""
+def parse_tune(table: Any, checks: Checks, where: str = "tune") -> TuneSpec | None:
+    """The [tune] table as a TuneSpec (defaults filled); None with its problems recorded."""
     if not isinstance(table, dict):
-        return None, [("", f"expected a table, got {table!r}")]
+        checks.error(where, f"expected a table, got {table!r}")
+        return None
+    before = len(checks.errors)
     names = [f.name for f in dataclasses.fields(TuneSpec)]
-    errors = [(k, f"unknown key; expected one of: {', '.join(names)}") for k in table if k not in names]
+    for k in table:
+        if k not in names:
+            checks.error(join_key(where, k), f"unknown key; expected one of: {', '.join(names)}")
     values = {k: v for k, v in table.items() if k in names}
     for key, allowed in (("metric", tuple(VAL_METRICS)), ("search", SEARCHES), ("scheduler", SCHEDULERS)):
         if key in values and values[key] not in allowed:
-            errors.append((key, f"expected one of {', '.join(map(repr, allowed))}, got {values.pop(key)!r}"))
+            checks.error(
+                join_key(where, key), f"expected one of {', '.join(map(repr, allowed))}, got {values.pop(key)!r}"
+            )
     if "samples" in values and not (type_ok(values["samples"], int) and values["samples"] > 0):
-        errors.append(("samples", f"expected an integer > 0, got {values.pop('samples')!r}"))
+        checks.error(join_key(where, "samples"), f"expected an integer > 0, got {values.pop('samples')!r}")
     if "seeds" in values:
-        seeds = values.pop("seeds")
-        ok = isinstance(seeds, list) and seeds and all(type_ok(s, int) and 0 <= s < SEED_LIMIT for s in seeds)
-        if not ok or len(set(seeds)) != len(seeds):
-            errors.append(("seeds", f"expected a non-empty array of unique integers in [0, 2**32), got {seeds!r}"))
-        else:
-            values["seeds"] = tuple(seeds)
+        values["seeds"] = checks.seeds(values["seeds"], join_key(where, "seeds"))
     if values.get("search") == "optuna" and importlib.util.find_spec("optuna") is None:
-        errors.append(("search", "'optuna' needs the optuna package (pip install optuna); or use 'random'"))
-    return (None if errors else TuneSpec(**values)), errors
+        checks.error(
+            join_key(where, "search"), "'optuna' needs the optuna package (pip install optuna); or use 'random'"
+        )
+    return TuneSpec(**values) if len(checks.errors) == before else None
