@@ -15,12 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bench.families import FAMILIES
 from bench.report import stats
 from bench.report.stats import Interval
 
 INF = math.inf
 HIGHER, LOWER = "higher", "lower"
-BASELINES = ("copy", "gmm")  # reference families: they appear in comparisons but never decide a verdict
+# reference families (Family.baseline): they appear in comparisons but never decide a verdict
+BASELINES = tuple(name for name in FAMILIES.names() if FAMILIES.get(name).baseline)
 COPY_FLAG = 0.5  # mean copy_fraction at or above which a model is flagged as memorizing (chance ≈ 1/9 in 2-D)
 
 
