@@ -39,7 +39,7 @@ from bench.run.experiment import ROW_KEY, experiment_name, run_experiment
 from bench.run.tuning_worker import METRIC, plain_value, sample_of, tuning_id, tuning_row, tuning_trainable
 from bench.store import TUNING, rebuild_tables, trial_rows, tuning_rows
 from bench.store.storage import Storage
-from bench.suite.model import Cell, Suite, _digest, with_values
+from bench.suite.model import Cell, Suite, digest, with_values
 from bench.trial.run import identity_row
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def searches(suite: Suite) -> list[Search]:
             space = spaces[cell.label]
             # what was trained and measured how, without [tune] (a larger `samples` keeps the rows)
             untuned = with_values(replace(cell, tune=None, space={}), {}, tuned=False)
-            key = _digest(
+            key = digest(
                 {
                     "config": untuned.config_hash,
                     "label": cell.label,
@@ -208,7 +208,7 @@ def _run_search(
 
 
 def _random(search: Search, done: list[dict], missing: list[int], concurrent: int):
-    seed = int(_digest({"seed": search.cell.seed, "missing": missing}), 16) % 2**32
+    seed = int(digest({"seed": search.cell.seed, "missing": missing}), 16) % 2**32
     return BasicVariantGenerator(random_state=seed, max_concurrent=concurrent), 0
 
 

@@ -16,7 +16,7 @@ from bench.errors import GenbenchError
 from bench.run.experiment import ROW_KEY
 from bench.store import tuning_rows
 from bench.store.storage import Storage
-from bench.suite.model import Cell, _digest, with_values
+from bench.suite.model import Cell, digest, with_values
 from bench.trial.run import Lifecycle, run_trial
 
 METRIC = "val_metric"  # the reported key every searcher and scheduler minimises
@@ -29,7 +29,7 @@ def plain_value(value: Any) -> Any:
 
 def tuning_id(search_key: str, sample: int) -> str:
     """Stable id of one tuning trial: the search's key and the sample index."""
-    return _digest({"search": search_key, "sample": sample})
+    return digest({"search": search_key, "sample": sample})
 
 
 def sample_of(trial_name: str) -> int:

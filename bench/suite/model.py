@@ -191,7 +191,7 @@ class Suite:
 
 
 # --- hashing ----------------------------------------------------------------------------------
-def _digest(obj: Any) -> str:
+def digest(obj: Any) -> str:
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
 
@@ -219,8 +219,8 @@ def _stamp(cell: Cell) -> Cell:
         config["space"] = {k: d.to_dict() for k, d in cell.space.items()}
     if cell.tune is not None:
         config["tune"] = to_dict(cell.tune)
-    config_hash = _digest(config)
-    trial_id = _digest(
+    config_hash = digest(config)
+    trial_id = digest(
         {"label": cell.label, "dataset": cell.dataset, "budget": cell.budget, "seed": cell.seed, "config": config_hash}
     )
     return dataclasses.replace(cell, config_hash=config_hash, trial_id=trial_id)
