@@ -23,9 +23,10 @@ def test_list_shows_families_with_estimator_and_datasets_with_shape_and_unit(cap
         "copy": ("none", "none"),
         "gmm": ("exact", "dequantized"),
     }
-    assert set(estimators) == set(FAMILIES.names())
-    for name, (points, images) in estimators.items():
+    for name, (points, images) in estimators.items():  # known answers for the shipped families
         assert re.search(rf"^\s+{name}\s+points:\s+{points}\s+image:\s+{images}\s", out, re.M), name
+    for name in FAMILIES.names():  # and a line for every registered one
+        assert re.search(rf"^\s+{re.escape(name)}\s+points:", out, re.M), name
     expected = {
         "8gaussians": ("(2,)", "nats"),
         "checkerboard": ("(2,)", "nats"),
