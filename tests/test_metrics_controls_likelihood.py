@@ -21,8 +21,8 @@ from bench.families import FAMILIES, make_family
 from bench.metrics.exactness import (
     MASS_TOL,
     SPREAD_TOL_NATS,
-    density_mass,
     exactness_test,
+    grid_mass,
     headline_nll_fn,
     reevaluation_spread,
 )
@@ -133,13 +133,13 @@ def test_spread_sees_a_deterministic_but_batch_dependent_nll():
     assert spread.max_nats > 100 * SPREAD_TOL_NATS
 
 
-def test_density_mass_sees_an_unnormalised_density():
+def test_grid_mass_sees_an_unnormalised_density():
     """Known answer: a density scaled by 1/2 integrates to 1/2, and one whose mass lies half outside
     the box to ≈ 1/2: the mass check can fail (it just cannot show exactness)."""
     _, _, _, marginal = _latent_gaussian()
-    assert density_mass(lambda p: -marginal.log_prob(p) + math.log(2), *BOX) == pytest.approx(0.5, abs=1e-3)
+    assert grid_mass(lambda p: -marginal.log_prob(p) + math.log(2), *BOX) == pytest.approx(0.5, abs=1e-3)
     centred = MultivariateNormal(torch.zeros(2), torch.eye(2))
-    assert density_mass(lambda p: -centred.log_prob(p), [0.0, -8.0], [8.0, 8.0]) == pytest.approx(0.5, abs=1e-3)
+    assert grid_mass(lambda p: -centred.log_prob(p), [0.0, -8.0], [8.0, 8.0]) == pytest.approx(0.5, abs=1e-3)
 
 
 # --- imputation on 8gaussians: the exact conditional ----------------------------------------------

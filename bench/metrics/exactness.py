@@ -86,7 +86,7 @@ def reevaluation_spread(nll_fn: NllFn, x: torch.Tensor, generators: Sequence[tor
     return Spread(max_nats=std.max().item(), mean_nats=std.mean().item())
 
 
-def density_mass(
+def grid_mass(
     nll_fn: Callable[[torch.Tensor], torch.Tensor],
     lo: float | Sequence[float],
     hi: float | Sequence[float],
@@ -123,6 +123,6 @@ def exactness_test(
     spread = reevaluation_spread(nll_fn, x, generators).max_nats
     mass = math.nan
     if box is not None:
-        mass = density_mass(lambda p: nll_fn(p, generators[0]), box[0], box[1], cells=cells)
+        mass = grid_mass(lambda p: nll_fn(p, generators[0]), box[0], box[1], cells=cells)
     mass_ok = box is None or abs(mass - 1) < MASS_TOL
     return Exactness(spread_nats=spread, mass=mass, exact=spread < SPREAD_TOL_NATS and mass_ok)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-MASK_SEED = 1234  # the protocol's mask seed (as bench.metrics.impute): part of the protocol, not of a trial
+from bench.metrics.impute import MASK_SEED  # the protocol's mask seed: one owner
 
 
 # --- masks ---------------------------------------------------------------------------------------
