@@ -96,7 +96,7 @@ def row(
     if cls.impute is not Family.impute:
         r["impute_mse"], r["impute_mse_baseline"] = 0.3, 1.0
     if image:
-        r["sharpness_ratio"] = 0.9
+        r["sharpness_ratio"], r["blur_index"] = 0.9, -0.05
     r.update(over)
     return r
 
@@ -157,14 +157,18 @@ def quick_like() -> pd.DataFrame:
                         recall=q * (1 + 0.02 * rng.standard_normal()),
                         mode_coverage=min(1.0, q + 0.05 * rng.standard_normal()),
                         c2st_accuracy=1.5 - q + 0.01 * rng.standard_normal(),
+                        c2st_auc=1.5 - q + 0.01 * rng.standard_normal(),
                     )
                 else:
                     over["sharpness_ratio"] = 0.9 + 0.02 * rng.standard_normal()
+                    over["blur_index"] = -0.05 + 0.02 * rng.standard_normal()
+                    over["c2st_auc"] = 0.5 + 0.05 * fid[family] + 0.01 * rng.standard_normal()
                 if family == "ddpm":
                     over.update(nfe=200, steps_curve=steps_curve(seed))
                 if family == "vae":
                     over["impute_mse"] = 0.3 + 0.01 * rng.standard_normal()
                     over["sharpness_ratio"] = 0.4 + 0.02 * rng.standard_normal()
+                    over["blur_index"] = -0.9 + 0.02 * rng.standard_normal()
                 if family != "gan":
                     over["nll"] = (1.3 if dataset == "digits" else 2.95) + 0.02 * rng.standard_normal()
                 out.append(row(family, dataset, seed, **over))

@@ -72,26 +72,26 @@ CASES = {
     "vae-samples-blurred": {
         SUPPORTED: rows_from(
             {
-                "vae": {"sharpness_ratio": [0.4, 0.42, 0.38]},
-                "gan": {"sharpness_ratio": [0.9, 0.92, 0.88]},
+                "vae": {"blur_index": [-0.9, -0.88, -0.93]},
+                "gan": {"blur_index": [0.02, 0.05, -0.01]},
             },
             "digits",
         ),
         CONTRADICTED: rows_from(
             {
-                "vae": {"sharpness_ratio": [0.9, 0.92, 0.88]},
-                "gan": {"sharpness_ratio": [0.4, 0.42, 0.38]},
+                "vae": {"blur_index": [0.02, 0.05, -0.01]},
+                "gan": {"blur_index": [-0.9, -0.88, -0.93]},
             },
             "digits",
         ),
         INCONCLUSIVE: rows_from(
             {
-                "vae": {"sharpness_ratio": [0.5, 0.9, 0.7]},
-                "gan": {"sharpness_ratio": [0.6, 0.8, 0.75]},
+                "vae": {"blur_index": [-0.5, 0.1, -0.2]},
+                "gan": {"blur_index": [-0.3, -0.1, 0.0]},
             },
             "digits",
         ),
-        # 2-D data has no sharpness: the claim cannot be measured there
+        # 2-D data has no blur index: the claim cannot be measured there
         NOT_MEASURED: rows_from({"vae": {"fid": HIGH}, "gan": {"fid": LOW}}, "8gaussians"),
     },
     "ddpm-complex-samples": {

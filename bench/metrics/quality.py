@@ -12,7 +12,11 @@ log K = everything in one mode; NaN when no sample is assigned).
 
 Sharpness: the variance of the 3×3 Laplacian response of an image (a standard blur measure: blur
 removes high frequencies, lowering it), averaged over images and channels; reported as the ratio
-samples / real test images, so 1 means "as sharp as the data" and < 1 blurred.
+samples / real test images, so 1 means "as sharp as the data" and < 1 blurred. It is not a
+quality score: noise raises it too (uniform noise 1.6 on digits). `blur_index` reads it in both
+directions: the log of the samples' high-frequency share of power (Laplacian energy over pixel
+variance, per image, so brightness and contrast cancel) over the real images'; below 0 blurred,
+above 0 noisy, 0 = the data's own texture. No direction is better.
 """
 
 from __future__ import annotations
@@ -78,3 +82,20 @@ def laplacian_variance(images: torch.Tensor) -> torch.Tensor:
 def sharpness_ratio(samples: torch.Tensor, real: torch.Tensor) -> float:
     """Mean Laplacian variance of samples / that of real images (same value scale for both)."""
     return (laplacian_variance(samples).mean() / laplacian_variance(real).mean()).item()
+
+
+def high_frequency_share(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N,): Laplacian response energy / pixel variance (flat images: NaN)."""
+    n, c, h, w = images.shape
+    x = images.double().reshape(n * c, 1, h, w)
+    response = F.conv2d(x, LAPLACIAN.to(images.device, torch.float64).view(1, 1, 3, 3))
+    energy = response.pow(2).flatten(1).mean(1)
+    variance = x.flatten(1).var(dim=1, unbiased=False)
+    share = torch.where(variance > 0, energy / variance, torch.full_like(energy, math.nan))
+    return share.view(n, c).nanmean(dim=1)
+
+
+def blur_index(samples: torch.Tensor, real: torch.Tensor) -> float:
+    """log(mean high-frequency share of samples / that of real images): < 0 blurred, > 0 noisy."""
+    s, r = high_frequency_share(samples).nanmean(), high_frequency_share(real).nanmean()
+    return math.log(s.item() / r.item()) if s > 0 and r > 0 else math.nan

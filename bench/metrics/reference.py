@@ -41,7 +41,11 @@ QUALITY_KEYS = (
     "mode_kl_nats",
     "sharpness_ratio",
     "c2st_accuracy",
+    "c2st_auc",
+    "c2st_p_value",
     "copy_fraction",
+    "memorization_p",
+    "blur_index",
 )
 
 
@@ -64,6 +68,7 @@ class Reference:
     cuda: bool
     seed: int
     train: torch.Tensor  # (N_train, *shape) model space: the memorisation check's neighbours
+    heldout: torch.Tensor  # (N_test, *shape) model space: every test example, the memorisation test's null
     feature_cache: Path  # cached training-set features (images), by content and extractor
 
     @classmethod
@@ -86,6 +91,7 @@ class Reference:
             cuda=device.type == "cuda",
             seed=seed,
             train=dataset.train(),
+            heldout=quantise(test, spec),
             feature_cache=Path(cache_dir) / "features",
         )
 
@@ -108,9 +114,14 @@ class Reference:
             row |= quality.class_mode_coverage(inputs, self.classifier, self.classifier.head[-1].out_features)
         if self.spec.is_image:
             row["sharpness_ratio"] = quality.sharpness_ratio(samples, self.real)
-        fake = self.features(samples)
-        row["c2st_accuracy"] = twosample.c2st_accuracy(self.real_features(), fake, seed=self.seed)
-        row["copy_fraction"] = twosample.copy_fraction(fake, self.train_features())
+            row["blur_index"] = quality.blur_index(samples, self.real)
+        fake, train = self.features(samples), self.train_features()
+        c2st = twosample.c2st_test(self.real_features(), fake, seed=self.seed)
+        row["c2st_accuracy"], row["c2st_auc"], row["c2st_p_value"] = c2st.accuracy, c2st.auc, c2st.p_value
+        row["copy_fraction"] = twosample.copy_fraction(fake, train)
+        row["memorization_p"] = twosample.memorization_test(
+            train, self.heldout_features(), fake, seed=self.seed
+        ).p_value
         return row
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,6 +134,15 @@ class Reference:
     def real_features(self) -> torch.Tensor:
         """Features of the n_real test examples (images: cached on disk under the FID cache's name)."""
         return self._cached(self.real, self.cache_name)
+
+    def heldout_features(self) -> torch.Tensor:
+        """Features of every test example (images: cached per content and extractor)."""
+        if self.extractor.fidelity is None:
+            return self.features(self.heldout)
+        key = tensor_hash(fidelity.to_uint8(self.heldout, self.spec))
+        return self._cached(
+            self.heldout, safe_name(self.spec.name, "test", key, self.extractor.name, self.extractor.hash)
+        )
 
     def train_features(self) -> torch.Tensor:
         """Features of the whole training set (images: cached per content and extractor)."""

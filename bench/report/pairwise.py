@@ -72,7 +72,7 @@ class Measure:
 
 MEASURES: dict[str, Measure] = {
     "sample_quality": Measure(
-        "sample quality: FID (images); mode coverage, precision, recall, C2ST accuracy (2-D)",
+        "sample quality: FID and C2ST AUC (images); precision, recall, C2ST AUC (2-D)",
         columns.quality_columns,
     ),
     "throughput": Measure(

@@ -82,6 +82,31 @@ COLUMNS: tuple[Column, ...] = (
         "indistinguishable, 1 = always told apart",
     ),
     Column(
+        "c2st_auc",
+        "float",
+        "AUC of the same k-NN's out-of-fold class probabilities (real vs samples), [0, 1]; 0.5 = "
+        "indistinguishable: sees a dropped mode that the accuracy cannot (bench.controls)",
+    ),
+    Column(
+        "c2st_p_value",
+        "float",
+        "one-sided p of the classifier two-sample test: the AUC of the same k-NN's out-of-fold probabilities "
+        "against 30 label-shuffled refits (bench.metrics.twosample); small = samples told apart from the data",
+    ),
+    Column(
+        "memorization_p",
+        "float",
+        "one-sided p that samples copy the training set (Meehan et al. 2020's C_T: samples' distances to the "
+        "training set against held-out test examples', per k-means cell; same features as copy_fraction); "
+        "small = copying",
+    ),
+    Column(
+        "blur_index",
+        "float",
+        "images: log of the samples' high-frequency share of power (Laplacian energy / pixel variance) over "
+        "the real images'; < 0 blurred, > 0 noisy, 0 = the data's texture (no direction is better); else NaN",
+    ),
+    Column(
         "copy_fraction",
         "float",
         "share of samples whose nearest training example is closer than 1/3 of the distance to the "
