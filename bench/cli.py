@@ -4,12 +4,14 @@
     genbench validate SUITE [--data-root DIR] [--address ADDR] [--cells]
     genbench run SUITE [--results DIR] [--address ADDR] [--storage URI] [--resume | --restart] [--data-root DIR]
                        [--tracking tensorboard|mlflow]
+    genbench controls --suite SUITE [--out DIR] [--results DIR] [--data-root DIR]
     genbench list
     genbench report RESULTS_DIR
 
 Exit status: 0 success; 2 invalid input (suite, paths, arguments: one line on stderr per problem,
 each naming the file and field; nothing was started) or an unusable results folder (not writable,
-full, in use by another run); 1 an unexpected error (traceback); for `run`, 100 + n when n trials
+full, in use by another run); 3 for `controls` when a measure missed a control; 1 an unexpected error
+(traceback); for `run`, 100 + n when n trials
 failed (capped at 199; diverged trials are measurements, not failures); 130 / 143 when SIGINT
 (Ctrl-C) / SIGTERM stopped it (finished rows are kept; run again to resume); 141 when the reader of
 stdout went away (`validate --cells | head`), like tools killed by SIGPIPE.
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 EXIT_INVALID = 2
 EXIT_FAILED_TRIALS = 100  # + number of failed trials
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader closed the pipe
+EXIT_CONTROL_MISSED = 3  # `controls`: some measure did not read its control as expected
 EXIT_SIGINT = 130  # 128 + SIGINT, the shell's convention; SIGTERM gives 143
 
 
@@ -154,6 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(command=cmd_run)
 
     p = sub.add_parser(
+        "controls",
+        help="run every measure on inputs with a known answer, at a suite's n and seeds",
+        description="Evaluate each measure's controls (true samples, a dropped mode, blur, noise, training "
+        "copies, an exact density vs a stochastic estimate, a closed-form imputation) with the suite's [eval] "
+        "settings and seeds, and write OUT/controls.csv (measure, control, expected, value, p_value, detected). "
+        "A report of a results folder holding controls.csv says what each measure can see. Exit 3 when a "
+        "control is not detected.",
+    )
+    p.add_argument("--suite", type=Path, required=True, help="suite file (TOML)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: <results>/<suite name>)")
+    p.add_argument("--results", type=Path, default=Path("results"), help="results root (default: results/)")
+    p.add_argument("--data-root", **data_root)
+    p.set_defaults(command=cmd_controls)
+
+    p = sub.add_parser(
         "list",
         help="list registered families and datasets",
         description="Registered families with their NLL estimator on each kind of data (points, image); datasets "
@@ -228,6 +246,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"interrupted by {signal.Signals(summary.interrupted).name}: run again to resume", file=sys.stderr)
         return 128 + summary.interrupted
     return EXIT_FAILED_TRIALS + min(summary.failed, 99) if summary.failed else 0
+
+
+def cmd_controls(args: argparse.Namespace) -> int:
+    from bench.suite import load_suite
+
+    suite = load_suite(args.suite, data_root=args.data_root)  # invalid: exit 2 before anything runs
+    from bench.controls.run import CSV, run_controls
+
+    out = args.out or args.results / suite.name
+    df = run_controls(suite, out, cache_dir=out / "cache")
+    missed = df[~df["detected"]]
+    print(f"{len(df) - len(missed)} of {len(df)} controls detected; {out / CSV}")
+    for _, r in missed.iterrows():
+        print(f"  not detected: {r['measure']} on {r['control']} ({r['dataset']}): expected {r['expected']}")
+    return EXIT_CONTROL_MISSED if len(missed) else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -58,7 +58,10 @@ def test_2d_single_gaussian_loses_to_a_perfect_sampler_although_its_fid_is_lower
     assert {e.metric for e in r.evidence} == set(columns.POINT_QUALITY)  # FID does not decide on 2-D
     assert result(df, "gan-no-bias-vs-vae").verdict == INCONCLUSIVE  # same sampler on both sides
     fid_only = rows_from({"ddpm": {"fid": perfect["fid"]}, "gan": {"fid": gaussian["fid"]}})
-    assert result(fid_only.assign(precision=np.nan, recall=np.nan, c2st_auc=np.nan), "ddpm-complex-samples").verdict != SUPPORTED
+    assert (
+        result(fid_only.assign(precision=np.nan, recall=np.nan, c2st_auc=np.nan), "ddpm-complex-samples").verdict
+        != SUPPORTED
+    )
 
 
 def test_adding_a_constant_to_a_family_loss_changes_no_verdict():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import claims, data, figures, latex, plotting, tables, tuning_section
+from bench.report import claims, controls_section, data, figures, latex, plotting, tables, tuning_section
 from bench.report.document import Document, Section, render_html, render_markdown
 from bench.report.sections import claims_section, figures_section, headline, notes_section, summary_section
 from bench.report.tables import FLOAT_FORMAT
@@ -71,7 +71,7 @@ def _build(results_dir: Path, stage: Path) -> None:
     title, head = headline(df, results_dir)
     sections = [summary_section(summaries), figures_section(figs)]
     sections += [s for s in [_tuning_section(results_dir, df, fig_dir)] if s is not None]
-    sections += [claims_section(results), notes_section(df)]
+    sections += [controls_section.section(results_dir), claims_section(results), notes_section(df)]
     doc = Document(title, head, tuple(sections))
     (stage / "tables.tex").write_text(latex.document(summaries, results), encoding="utf-8")
     (stage / "report.html").write_text(render_html(doc), encoding="utf-8")
