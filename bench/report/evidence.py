@@ -9,9 +9,12 @@ Verdict of one comparison (claim predicts side A `higher` or `lower` than side B
   * inconclusive  when the 95 % intervals of the two means overlap (paired / one-sample
                   comparisons: when the interval of the mean difference contains the reference),
   * otherwise     supported if the observed direction is the predicted one, else contradicted.
-Each inconclusive comparison states the smallest difference its seeds could detect (80 % power at
-ALPHA). Throughput is compared on the log scale (ratios). Rates (divergence) use Fisher's exact
-test and skip the interval rule: exact binomial intervals on 3 seeds always overlap.
+Each comparison carries the power of this rule, simulated as applied (bench.report.power: the test,
+the interval rule and the comparison's own Holm threshold, at the observed per-seed spread): the
+smallest difference its seeds detect with 80 % power (`detectable`), the power at the observed
+effect and the seeds per side that effect would need. Throughput is compared on the log scale
+(ratios). Rates (divergence) use Fisher's exact test and skip the interval rule: exact binomial
+intervals on 3 seeds always overlap.
 Comparisons against a baseline family (`reference`) are shown but never decide a verdict.
 
 A claim combines its deciding comparisons (`combine`): none -> not measured (with why);
@@ -27,7 +30,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bench.report import columns, stats
+from bench.report import columns, power, stats
 from bench.report.columns import HIGHER, LOWER
 from bench.report.stats import Interval
 
@@ -38,6 +41,11 @@ NOT_MEASURED = "not measured"
 VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED)
 
 ALPHA = 0.05  # two-sided family-wise significance level (Holm) of the decision tests
+RULE = (
+    "A comparison decides when its two-sided Welch t-test (paired t against a paired baseline) is "
+    f"significant at its Holm-adjusted level (α = {ALPHA} over the table's deciding comparisons), the "
+    "95 % intervals of the two means are disjoint, and the observed direction is the predicted one."
+)
 MIN_SEEDS = 2  # fewer finite values on a side -> no interval, no test -> inconclusive
 __all__ = ["HIGHER", "LOWER", "Evidence", "Side", "combine", "compare_means", "holm_adjust"]
 
@@ -71,6 +79,20 @@ class Evidence:
     spread: bool = True  # both sides vary over seeds
     separated: bool = True  # the interval rule's outcome
     note: str = ""  # appended to the reason
+    sigma: float = math.nan  # pooled per-seed standard deviation on the compared scale (log for throughput)
+    paired: bool = False  # the test is on paired differences (or against a fixed reference)
+    log: bool = False  # compared on the log scale: differences are log ratios
+    diff: float = math.nan  # mean(A) − mean(B) on the compared scale
+    diff_low: float = math.nan  # 95 % interval of diff (Welch / paired t)
+    diff_high: float = math.nan
+    alpha_step: float = math.nan  # the Holm threshold this comparison's p is held to
+    power_at_effect: float = math.nan  # the rule's power for a true effect of the observed size
+    seeds_needed: float = math.nan  # seeds per side at which that power reaches 80 % (NaN: beyond 64)
+
+    @property
+    def effect_sd(self) -> float:
+        """The observed difference in units of the per-seed standard deviation."""
+        return self.diff / self.sigma if self.sigma > 0 else math.nan
 
 
 def _fmt_p(p: float) -> str:
@@ -99,15 +121,49 @@ def _judged(e: Evidence, p: float) -> Evidence:
     return replace(e, p_adjusted=p, verdict=verdict, reason=_join(reason, e.note))
 
 
+def with_power(e: Evidence, alpha_step: float) -> Evidence:
+    """The rule's simulated power for this comparison at Holm threshold `alpha_step` (module doc):
+    `detectable` (80 % point, in the metric's unit; a ratio on the log scale), the power at the
+    observed effect and the seeds it would need. Unchanged where no spread gives a scale."""
+    n_a, n_b = e.n
+    if not (e.sigma > 0 and min(n_a, n_b) >= MIN_SEEDS and math.isfinite(alpha_step)):
+        return replace(e, alpha_step=alpha_step, detectable="")
+    effect = abs(e.effect_sd)
+    d = power.detectable_effect(n_a, n_b, alpha_step=alpha_step, paired=e.paired) * e.sigma
+    need = power.seeds_needed(effect, alpha_step=alpha_step, paired=e.paired)
+    return replace(
+        e,
+        alpha_step=alpha_step,
+        detectable=_detectable(d, e.log),
+        power_at_effect=power.rule_power(effect, n_a, n_b, alpha_step=alpha_step, paired=e.paired),
+        seeds_needed=math.nan if need is None else float(need),
+    )
+
+
 def holm_adjust(evidence: Sequence[Evidence]) -> list[Evidence]:
     """Holm-adjust the p-values of every deciding comparison (finite p, not a reference) as one
-    family and re-judge them with the adjusted p; the others are returned unchanged."""
+    family and re-judge them with the adjusted p; each gets the power of the rule at its own Holm
+    step (references at ALPHA: they never decide)."""
     family = [i for i, e in enumerate(evidence) if not e.reference and math.isfinite(e.p_value)]
-    adjusted = stats.holm([evidence[i].p_value for i in family])
-    out = list(evidence)
-    for i, p in zip(family, adjusted):
-        out[i] = _judged(out[i], float(p))
+    ps = [evidence[i].p_value for i in family]
+    adjusted, steps = stats.holm(ps), power.holm_steps(ps, ALPHA)
+    out = [with_power(e, ALPHA) if i not in set(family) else e for i, e in enumerate(evidence)]
+    for i, p, step in zip(family, adjusted, steps):
+        out[i] = _judged(with_power(out[i], step), float(p))
     return out
+
+
+def _sd(x: np.ndarray) -> float:
+    return float(np.std(x, ddof=1)) if len(x) >= 2 else math.nan
+
+
+def _shifted(iv: Interval, by: float) -> Interval:
+    return Interval(iv.mean + by, iv.low + by, iv.high + by, iv.n)
+
+
+def _scale(sigma: float, diff: Interval, *, paired: bool, log: bool = False) -> dict:
+    """The fields the power simulation reads: σ, the observed difference and its interval."""
+    return dict(sigma=sigma, paired=paired, log=log, diff=diff.mean, diff_low=diff.low, diff_high=diff.high)
 
 
 def _detectable(d: float, log: bool) -> str:
@@ -149,12 +205,12 @@ def compare_means(
         math.exp(x.mean() - y.mean()) if log and len(x) and len(y) else stats.ratio(a.stats.mean, b.stats.mean),
         "",
         "",
-        detectable=_detectable(stats.detectable_difference(x, y, ALPHA), log),
         reference=reference,
         n=(len(x), len(y)),
         spread=not (stats.is_constant(x) or stats.is_constant(y)),
         separated=not stats.overlaps(a.stats, b.stats),
         note=note,
+        **_scale(stats.pooled_sd(x, y), stats.welch_difference(x, y), paired=False, log=log),
     )
     return _judged(e, test.p_value)
 
@@ -189,11 +245,11 @@ def compare_paired(
         stats.ratio(a.stats.mean, b.stats.mean),
         "",
         "",
-        detectable=_detectable(stats.detectable_difference(x - y, None, ALPHA), False),
         n=(len(x), len(y)),
         spread=not stats.is_constant(x - y),
         separated=not stats.contains(stats.t_interval(x - y), 0.0),
         note=note,
+        **_scale(_sd(x - y), stats.t_interval(x - y), paired=True),
     )
     return _judged(e, test.p_value)
 
@@ -226,7 +282,7 @@ def compare_to_reference(
         stats.ratio(a.stats.mean, ref),
         "",
         "",
-        detectable=_detectable(stats.detectable_difference(x, None, ALPHA), False),
+        **_scale(_sd(x), _shifted(stats.t_interval(x), -ref), paired=True),
         n=(len(x), MIN_SEEDS),  # the reference is exact: only side A needs MIN_SEEDS values
         spread=not stats.is_constant(x),
         separated=not stats.contains(a.stats, ref),

@@ -70,6 +70,32 @@ def t_interval(values: Iterable[float], confidence: float = 0.95) -> Interval:
     return Interval(mean, mean - half, mean + half, n)
 
 
+def welch_difference(a: Iterable[float], b: Iterable[float], confidence: float = 0.95) -> Interval:
+    """mean(a) − mean(b) with its Welch interval (Welch-Satterthwaite df); NaN ends below 2 per side."""
+    x, y = clean(a), clean(b)
+    if not (len(x) and len(y)):
+        return Interval(NAN, NAN, NAN, 0)
+    diff = float(x.mean() - y.mean())
+    if min(len(x), len(y)) < 2:
+        return Interval(diff, NAN, NAN, len(x) + len(y))
+    va, vb = float(x.var(ddof=1)) / len(x), float(y.var(ddof=1)) / len(y)
+    if va + vb == 0:
+        return Interval(diff, diff, diff, len(x) + len(y))
+    df = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(y) - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2.0, df)) * math.sqrt(va + vb)
+    return Interval(diff, diff - half, diff + half, len(x) + len(y))
+
+
+def pooled_sd(a: Iterable[float], b: Iterable[float]) -> float:
+    """The pooled per-seed standard deviation of two groups (NaN without 3 values in all)."""
+    x, y = clean(a), clean(b)
+    dof = len(x) + len(y) - 2
+    if dof < 1 or min(len(x), len(y)) < 1:
+        return NAN
+    ss = float(((x - x.mean()) ** 2).sum() + ((y - y.mean()) ** 2).sum())
+    return math.sqrt(ss / dof)
+
+
 def clip(iv: Interval, low: float, high: float) -> Interval:
     """The interval intersected with a metric's range [low, high] (e.g. precision in [0, 1],
     FID >= 0): the t-interval is symmetric and can leave a bounded range near its edge."""

@@ -204,6 +204,7 @@ def claims_frame(results: Sequence[ClaimResult]) -> pd.DataFrame:
     """claims.csv: one row per lecture claim; the numbers of its key comparison (see
     evidence.key_evidence), the others in claims_detail.csv."""
     rows = []
+    family = sum(not x.reference and math.isfinite(x.p_value) for r in results for x in r.evidence)
     for r in results:
         e = key_evidence(r.evidence, r.verdict)
         rows.append(
@@ -220,7 +221,9 @@ def claims_frame(results: Sequence[ClaimResult]) -> pd.DataFrame:
                 "p_value": e.p_value if e else math.nan,
                 "p_adjusted": e.p_adjusted if e else math.nan,
                 "detectable": e.detectable if e else "",
+                "seeds_needed": e.seeds_needed if e else math.nan,
                 "n_comparisons": sum(not x.reference for x in r.evidence),
+                "holm_family_size": family,
                 "reason": r.reason,
             }
         )
@@ -251,7 +254,13 @@ def claims_detail(results: Sequence[ClaimResult]) -> pd.DataFrame:
                 p_perm=e.p_perm,
                 effect_d=e.effect,
                 ratio=e.ratio,
+                effect=e.diff,
+                effect_low=e.diff_low,
+                effect_high=e.diff_high,
+                alpha_step=e.alpha_step,
                 detectable=e.detectable,
+                power_at_effect=e.power_at_effect,
+                seeds_needed=e.seeds_needed,
                 reference=e.reference,
                 verdict="reference" if e.reference else e.verdict,
                 reason=e.reason,
@@ -260,7 +269,8 @@ def claims_detail(results: Sequence[ClaimResult]) -> pd.DataFrame:
     cols = (
         ["claim_id", "context", "metric"]
         + [f"{t}{s}" for t in ("a", "b") for s in ("", "_mean", "_ci_low", "_ci_high", "_n")]
-        + ["expect", "test", "p_value", "p_adjusted", "p_perm", "effect_d", "ratio", "detectable", "reference"]
+        + ["expect", "test", "p_value", "p_adjusted", "p_perm", "effect_d", "ratio", "effect", "effect_low"]
+        + ["effect_high", "alpha_step", "detectable", "power_at_effect", "seeds_needed", "reference"]
         + ["verdict", "reason"]
     )
     return pd.DataFrame(rows, columns=cols)
