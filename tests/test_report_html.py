@@ -24,7 +24,7 @@ from bench.report.evidence import NOT_MEASURED
 from bench.report.latex import to_latex
 from bench.report.tables import summarize, summary_tables
 
-SECTIONS = ["Summary", "Figures", "Claims", "Notes"]
+SECTIONS = ["Summary", "Figures", "What each measure can see", "Claims", "Notes"]
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 
 
@@ -120,7 +120,7 @@ def test_tuning_section_sits_between_figures_and_claims(tmp_path):
     results = write_folder(tmp_path, df)
     write_report(results)
     page = parse(results / "report.html")
-    assert page.h2 == ["Summary", "Figures", "Tuning", "Claims", "Notes"]
+    assert page.h2 == ["Summary", "Figures", "Tuning", "What each measure can see", "Claims", "Notes"]
     assert "tuned hyper-parameters" in (results / "report.md").read_text(encoding="utf-8").split("## Summary")[0]
 
 
