@@ -3,6 +3,8 @@ inconclusive and not measured: the verdict must follow the numbers, not the clai
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -183,8 +185,9 @@ def test_failed_trials_give_no_values():
     assert judge("gan-faster-than-flow", frame(rows)).verdict == NOT_MEASURED
 
 
-def test_mixed_evidence_is_inconclusive():
-    # VAE beats mean imputation, but DDPM imputes clearly better than the VAE
+def test_mixed_evidence_is_inconclusive_and_only_primaries_decide():
+    # VAE beats mean imputation (the primary), and DDPM imputes clearly better than the VAE: that
+    # comparison is secondary, reported with its own verdict, and does not move the claim's
     df = rows_from(
         {
             "vae": {"impute_mse": [0.3, 0.31, 0.29], "impute_mse_baseline": [1.0] * 3},
@@ -192,7 +195,9 @@ def test_mixed_evidence_is_inconclusive():
         }
     )
     result = judge("vae-missing-data", df)
-    assert result.verdict == INCONCLUSIVE and result.reason.startswith("mixed")
+    assert result.verdict == SUPPORTED, result.reason
+    [better] = [e for e in result.evidence if e.b.name == "ddpm"]
+    assert better.role == "secondary" and better.verdict == CONTRADICTED
     # DDPM faster than the GAN, yet its cost grows with the number of steps
     df = rows_from({"ddpm": ddpm(samples_per_s=HIGH), "gan": {"samples_per_s": LOW}})
     assert judge("ddpm-sampling-expensive", df).verdict == INCONCLUSIVE
@@ -214,8 +219,38 @@ def test_combine_rules():
     con = compare_means("c", "m", "a", HIGH, "b", LOW, "lower")
     inc = compare_means("c", "m", "a", MID_A, "b", MID_B, "higher")
     assert (sup.verdict, con.verdict, inc.verdict) == (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
-    assert combine([sup, inc], [])[0] == SUPPORTED
+    assert combine([sup, sup], [])[0] == SUPPORTED
+    assert combine([sup, inc], [])[0] == INCONCLUSIVE  # every primary must support
+    assert combine([sup, replace(con, role="secondary")], [])[0] == SUPPORTED  # secondaries never decide
+    assert combine([replace(sup, role="secondary")], [])[0] == NOT_MEASURED
     assert combine([con, inc], [])[0] == CONTRADICTED
     assert combine([sup, con], [])[0] == INCONCLUSIVE
     assert combine([inc], [])[0] == INCONCLUSIVE
     assert combine([], ["why"]) == (NOT_MEASURED, "why")
+
+
+def test_a_claims_verdict_does_not_move_when_another_claim_gains_comparisons():
+    """Holm runs over the primaries only: secondary comparisons added to an unrelated claim (here a
+    second, claim-less copy of the imputation claim's evidence) change nothing of the speed claim."""
+    from bench.report.claims import Claim, Composite
+
+    df = pd.concat(
+        [
+            rows_from({"gan": {"samples_per_s": HIGH}, "flow": {"samples_per_s": LOW}}),
+            rows_from({"vae": {"impute_mse": [0.3, 0.31, 0.29], "impute_mse_baseline": [1.0] * 3}}, "digits"),
+        ]
+    )
+    speed = next(c for c in CLAIMS if c.claim_id == "gan-faster-than-flow")
+    impute = next(c for c in CLAIMS if c.claim_id == "vae-missing-data")
+
+    def many(rows):
+        found, notes = impute.test.evaluate(rows)
+        extra = [replace(e, metric=f"{e.metric} #{i}") for i in range(20) for e in found]  # all secondary
+        return found + extra, notes
+
+    noisy = Claim("noisy", "vae", "x", "y", Composite("vae", "impute_mse", many), impute.primary)
+    before = evaluate_claims(normalize(df), [speed, impute])
+    after = evaluate_claims(normalize(df), [speed, noisy])
+    assert before[0].verdict == after[0].verdict == SUPPORTED
+    assert [e.p_adjusted for e in before[0].evidence] == [e.p_adjusted for e in after[0].evidence]
+    assert sum(e.role == "secondary" for e in after[1].evidence) == 20 * len(before[1].evidence)

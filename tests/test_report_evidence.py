@@ -108,7 +108,9 @@ def test_holm_adjusted_p_values_match_statsmodels():
 
 def test_verdicts_use_the_holm_adjusted_p_across_the_table():
     results = evaluate_claims(normalize(quick_like()), CLAIMS)
-    deciding = [e for r in results for e in r.evidence if not e.reference and math.isfinite(e.p_value)]
+    deciding = [e for r in results for e in r.evidence if e.role == "primary" and math.isfinite(e.p_value)]
+    secondary = [e for r in results for e in r.evidence if e.role == "secondary"]
+    assert secondary and all(math.isnan(e.p_adjusted) or e.p_adjusted == e.p_value for e in secondary)
     expected = multipletests([e.p_value for e in deciding], method="holm")[1]
     assert [e.p_adjusted for e in deciding] == pytest.approx(list(expected), rel=1e-12)
     assert len(deciding) > 5

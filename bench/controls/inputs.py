@@ -150,7 +150,7 @@ POINT_SETS = (
     ControlSet("true samples", true_points, effect=False),
     ControlSet("one of 8 modes dropped", dropped_mode, effect=True),
     ControlSet("std x 1.2", widened, effect=True, needs_modes=True),
-    ControlSet("one Gaussian, data moments", one_gaussian, effect=True),
+    ControlSet("one Gaussian with the data's moments", one_gaussian, effect=True),
     ControlSet("memorised training points", memorised, effect=True),
     ControlSet("30% training copies", point_copies, effect=True),
     ControlSet("30% copies + noise (half the NN spacing)", point_noisy_copies, effect=True),

@@ -13,14 +13,14 @@ the flow claim from section 3), "what is measured" from the claims table in erra
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from bench.report import evidence as ev
-from bench.report.columns import BASELINES
+from bench.report.columns import BASELINES, is_points
 from bench.report.data import finite, parse_json
 from bench.report.evidence import HIGHER, LOWER, Evidence
 from bench.report.pairwise import (
@@ -36,6 +36,12 @@ from bench.report.pairwise import (
     ok_rows,
 )
 
+SPREAD = "fid seed spread (abs. log-FID deviation)"  # the Nash claim's derived measure
+IMPUTE_VS_MEAN = "impute_mse vs impute_mse_baseline"
+MEAN_IMPUTATION = "mean imputation"
+OTHERS = "others"  # the pooled other families of the Nash claim
+DIVERGENCE = "divergence rate"
+COST_EXPONENT = "cost exponent d log(s/sample) / d log steps"
 MASS_TOLERANCE = 0.01  # |∫p − 1| allowed for a normalised density on the grid (±1 %)
 FLOW_KINDS = ("exact", "dequantized")  # exact density of the model; dequantized: a bound on discrete data
 
@@ -50,12 +56,33 @@ class Composite:
 
 
 @dataclass(frozen=True)
+class Primary:
+    """The pre-registered comparison that decides a claim on one kind of data: `metric` (a result
+    column or a composite claim's derived measure; throughput: whichever of its columns the context
+    measured) of the claim's family against side `versus` (a family, or a composite's fixed side)."""
+
+    metric: tuple[str, ...]  # the comparison's metric is one of these
+    versus: str  # side B's family or fixed reference ("" = any side)
+
+    def matches(self, e: Evidence) -> bool:
+        return e.metric in self.metric and (not self.versus or (e.b_family or e.b.name) == self.versus)
+
+
+THROUGHPUT = ("samples_per_cpu_s", "samples_per_s")
+
+
+def on_both(metric: tuple[str, ...], versus: str) -> dict[str, Primary]:
+    return {"points": Primary(metric, versus), "image": Primary(metric, versus)}
+
+
+@dataclass(frozen=True)
 class Claim:
     claim_id: str  # stable id, the row key of claims.csv
     family: str  # family the lecture attributes the pro/con to
     text: str  # as the lecture states it
     measured_as: str  # what is measured (errata claims table)
     test: PairwiseClaim | Composite  # how the results decide it
+    primary: Mapping[str, Primary]  # data kind -> the one comparison that decides there
 
     @property
     def compared(self) -> str:
@@ -66,7 +93,17 @@ class Claim:
         return self.test.metric
 
     def evaluate(self, df: pd.DataFrame) -> Outcome:
-        return self.test.evaluate(df)
+        found, notes = self.test.evaluate(df)
+        kinds = {ctx: "points" if is_points(rows) else "image" for ctx, rows in contexts(df)}
+        return [replace(e, role=self.role(e, kinds.get(e.context))) for e in found], notes
+
+    def role(self, e: Evidence, kind: str | None) -> str:
+        if e.reference:
+            return "reference"
+        if e.metric == "nll_kind":  # a wrong estimator label is a fact, not a statistic: it always decides
+            return "primary"
+        primary = self.primary.get(kind)
+        return "primary" if primary is not None and primary.matches(e) else "secondary"
 
 
 @dataclass(frozen=True)
@@ -105,7 +142,7 @@ def gan_training_unstable(df: pd.DataFrame) -> Outcome:
         if others.empty:
             continue
         other_models = models(ok_rows(others), sorted(others["family"].unique()))
-        o_name = "others (" + ", ".join(sorted(others["label"].unique())) + ")"
+        o_name = f"{OTHERS} (" + ", ".join(sorted(others["label"].unique())) + ")"
         for g_name, g_rows in models(ran, ["gan"]):
             g_ok = ok_rows(g_rows)
             if len(finite(g_ok, "fid")) and any(len(finite(m, "fid")) for _, m in other_models):
@@ -114,7 +151,7 @@ def gan_training_unstable(df: pd.DataFrame) -> Outcome:
                 found.append(
                     ev.compare_means(
                         ctx,
-                        "fid seed spread (abs. log-FID deviation)",
+                        SPREAD,
                         g_name,
                         _log_spread(g_ok),
                         o_name,
@@ -125,11 +162,11 @@ def gan_training_unstable(df: pd.DataFrame) -> Outcome:
                 )
             n_div, o_div = int((g_rows["status"] == "diverged").sum()), int((others["status"] == "diverged").sum())
             found.append(
-                ev.compare_rates(ctx, "divergence rate", g_name, n_div, len(g_rows), o_name, o_div, len(others), HIGHER)
+                ev.compare_rates(ctx, DIVERGENCE, g_name, n_div, len(g_rows), o_name, o_div, len(others), HIGHER)
             )
     if not found:
         notes.append("needs ok/diverged gan trials and another family in one dataset/budget")
-    return found, notes
+    return [replace(e, b_family=OTHERS) for e in found], notes
 
 
 def vae_handles_missing_data(df: pd.DataFrame) -> Outcome:
@@ -144,10 +181,10 @@ def vae_handles_missing_data(df: pd.DataFrame) -> Outcome:
             found.append(
                 ev.compare_paired(
                     ctx,
-                    "impute_mse vs impute_mse_baseline",
+                    IMPUTE_VS_MEAN,
                     v_name,
                     v_rows["impute_mse"].to_numpy(),
-                    "mean imputation",
+                    MEAN_IMPUTATION,
                     v_rows["impute_mse_baseline"].to_numpy(),
                     LOWER,
                 )
@@ -193,7 +230,7 @@ def ddpm_sampling_expensive(df: pd.DataFrame) -> Outcome:
                 found.append(
                     ev.compare_to_reference(
                         ctx,
-                        "cost exponent d log(s/sample) / d log steps",
+                        COST_EXPONENT,
                         d_name,
                         exps,
                         "0 (no growth)",
@@ -240,6 +277,7 @@ CLAIMS: tuple[Claim, ...] = (
         "generate the full sequence.",
         "samples/s, GAN vs flow, same batch size and device",
         PairwiseClaim("gan", ("flow",), "throughput", better="a", protocol=SPEED_PROTOCOL),
+        on_both(THROUGHPUT, "flow"),
     ),
     Claim(
         "gan-no-bias-vs-vae",
@@ -247,6 +285,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Don't introduce any deterministic bias compared with VAE",
         "sample quality (FID, C2ST AUC on images; precision, recall, C2ST AUC on 2-D points), GAN vs VAE",
         PairwiseClaim("gan", ("vae",), "sample_quality", better="a", protocol=SAMPLE_PROTOCOL),
+        {"points": Primary(("c2st_auc",), "vae"), "image": Primary(("fid",), "vae")},
     ),
     Claim(
         "gan-nash-equilibrium-hard",
@@ -254,6 +293,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Training a GAN requires finding a Nash equilibrium(hard)",
         "spread across seeds, divergence rate, loss oscillation",
         Composite("gan vs other families", "fid (seed spread), status=diverged", gan_training_unstable),
+        on_both((SPREAD, DIVERGENCE), OTHERS),
     ),
     Claim(
         "vae-missing-data",
@@ -265,6 +305,7 @@ CLAIMS: tuple[Claim, ...] = (
             "impute_mse, impute_mse_baseline",
             vae_handles_missing_data,
         ),
+        on_both((IMPUTE_VS_MEAN,), MEAN_IMPUTATION),
     ),
     Claim(
         "vae-samples-blurred",
@@ -272,6 +313,7 @@ CLAIMS: tuple[Claim, ...] = (
         "The generated samples are much more blurred than those coming from GANs",
         "blur index of samples relative to real data (< 0 blurred, > 0 noisy), VAE lower than GAN",
         PairwiseClaim("vae", ("gan",), "blur_index", better="b"),
+        {"image": Primary(("blur_index",), "gan")},
     ),
     Claim(
         "ddpm-complex-samples",
@@ -279,6 +321,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Can generate complex samples",
         "FID / KID / mode coverage against the other families",
         PairwiseClaim("ddpm", None, "sample_quality", better="a", protocol=SAMPLE_PROTOCOL),
+        {"points": Primary(("c2st_auc",), ""), "image": Primary(("fid",), "")},  # vs every other family
     ),
     Claim(
         "ddpm-sampling-expensive",
@@ -291,6 +334,7 @@ CLAIMS: tuple[Claim, ...] = (
             f"{MEASURES['throughput'].text}; steps_curve",
             ddpm_sampling_expensive,
         ),
+        on_both((*THROUGHPUT, COST_EXPONENT), ""),  # slower than every other family, and cost grows with steps
     ),
     Claim(
         "flow-exact-likelihood",
@@ -298,6 +342,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Now the exact log-likelihood of input data log p(x) becomes tractable.",
         "NLL kind per family; the flow's density integrates to 1",
         Composite("flow (nll_kind vs gan, vae)", "density_mass, nll_kind", flow_exact_likelihood),
+        {"points": Primary(("density_mass",), "")},
     ),
 )
 
@@ -308,7 +353,7 @@ def evaluate_claims(df: pd.DataFrame, claims: Sequence[Claim] = CLAIMS) -> list[
     if len({c.claim_id for c in claims}) != len(claims):
         raise ValueError("duplicate claim_id in the claims registry")
     outcomes = [c.evaluate(df) for c in claims]
-    flat = ev.holm_adjust([e for found, _ in outcomes for e in found])
+    flat = ev.holm_adjust([e for found, _ in outcomes for e in found])  # the family: every claim's primaries
     results, start = [], 0
     for claim, (found, notes) in zip(claims, outcomes):
         mine, start = flat[start : start + len(found)], start + len(found)

@@ -53,7 +53,7 @@ def _measure_line(measure: str, rows: pd.DataFrame) -> str:
         else f"**{measure}** ({n}): nothing"
     ]
     if len(seen) < len(rows):
-        parts.append("misses " + ", ".join(rows.loc[~rows["detected"], "control"]))
+        parts.append("misses " + "; ".join(rows.loc[~rows["detected"], "control"]))
     return "; ".join(parts)
 
 

@@ -17,9 +17,12 @@ effect and the seeds per side that effect would need. Throughput is compared on 
 intervals on 3 seeds always overlap.
 Comparisons against a baseline family (`reference`) are shown but never decide a verdict.
 
-A claim combines its deciding comparisons (`combine`): none -> not measured (with why);
-some supported and none contradicted -> supported; some contradicted and none supported ->
-contradicted; both -> inconclusive (mixed); none decided -> inconclusive.
+Only a claim's pre-registered primary comparisons decide (one measure against one side per data
+kind, `bench.report.claims.Primary`); the others are reported as secondary. A claim combines its
+primaries (`combine`): none -> not measured (with why); every one supported -> supported; some
+contradicted and none supported -> contradicted; both -> inconclusive (mixed); otherwise
+inconclusive. Holm runs over the primaries of the claims table only, so comparisons added to
+another claim as secondary leave a claim's verdict alone.
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ class Evidence:
     alpha_step: float = math.nan  # the Holm threshold this comparison's p is held to
     power_at_effect: float = math.nan  # the rule's power for a true effect of the observed size
     seeds_needed: float = math.nan  # seeds per side at which that power reaches 80 % (NaN: beyond 64)
+    role: str = "primary"  # primary (decides) | secondary (reported, never decides) | reference (a baseline)
+    b_family: str = ""  # side B's family (or fixed reference) for matching a claim's primary comparison
 
     @property
     def effect_sd(self) -> float:
@@ -140,11 +145,16 @@ def with_power(e: Evidence, alpha_step: float) -> Evidence:
     )
 
 
+def deciding(e: Evidence) -> bool:
+    """Only a claim's primary comparisons decide (never a reference)."""
+    return e.role == "primary" and not e.reference
+
+
 def holm_adjust(evidence: Sequence[Evidence]) -> list[Evidence]:
-    """Holm-adjust the p-values of every deciding comparison (finite p, not a reference) as one
+    """Holm-adjust the p-values of every deciding comparison (a primary with a finite p) as one
     family and re-judge them with the adjusted p; each gets the power of the rule at its own Holm
-    step (references at ALPHA: they never decide)."""
-    family = [i for i, e in enumerate(evidence) if not e.reference and math.isfinite(e.p_value)]
+    step (the others at ALPHA, judged on their raw p: they never decide)."""
+    family = [i for i, e in enumerate(evidence) if deciding(e) and math.isfinite(e.p_value)]
     ps = [evidence[i].p_value for i in family]
     adjusted, steps = stats.holm(ps), power.holm_steps(ps, ALPHA)
     out = [with_power(e, ALPHA) if i not in set(family) else e for i, e in enumerate(evidence)]
@@ -389,25 +399,27 @@ def label_mismatch(context: str, metric: str, a_name: str, expected: str, found:
 def combine(evidence: Sequence[Evidence], notes: Sequence[str]) -> tuple[str, str]:
     """Claim verdict from its deciding comparisons (rules in the module docstring) with a one-line
     reason: the tally, then the first comparison of each kind that decided (or left open) it."""
-    deciding = [e for e in evidence if not e.reference]
-    if not deciding:
-        return NOT_MEASURED, "; ".join(notes) or "no trials with the needed columns"
-    by = {v: [e for e in deciding if e.verdict == v] for v in (SUPPORTED, CONTRADICTED)}
-    n_inc = len(deciding) - len(by[SUPPORTED]) - len(by[CONTRADICTED])
+    primaries = [e for e in evidence if deciding(e)]
+    if not primaries:
+        secondary = any(e.role == "secondary" for e in evidence)
+        why = "no primary comparison could be made (only secondary ones)" if secondary else ""
+        return NOT_MEASURED, "; ".join(p for p in [why, *notes] if p) or "no trials with the needed columns"
+    by = {v: [e for e in primaries if e.verdict == v] for v in (SUPPORTED, CONTRADICTED)}
+    n_inc = len(primaries) - len(by[SUPPORTED]) - len(by[CONTRADICTED])
     tally = (
         f"{len(by[SUPPORTED])} supported, {len(by[CONTRADICTED])} contradicted, "
-        f"{n_inc} inconclusive of {len(deciding)} comparison(s)"
+        f"{n_inc} inconclusive of {len(primaries)} primary comparison(s)"
     )
-    if by[SUPPORTED] and not by[CONTRADICTED]:
+    if len(by[SUPPORTED]) == len(primaries):
         verdict, shown = SUPPORTED, by[SUPPORTED][:1]
     elif by[CONTRADICTED] and not by[SUPPORTED]:
         verdict, shown = CONTRADICTED, by[CONTRADICTED][:1]
-    elif by[SUPPORTED]:
+    elif by[SUPPORTED] and by[CONTRADICTED]:
         verdict, shown = INCONCLUSIVE, by[SUPPORTED][:1] + by[CONTRADICTED][:1]
         tally = "mixed: " + tally
     else:
-        verdict, shown = INCONCLUSIVE, deciding[:1]
-    if len(deciding) == 1:
+        verdict, shown = INCONCLUSIVE, [e for e in primaries if e.verdict == INCONCLUSIVE][:1] or primaries[:1]
+    if len(primaries) == 1:
         tally = ""
     parts = [tally] + [f"[{e.context}, {e.metric}] {e.reason}" for e in shown]
     return verdict, "; ".join(p for p in [*parts, *notes] if p)
@@ -416,11 +428,11 @@ def combine(evidence: Sequence[Evidence], notes: Sequence[str]) -> tuple[str, st
 def key_evidence(evidence: Sequence[Evidence], verdict: str) -> Evidence | None:
     """The comparison that best stands for the claim's verdict: the first deciding comparison with
     that verdict, else the first deciding one (inconclusive claims: the smallest adjusted p)."""
-    deciding = [e for e in evidence if not e.reference]
-    same = [e for e in deciding if e.verdict == verdict]
+    primaries = [e for e in evidence if deciding(e)]
+    same = [e for e in primaries if e.verdict == verdict]
     if same:
         return same[0]
-    ranked = sorted(deciding, key=lambda e: e.p_adjusted if math.isfinite(e.p_adjusted) else math.inf)
+    ranked = sorted(primaries, key=lambda e: e.p_adjusted if math.isfinite(e.p_adjusted) else math.inf)
     return ranked[0] if ranked else None
 
 

@@ -10,7 +10,7 @@ references. bench.report.claims registers the claims built from these records.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -127,18 +127,17 @@ class PairwiseClaim:
                             if bad:
                                 notes.append(f"{ctx}: {a_name} vs {b_name} not comparable, {bad}")
                                 continue
-                            found.append(
-                                ev.compare_means(
-                                    ctx,
-                                    col,
-                                    a_name,
-                                    finite(a_rows, col),
-                                    b_name,
-                                    finite(b_rows, col),
-                                    self.expect(col),
-                                    reference=ref,
-                                )
+                            e = ev.compare_means(
+                                ctx,
+                                col,
+                                a_name,
+                                finite(a_rows, col),
+                                b_name,
+                                finite(b_rows, col),
+                                self.expect(col),
+                                reference=ref,
                             )
+                            found.append(replace(e, b_family=fam))
         if not any(not e.reference for e in found) and not notes:
             b_text = " and ".join(self.b) if self.b else "another family"
             notes.append(f"needs ok trials with {self.column} from {self.a} and {b_text} in one dataset/budget")

@@ -18,7 +18,7 @@ import pandas as pd
 from bench.report import columns
 from bench.report.claims import ClaimResult
 from bench.report.columns import METRICS, SUMMARY_COLUMNS
-from bench.report.evidence import CONTRADICTED, NOT_MEASURED, SUPPORTED, Side, key_evidence
+from bench.report.evidence import CONTRADICTED, NOT_MEASURED, SUPPORTED, Side, deciding, key_evidence
 from bench.report.stats import Interval
 
 GROUP = ("dataset", "budget", "family", "label")
@@ -204,7 +204,7 @@ def claims_frame(results: Sequence[ClaimResult]) -> pd.DataFrame:
     """claims.csv: one row per lecture claim; the numbers of its key comparison (see
     evidence.key_evidence), the others in claims_detail.csv."""
     rows = []
-    family = sum(not x.reference and math.isfinite(x.p_value) for r in results for x in r.evidence)
+    family = sum(deciding(x) and math.isfinite(x.p_value) for r in results for x in r.evidence)  # the Holm family
     for r in results:
         e = key_evidence(r.evidence, r.verdict)
         rows.append(
@@ -223,6 +223,7 @@ def claims_frame(results: Sequence[ClaimResult]) -> pd.DataFrame:
                 "detectable": e.detectable if e else "",
                 "seeds_needed": e.seeds_needed if e else math.nan,
                 "n_comparisons": sum(not x.reference for x in r.evidence),
+                "n_primary": sum(deciding(x) for x in r.evidence),
                 "holm_family_size": family,
                 "reason": r.reason,
             }
@@ -262,6 +263,7 @@ def claims_detail(results: Sequence[ClaimResult]) -> pd.DataFrame:
                 power_at_effect=e.power_at_effect,
                 seeds_needed=e.seeds_needed,
                 reference=e.reference,
+                role=e.role,
                 verdict="reference" if e.reference else e.verdict,
                 reason=e.reason,
             )
@@ -270,7 +272,7 @@ def claims_detail(results: Sequence[ClaimResult]) -> pd.DataFrame:
         ["claim_id", "context", "metric"]
         + [f"{t}{s}" for t in ("a", "b") for s in ("", "_mean", "_ci_low", "_ci_high", "_n")]
         + ["expect", "test", "p_value", "p_adjusted", "p_perm", "effect_d", "ratio", "effect", "effect_low"]
-        + ["effect_high", "alpha_step", "detectable", "power_at_effect", "seeds_needed", "reference"]
+        + ["effect_high", "alpha_step", "detectable", "power_at_effect", "seeds_needed", "reference", "role"]
         + ["verdict", "reason"]
     )
     return pd.DataFrame(rows, columns=cols)
@@ -303,6 +305,9 @@ def detail_display(results: Sequence[ClaimResult]) -> pd.DataFrame:
             "p": fmt_num(e.p_value),
             "p (Holm)": fmt_num(e.p_adjusted),
             "detectable": e.detectable or DASH,
+            "power": fmt_num(e.power_at_effect),
+            "seeds needed": DASH if e.seeds_needed != e.seeds_needed else f"{e.seeds_needed:.0f}",
+            "role": e.role,
             "verdict": "reference" if e.reference else e.verdict,
             "reason": e.reason,
         }
@@ -310,6 +315,7 @@ def detail_display(results: Sequence[ClaimResult]) -> pd.DataFrame:
         for e in r.evidence
     ]
     cols = ["claim", "context", "metric", "A", "predicted", "B", "test", "p", "p (Holm)", "detectable"]
+    cols += ["power", "seeds needed", "role"]
     return pd.DataFrame(rows, columns=[*cols, "verdict", "reason"])
 
 
