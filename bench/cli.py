@@ -252,12 +252,13 @@ def cmd_controls(args: argparse.Namespace) -> int:
     from bench.suite import load_suite
 
     suite = load_suite(args.suite, data_root=args.data_root)  # invalid: exit 2 before anything runs
-    from bench.controls.run import CSV, run_controls
+    from bench.controls import CONTROLS_CSV
+    from bench.controls.run import run_controls
 
     out = args.out or args.results / suite.name
     df = run_controls(suite, out, cache_dir=out / "cache")
     missed = df[~df["detected"]]
-    print(f"{len(df) - len(missed)} of {len(df)} controls detected; {out / CSV}")
+    print(f"{len(df) - len(missed)} of {len(df)} controls detected; {out / CONTROLS_CSV}")
     for _, r in missed.iterrows():
         print(f"  not detected: {r['measure']} on {r['control']} ({r['dataset']}): expected {r['expected']}")
     return EXIT_CONTROL_MISSED if len(missed) else 0

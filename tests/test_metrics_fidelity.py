@@ -180,13 +180,17 @@ def test_real_features_are_cached_and_changed_data_misses(monkeypatch, tmp_path)
 
     # Two feature passes per call: torch-fidelity's (FID/KID/PRC) and the C2ST/copy_fraction one
     # (same network and layer), each caching the real side; copy_fraction also needs the 400
-    # training images once.
-    train_batches = [64] * 6 + [16]  # 400 training images in batches of 64
-    assert run(Bars(seed=0)) == sorted([30, 30, 50, 50, *train_batches])  # first call: samples, real, train
+    # training images once, and the memorisation test every test image once.
+    def batches(n):  # the extractor's batches of 64
+        return [64] * (n // 64) + ([n % 64] if n % 64 else [])
+
+    train_batches = batches(400)
+    heldout = batches(len(Bars(seed=0).test()))
+    assert run(Bars(seed=0)) == sorted([30, 30, 50, 50, *train_batches, *heldout])  # samples, real, train, test
     assert run(Bars(seed=0)) == [30, 30]  # second call, new Reference, same data: the rest from disk caches
     changed = Bars(seed=0)
     changed._test = changed._test.flip(-1)  # same name, same size, different pixels
-    assert run(changed) == [30, 30, 50, 50]  # content hash differs: a miss, not a stale hit
+    assert run(changed) == sorted([30, 30, 50, 50, *heldout])  # content hash differs: a miss, not a stale hit
 
 
 def test_reference_cache_name_follows_the_data_content(tmp_path):

@@ -4,3 +4,5 @@
 measure must read on each of them and judges it with the verdict's own rules, `run` evaluates a
 suite's controls into controls.csv (`run_bench.py controls --suite SUITE --out DIR`).
 """
+
+CONTROLS_CSV = "controls.csv"  # in the results folder: written by `run`, read by the report

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.controls import CONTROLS_CSV
 from bench.controls.inputs import IMAGE_SETS, POINT_SETS
 from bench.controls.readings import IMAGE_READINGS, NULL_CONTROL, POINT_READINGS, Reading
 from bench.datasets import make_dataset
@@ -30,7 +31,6 @@ from bench.store.files import atomic_write_with
 
 log = logging.getLogger(__name__)
 
-CSV = "controls.csv"
 COLUMNS = ("measure", "control", "expected", "value", "p_value", "detected", "dataset", "n", "seeds")
 LIKELIHOOD_STEPS = 200  # training steps of each family's tiny model before its exactness check
 LIKELIHOOD_EXAMPLES = 256  # test examples re-evaluated
@@ -52,7 +52,7 @@ def run_controls(suite, out_dir: Path, *, cache_dir: Path) -> pd.DataFrame:
         if getattr(dataset, "modes", None) is not None and not dataset.spec.is_image:
             rows += imputation_controls(dataset, suite.seeds[0])
     df = pd.DataFrame(rows, columns=list(COLUMNS))
-    atomic_write_with(Path(out_dir) / CSV, lambda p: df.to_csv(p, index=False))
+    atomic_write_with(Path(out_dir) / CONTROLS_CSV, lambda p: df.to_csv(p, index=False))
     return df
 
 

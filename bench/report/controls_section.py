@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.controls import CONTROLS_CSV as CSV  # bench.controls.run writes it; the report reads it
 from bench.report import tables
 from bench.report.document import Section
 
 TITLE = "What each measure can see"
-CSV = "controls.csv"  # bench.controls.run writes it; the report only reads the file
 SHOWN = ("measure", "dataset", "control", "expected", "value", "p_value", "detected")
 
 
