@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.metrics.nll import MASS_CELLS
+from bench.metrics.nll import MASS_CELLS, grid_mass
 
 NllFn = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]  # (B, *shape), generator -> (B,) nats
 
@@ -84,29 +84,6 @@ def reevaluation_spread(nll_fn: NllFn, x: torch.Tensor, generators: Sequence[tor
         runs.append(nll)
     std = torch.stack(runs).std(dim=0)
     return Spread(max_nats=std.max().item(), mean_nats=std.mean().item())
-
-
-def grid_mass(
-    nll_fn: Callable[[torch.Tensor], torch.Tensor],
-    lo: float | Sequence[float],
-    hi: float | Sequence[float],
-    *,
-    cells: int = MASS_CELLS,
-    batch: int = 8192,
-) -> float:
-    """∫ exp(−nll_fn(p)) dp over the box [lo, hi]² (per-axis bounds or one number for both axes),
-    midpoint rule on cells × cells; nll_fn maps (N, 2) points to (N,) nats. Dimensionless.
-
-    ≈ 1 for a normalised density whose mass lies inside the box, and *also* ≈ 1 for an unbiased
-    stochastic estimate of one (module docstring): it tests normalisation, not exactness.
-    """
-    lo_t = torch.as_tensor(lo, dtype=torch.float64).expand(2)
-    hi_t = torch.as_tensor(hi, dtype=torch.float64).expand(2)
-    step = (hi_t - lo_t) / cells
-    axes = [lo_t[i] + step[i] * (torch.arange(cells, dtype=torch.float64) + 0.5) for i in range(2)]
-    grid = torch.cartesian_prod(*axes).float()
-    total = sum(torch.exp(-nll_fn(chunk).double()).sum().item() for chunk in grid.split(batch))
-    return total * step.prod().item()
 
 
 def exactness_test(
