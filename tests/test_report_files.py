@@ -184,3 +184,20 @@ def test_parsed_json_columns_are_accepted():
     df = quick_like()
     df["loss_curve"] = [{"loss": [[0, 1.0]]}] * len(df)  # a loader that parsed the JSON text
     assert normalize(df)["loss_curve"].iloc[0] == '{"loss": [[0, 1.0]]}'
+
+
+def test_no_best_nll_across_estimators_of_different_kinds():
+    """An exact NLL, an IWAE bound and a VLB are different quantities: the best is marked only among
+    rows of one estimator kind."""
+    from bench.report.tables import _best_mask
+
+    summary = pd.DataFrame(
+        {
+            "family": ["flow", "vae", "ddpm", "flow"],
+            "label": ["flow", "vae", "ddpm", "flow-b"],
+            "nll_kind": ["exact", "iwae-64", "vlb", "exact"],
+            "nll_mean": [2.9, 2.8, 3.0, 2.95],
+        }
+    )
+    assert _best_mask(summary, "nll").tolist() == [True, False, False, False]
+    assert not _best_mask(summary.iloc[:3], "nll").any()  # one row per kind: nothing to compare

@@ -134,11 +134,22 @@ def _protocol(rows: pd.DataFrame) -> str:
 
 def _best_mask(summary: pd.DataFrame, col: str) -> np.ndarray:
     """Rows holding the best mean of the column; only marked when at least two rows have a value.
-    Baselines are references: they are never marked best."""
+    Baselines are references: they are never marked best. NLLs are compared only among rows of one
+    estimator kind (an exact NLL and a bound are different quantities)."""
     mean = summary[f"{col}_mean"].to_numpy(dtype=float)
     have = np.isfinite(mean) & ~summary["family"].isin(columns.BASELINES).to_numpy()
     better = METRICS[col].better
-    if better is None or have.sum() < 2:
+    if better is None:
+        return np.zeros(len(mean), dtype=bool)
+    if col != "nll":
+        return _best_among(mean, have, better)
+    kinds = summary["nll_kind"].astype(str).to_numpy()
+    groups = [_best_among(mean, have & (kinds == k), better) for k in sorted(set(kinds[have]))]
+    return np.logical_or.reduce(groups) if groups else np.zeros(len(mean), dtype=bool)
+
+
+def _best_among(mean: np.ndarray, have: np.ndarray, better: str) -> np.ndarray:
+    if have.sum() < 2:
         return np.zeros(len(mean), dtype=bool)
     best = np.min(mean[have]) if better == "lower" else np.max(mean[have])
     return have & (mean == best)
