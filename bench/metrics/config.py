@@ -7,6 +7,7 @@ from typing import ClassVar
 
 EXTRACTORS = ("raw", "classifier", "inception-v3-compat")  # eval.feature_extractor besides "auto"
 AUTO_EXTRACTOR = {"points": "raw", "image": "classifier"}  # what "auto" means per data kind
+IMPUTE_MASKS = ("random", "block")  # eval.impute_mask (bench.metrics.impute.MASKS implements them)
 
 
 @dataclass
@@ -31,6 +32,8 @@ class EvalConfig:
     prc_neighborhood: int = 3  # k of the k-NN manifolds for precision/recall
     impute: bool = True  # run the missing-data imputation measurement
     impute_examples: int = 500  # test examples to mask and impute
+    impute_draws: int = 4  # M imputations per example, averaged (the same M for every family)
+    impute_mask: str = "random"  # random (half the positions) | block (one quarter-size rectangle)
     save_samples_png: bool = True  # PNG grid of samples for image datasets
     nll_batch: int = 200  # test examples per NLL call (IWAE: iwae_k × this many decoder passes)
     kid_subsets: int = 100  # random subsets averaged by KID (torch-fidelity's default)
@@ -48,6 +51,7 @@ class EvalConfig:
             "kid_subset_size",
             "prc_neighborhood",
             "impute_examples",
+            "impute_draws",
             "nll_batch",
             "kid_subsets",
             "classifier_steps",
@@ -56,6 +60,8 @@ class EvalConfig:
                 raise ValueError(f"eval.{name} must be positive, got {getattr(self, name)}")
         if any(s <= 0 for s in self.sampling_steps):
             raise ValueError(f"eval.sampling_steps must be positive, got {self.sampling_steps}")
+        if self.impute_mask not in IMPUTE_MASKS:
+            raise ValueError(f"eval.impute_mask must be one of {', '.join(IMPUTE_MASKS)}, got {self.impute_mask!r}")
         allowed = ("auto", *EXTRACTORS)
         if self.feature_extractor not in allowed:
             raise ValueError(f"eval.feature_extractor must be one of {allowed}, got {self.feature_extractor!r}")

@@ -98,6 +98,9 @@ def _evaluate(
                 dataset.train().mean(0),
                 spec,
                 generator=_generator(device, seed + IMPUTE_SEED),
+                draws=cfg.impute_draws,
+                mask=cfg.impute_mask,
+                train=dataset.train(),
             )
     else:
         row |= {"impute_mse": math.nan, "impute_mse_baseline": math.nan}

@@ -16,7 +16,7 @@ mean, not the distribution. Two fair scores over M draws per example, each (M, N
 Also here: masks (seeded, so every family sees the same hidden entries), a k-NN imputer baseline,
 and the closed-form conditional of an isotropic Gaussian mixture (8gaussians: bench.datasets.toy)
 whose exact conditional mean, variance and draws are the known answer the scores are tested on.
-Masks are True where HIDDEN (as bench.metrics.impute.hidden_mask); values are in model space.
+Masks are True where HIDDEN; values are in model space.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.metrics.impute import MASK_SEED  # the protocol's mask seed: one owner
+MASK_SEED = 1234  # fixed on purpose: the mask is part of the protocol, not of a trial
 
 
 # --- masks ---------------------------------------------------------------------------------------
@@ -56,10 +56,14 @@ def random_mask(n: int, spec, share: float = 0.5, seed: int = MASK_SEED) -> torc
 def block_mask(n: int, spec, share: float = 0.25, seed: int = MASK_SEED) -> torch.Tensor:
     """(n, *spec.shape) bool, True where hidden: one contiguous block per example at a seeded random
     position. Images: an h×w rectangle, h = round(√share·H), w = round(√share·W) (share ≈ hw/HW);
-    points: a run of ⌊share·D⌋ consecutive coordinates."""
+    points: a run of max(1, ⌊share·D⌋) consecutive coordinates."""
     g = torch.Generator().manual_seed(seed)
     positions = _positions(spec)
-    sides = [max(1, round(math.sqrt(share) * s)) for s in positions] if spec.is_image else [int(share * positions[0])]
+    sides = (
+        [max(1, round(math.sqrt(share) * s)) for s in positions]
+        if spec.is_image
+        else [max(1, int(share * positions[0]))]
+    )
     grids = torch.meshgrid(*[torch.arange(s) for s in positions], indexing="ij")
     hidden = torch.ones(n, *positions, dtype=torch.bool)
     for axis, (size, side) in enumerate(zip(positions, sides)):

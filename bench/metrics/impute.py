@@ -1,31 +1,42 @@
-"""Missing data (the lecture's VAE claim): hide a fixed half of each test input, fill it.
+"""Missing data (the lecture's VAE claim): hide part of each test input, fill it, score the fill.
 
 The mask is drawn from a fixed seed (not the trial seed), so every family, seed and trial hides the
-same entries of the same test examples. Points hide ⌊D/2⌋ coordinates per example (one of two on
-2-D data); images hide half of the pixel positions (all channels of a hidden pixel together). The
-family only ever sees zeros at hidden entries. Errors are mean squared errors over hidden entries
-in model space, next to the baseline that fills each hidden entry with its training-set mean.
+same entries of the same test examples: `[eval] impute_mask = "random"` hides half of the positions
+(⌊D/2⌋ coordinates of a point; half the pixels of an image, all channels of a pixel together),
+"block" one rectangle of about a quarter of the pixels. The family only ever sees zeros at hidden
+entries. It imputes `[eval] impute_draws` = M times (the same M for every family): a sampling
+imputer (one posterior draw per call, the DDPM) is scored on the mean of its M draws, its estimate of
+the conditional mean, so that under MSE it is not charged twice the conditional variance for
+drawing (bench.metrics.imputation); a deterministic imputer repeats itself. Next to impute_mse
+(model-space MSE over hidden entries): the energy score of the M draws (a proper score of the whole
+conditional distribution), and two baselines on the same masks: the training mean and a k-NN
+imputer (the mean of the 5 nearest training examples on the known entries).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-MASK_SEED = 1234  # fixed on purpose: the mask is part of the protocol, not of a trial
+from bench.metrics.imputation import (
+    MASK_SEED,
+    block_mask,
+    conditional_mean_mse,
+    energy_score,
+    knn_impute,
+    random_mask,
+)
+
+KNN_K = 5  # neighbours of the k-NN imputation baseline
+MASKS = {"random": random_mask, "block": block_mask}  # eval.impute_mask -> the mask it hides
 
 
-def hidden_mask(n: int, spec, seed: int = MASK_SEED) -> torch.Tensor:
-    """(n, *spec.shape) bool, True where HIDDEN: exactly half the positions of each example."""
-    positions = spec.shape[1:] if spec.is_image else spec.shape  # images: (H, W) pixel positions
-    p = math.prod(positions)
-    g = torch.Generator().manual_seed(seed)
-    order = torch.rand(n, p, generator=g).argsort(dim=1)
-    hidden = torch.zeros(n, p, dtype=torch.bool)
-    hidden.scatter_(1, order[:, : p // 2], True)
-    hidden = hidden.view(n, *positions)
-    return hidden.unsqueeze(1).expand(n, *spec.shape).clone() if spec.is_image else hidden
+def hidden_mask(n: int, spec, seed: int = MASK_SEED, kind: str = "random") -> torch.Tensor:
+    """(n, *spec.shape) bool, True where HIDDEN: exactly half the positions of each example
+    ("random") or one block of about a quarter of them ("block"), the same for every trial."""
+    return MASKS[kind](n, spec, seed=seed)
 
 
 def masked_mse(x: torch.Tensor, x_hat: torch.Tensor, hidden: torch.Tensor) -> float:
@@ -34,20 +45,49 @@ def masked_mse(x: torch.Tensor, x_hat: torch.Tensor, hidden: torch.Tensor) -> fl
 
 
 def imputation_columns(
-    family, test: torch.Tensor, train_mean: torch.Tensor, spec, *, generator: torch.Generator | None
-) -> dict[str, float]:
-    """impute_mse (NaN if the family cannot impute) and impute_mse_baseline (training mean)."""
-    hidden = hidden_mask(len(test), spec)
-    baseline = masked_mse(test, train_mean.expand_as(test), hidden)
+    family,
+    test: torch.Tensor,
+    train_mean: torch.Tensor,
+    spec,
+    *,
+    generator: torch.Generator | None,
+    draws: int = 1,
+    mask: str = "random",
+    train: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    """The imputation columns on `test` with its `mask` entries hidden: impute_mse of the mean of
+    `draws` imputations (NaN if the family cannot impute; a sampling imputer's M-draw estimate of
+    the conditional mean, a deterministic one repeats itself), impute_energy (the energy score of the
+    draws, a proper score of the whole conditional), impute_mse_baseline (the training mean) and,
+    with `train`, impute_mse_knn (KNN_K nearest training examples on the known entries)."""
+    hidden = hidden_mask(len(test), spec, kind=mask)
+    row: dict[str, Any] = {
+        "impute_mse_baseline": masked_mse(test, train_mean.expand_as(test), hidden),
+        "impute_draws": draws,
+        "impute_mask": mask,
+        "impute_mse": math.nan,
+        "impute_energy": math.nan,
+        "impute_mse_knn": math.nan,
+    }
     observed = test.masked_fill(hidden, 0.0)  # the family cannot peek at what it must fill in
+    if train is not None:
+        row["impute_mse_knn"] = masked_mse(test, knn_impute(train, observed, ~hidden, KNN_K), hidden)
+    filled = [_impute_once(family, observed, hidden, generator, test.shape) for _ in range(draws)]
+    if filled[0] is None:
+        return row
+    stacked = torch.stack(filled)  # (M, N, *shape)
+    row["impute_mse"] = conditional_mean_mse(stacked, test, hidden)
+    row["impute_energy"] = energy_score(stacked, test, hidden)
+    return row
+
+
+def _impute_once(family, observed, hidden, generator, shape) -> torch.Tensor | None:
     # no_grad, not inference_mode: a gradient-based completion may re-enable grad inside
     with torch.no_grad():
         x_hat = family.impute(observed.to(family.device), (~hidden).to(family.device), generator)
     if x_hat is None:
-        return {"impute_mse": math.nan, "impute_mse_baseline": baseline}
+        return None
     x_hat = x_hat.detach().float().cpu()
-    if x_hat.shape != test.shape:
-        raise ValueError(
-            f"{type(family).__name__}.impute returned shape {tuple(x_hat.shape)}, expected {tuple(test.shape)}"
-        )
-    return {"impute_mse": masked_mse(test, x_hat, hidden), "impute_mse_baseline": baseline}
+    if x_hat.shape != shape:
+        raise ValueError(f"{type(family).__name__}.impute returned shape {tuple(x_hat.shape)}, expected {tuple(shape)}")
+    return x_hat

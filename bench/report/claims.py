@@ -189,6 +189,18 @@ def vae_handles_missing_data(df: pd.DataFrame) -> Outcome:
                     LOWER,
                 )
             )
+            if np.isfinite(v_rows["impute_mse_knn"].to_numpy(dtype=float)).all():
+                found.append(  # secondary: a real baseline, on the same masks
+                    ev.compare_paired(
+                        ctx,
+                        "impute_mse vs impute_mse_knn",
+                        v_name,
+                        v_rows["impute_mse"].to_numpy(),
+                        "5-NN imputation",
+                        v_rows["impute_mse_knn"].to_numpy(),
+                        LOWER,
+                    )
+                )
             for fam in imputers:
                 for o_name, o_rows in models(rows, [fam]):
                     v, o = finite(v_rows, "impute_mse"), finite(o_rows, "impute_mse")

@@ -112,8 +112,21 @@ COLUMNS: tuple[Column, ...] = (
         "share of samples whose nearest training example is closer than 1/3 of the distance to the "
         "second nearest (memorisation; raw coordinates for points, extractor features for images), [0, 1]",
     ),
-    Column("impute_mse", "float", "MSE on the masked part of test inputs after imputation (model space)"),
+    Column(
+        "impute_mse",
+        "float",
+        "MSE on the masked part of test inputs of the mean of impute_draws imputations (model space²)",
+    ),
     Column("impute_mse_baseline", "float", "same, for imputing the training mean"),
+    Column("impute_mse_knn", "float", "same, for the 5-nearest-neighbour imputer on the known entries (same masks)"),
+    Column(
+        "impute_energy",
+        "float",
+        "energy score of the impute_draws imputations on the masked entries (a proper score of the conditional; "
+        "model-space units, lower is better)",
+    ),
+    Column("impute_draws", "int", "M: imputations per test example, averaged (the same for every family)"),
+    Column("impute_mask", "str", "random (half the positions) | block (one quarter-size rectangle)"),
     # cost
     Column("samples_per_s", "float", "samples per wall-clock second at sample_batch, after warm-up"),
     Column(
