@@ -93,3 +93,15 @@ def test_copy_baseline_is_flagged_and_a_trained_gan_is_not(tmp_path):
     assert rows["gan"]["copy_fraction"] < 0.3, rows["gan"]["copy_fraction"]  # ~1/9 by chance
     assert rows["copy"]["n_fake"] == rows["copy"]["n_real"] == 600
     assert abs(rows["copy"]["c2st_accuracy"] - 0.5) < 0.06  # copies of the training set: indistinguishable
+
+
+def test_the_c2st_auc_is_sklearns_roc_auc_with_ties():
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from bench.metrics.twosample import _auc
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        y, score = rng.integers(0, 2, 300), rng.integers(0, 7, 300) / 7  # k-NN votes: many ties
+        assert _auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)

@@ -91,7 +91,7 @@ COLUMNS: tuple[Column, ...] = (
         "c2st_p_value",
         "float",
         "one-sided p of the classifier two-sample test: the AUC of the same k-NN's out-of-fold probabilities "
-        "against 30 label-shuffled refits (bench.metrics.twosample); small = samples told apart from the data",
+        "against 200 label shuffles (bench.metrics.twosample); small = samples told apart from the data",
     ),
     Column(
         "memorization_p",
