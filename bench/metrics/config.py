@@ -31,7 +31,7 @@ class EvalConfig:
     kid_subset_size: int = 1000  # clamped to the sample count
     prc_neighborhood: int = 3  # k of the k-NN manifolds for precision/recall
     impute: bool = True  # run the missing-data imputation measurement
-    impute_examples: int = 500  # test examples to mask and impute
+    impute_examples: int = 500  # test examples to mask and impute, drawn per trial seed (the same for every family)
     impute_draws: int = 4  # M imputations per example, averaged (the same M for every family)
     impute_mask: str = "random"  # random (half the positions) | block (one quarter-size rectangle)
     save_samples_png: bool = True  # PNG grid of samples for image datasets
