@@ -409,3 +409,27 @@ def test_folder_errors(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="cannot read image .*broken.png"):
         make_dataset("folder", {"root": str(tmp_path)}).train()
+
+
+def test_folder_validation_refuses_fake_images_and_links_out_of_the_root(tmp_path):
+    """A text file named .png or a link to a file outside the root is refused at validation, in
+    one line naming the file, instead of failing every trial later."""
+    from bench.datasets import DATASETS
+
+    cls, root = DATASETS.get("folder"), tmp_path / "images"
+    write_pngs(root)
+    options = cls.Options(root=str(root))
+    assert cls.facts(options).n_test == 1  # six real images: fine
+    (root / "fake.png").write_text("not an image")
+    with pytest.raises(OptionError, match=r"fake\.png' is not a readable image") as e:
+        cls.facts(options)
+    assert "\n" not in str(e.value)
+    (root / "fake.png").unlink()
+    outside = tmp_path / "secret.png"
+    Image.new("RGB", (4, 4)).save(outside)
+    (root / "link.png").symlink_to(outside)
+    with pytest.raises(OptionError, match=r"link\.png' is a link to .*secret\.png', outside the root"):
+        cls.facts(options)
+    (root / "link.png").unlink()
+    (root / "sub" / "inside.png").symlink_to(root / "img0.png")  # a link within the root is fine
+    assert cls.facts(options).n_test == 1

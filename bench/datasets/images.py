@@ -372,9 +372,31 @@ class ImageFolder(Dataset):
         return min(max(1, round(n * fraction)), n - 1)
 
     @classmethod
+    def _unusable(cls, root: Path, files: list[Path]) -> list[tuple[Path, str]]:
+        """(file, why) for every file that resolves outside root (a link out of it) or that Pillow
+        cannot verify as an image: validation refuses them rather than let every trial fail."""
+        inside, bad = root.resolve(), []
+        for path in files:
+            target = path.resolve()
+            if not target.is_relative_to(inside):
+                bad.append((path, f"a link to {str(target)!r}, outside the root"))
+                continue
+            try:
+                with Image.open(target) as img:
+                    img.verify()  # reads the whole file: truncated and foreign files fail here
+            except Exception as exc:  # Pillow raises many types for broken files
+                bad.append((path, f"not a readable image: {_first_line(exc)}"))
+        return bad
+
+    @classmethod
     def facts(cls, options) -> Facts:
         root = _checked_root(options.root, "folder", "*.png / *.jpg images")
-        n = len(cls._images(root))
+        files = cls._images(root)
+        bad = cls._unusable(root, files)
+        if bad:
+            (first, why), more = bad[0], (f" ({len(bad)} of {len(files)} files)" if len(bad) > 1 else "")
+            raise OptionError("root", f"dataset 'folder': {str(first)!r} is {why}{more}")
+        n = len(files)
         if n < 2:
             raise OptionError(
                 "root",
