@@ -125,7 +125,7 @@ OLD_CASES = [
     (
         "toml-nested-1000-deep",
         doc(top='name = "t"\nseeds = [0]\nx = ' + "[" * 1000 + "]" * 1000 + "\n"),
-        "nested too deeply",
+        "TOML nested too deeply",
     ),
 ]
 
