@@ -395,3 +395,20 @@ def test_three_independent_errors_come_in_one_validate(tmp_path, capsys):
     with pytest.raises(ConfigError) as info:
         load_suite(path)
     assert len(info.value.lines) == 3
+
+
+def test_a_datasets_bad_option_hides_no_model_error_and_makes_no_follow_on_error(tmp_path, capsys):
+    """A dataset entry with a bad option still names a dataset of the suite: the models' errors are
+    found in the same pass, and an override for that dataset is not reported as 'not a dataset'."""
+    path = tmp_path / "sections.toml"
+    path.write_text(
+        'name = "q"\nseeds = [0]\n'
+        '[[datasets]]\nname = "8gaussians"\noptions = { ntest = 5 }\n'
+        '[[models]]\nfamily = "gan"\nhparams = { lr = "fast" }\noverrides.8gaussians = { latent = 4 }\n'
+        '[[models]]\nfamily = "vae"\nhparams = { batch_size = 0 }\n'
+        '[[budgets]]\nname = "b"\nsteps = 10\n'
+    )
+    assert cli.main(["validate", str(path)]) == 2
+    check_lines(
+        capsys.readouterr().err, path, ("datasets[0].options.ntest", "models[0].hparams.lr", "models[1].hparams")
+    )

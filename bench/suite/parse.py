@@ -53,11 +53,14 @@ class Parser(Checks):
             self.error("name", "required: the suite's name (results go to <results>/<name>/)")
         name = self.name(raw.get("name"), "name") if "name" in raw else None
         seeds = self.seeds(raw.get("seeds"), "seeds", empty="empty grid: at least one seed is required, e.g. [0, 1, 2]")
-        datasets = [self.dataset(t, where) for t, where in self.tables(raw, "datasets", DATASET_KEYS)]
+        dataset_tables = self.tables(raw, "datasets", DATASET_KEYS)
+        datasets = [self.dataset(t, where) for t, where in dataset_tables]
         self.unique([d.name if d else None for d in datasets], "datasets", "dataset")
         budgets = [self.budget(t, where) for t, where in self.tables(raw, "budgets", BUDGET_KEYS)]
         self.unique([b.name if b else None for b in budgets], "budgets", "budget name")
-        ds_names = [d.name for d in datasets if d is not None]
+        # every registered dataset name, also of entries with bad options: the models are checked
+        # against them, so a dataset's error neither hides a model's nor makes its overrides look wrong
+        ds_names = list(dict.fromkeys(t["name"] for t, _ in dataset_tables if _registered(t.get("name"))))
         models = [self.model(t, where, ds_names) for t, where in self.tables(raw, "models", MODEL_KEYS)]
         hint = " (set `label` to tell two entries of one family apart)"
         self.unique([m.label if m else None for m in models], "models", "model label", hint)
@@ -271,3 +274,7 @@ class Parser(Checks):
                     'tune.metric = "nll"; use metric = "fid" or drop its space',
                 )
         return spec
+
+
+def _registered(name: Any) -> bool:
+    return isinstance(name, str) and name in DATASETS.names()
