@@ -34,9 +34,9 @@ PERFECT, SECOND, FAST_GAN, ENDS_COLLAPSED = (
 )
 
 
-def _trajectory(dataset, cfg, cache_dir, seed: int, steps: int = GAN_STEPS) -> Trajectory:
+def _trajectory(dataset, cfg, cache_dir, seed: int, steps: int | None = None) -> Trajectory:
     cfg = cfg if cfg.trajectory_points else dataclasses.replace(cfg, trajectory_points=8)  # the default curve
-    return Trajectory(dataset, cfg, cache_dir=cache_dir, seed=seed, steps=steps, seconds=None)
+    return Trajectory(dataset, cfg, cache_dir=cache_dir, seed=seed, steps=steps or GAN_STEPS, seconds=None)
 
 
 def _draws(traj: Trajectory, dataset, seed: int, name: str, last=None) -> dict:
