@@ -41,7 +41,7 @@ class EvalConfig:
     classifier_seed: int = 0  # seed of the classifier's init and batches (fixed: one extractor for all)
     # the quality trajectory (bench.metrics.trajectory): FID at this many evenly spaced points of training
     trajectory_points: int = 8  # 0 = off (no quality_curve, fid_oscillation; collapsed only on divergence)
-    trajectory_samples: int = 1000  # samples and real test examples per trajectory FID (capped at the test size)
+    trajectory_samples: int = 2000  # samples and real test examples per trajectory FID (capped at the test size)
 
     def validate(self) -> None:
         for name in (

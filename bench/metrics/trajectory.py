@@ -125,7 +125,10 @@ class Trajectory:
 
     def _reference(self, device: torch.device) -> Reference:
         if self._ref is None:
-            self._ref = Reference.build(self.dataset, self.cfg, cache_dir=self.cache_dir, device=device, seed=self.seed)
+            with torch.enable_grad():  # the first point may train the classifier extractor (once per dataset)
+                self._ref = Reference.build(
+                    self.dataset, self.cfg, cache_dir=self.cache_dir, device=device, seed=self.seed
+                )
             self.floor = floor_fid(self._ref, self.dataset.train())
         return self._ref
 
