@@ -41,9 +41,9 @@ def points(cache: Path) -> None:
         family.train(False)
         traj = Trajectory(dataset, cell.eval, cache_dir=cache, seed=0, steps=cell.steps, seconds=None)
         # the classifier extractor is trained once per dataset, by the driver before any trial starts
-        Trajectory(dataset, cell.eval, cache_dir=cache, seed=1, steps=1, seconds=None)._reference(family.device)
+        Trajectory(dataset, cell.eval, cache_dir=cache, seed=1, steps=1, seconds=None).reference(family.device)
         t = time.perf_counter()
-        traj._reference(family.device)  # once per trial: the real features and the floor
+        traj.reference(family.device)  # once per trial: the real features and the floor
         setup = time.perf_counter() - t
         with torch.no_grad():
             t = time.perf_counter()

@@ -41,7 +41,7 @@ def _trajectory(dataset, cfg, cache_dir, seed: int, steps: int | None = None) ->
 
 def _draws(traj: Trajectory, dataset, seed: int, name: str, last=None) -> dict:
     """A trajectory whose points are fresh true draws (the last one `last(n)` when given)."""
-    ref = traj._reference(torch.device("cpu"))
+    ref = traj.reference(torch.device("cpu"))
     g = torch.Generator().manual_seed(zlib.crc32(name.encode()) + 7919 * seed)
     for k in range(traj.points):
         final = last is not None and k == traj.points - 1

@@ -107,7 +107,7 @@ class Trajectory:
 
     def measure(self, family, step: int) -> float:
         """FID of the family as it is now (call in eval mode, under no_grad, with its evaluation weights)."""
-        ref = self._reference(family.device)
+        ref = self.reference(family.device)
         gen = torch.Generator(device=family.device).manual_seed(self.seed + TRAJECTORY_SEED + len(self.curve))
         fid = ref.fid(self._draw(family, ref.n_real, gen))
         self.curve.append({"step": int(step), "fid": fid if math.isfinite(fid) else None})
@@ -123,7 +123,8 @@ class Trajectory:
         out = [family.sample(min(batch, n - i), generator=gen, **kwargs).float().cpu() for i in range(0, n, batch)]
         return torch.cat(out)
 
-    def _reference(self, device: torch.device) -> Reference:
+    def reference(self, device: torch.device) -> Reference:
+        """The real examples the curve compares with (built once, with fid_floor)."""
         if self._ref is None:
             with torch.enable_grad():  # the first point may train the classifier extractor (once per dataset)
                 self._ref = Reference.build(
