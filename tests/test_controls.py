@@ -13,8 +13,9 @@ from report_synth import quick_like, write_folder
 
 from bench import cli
 from bench.controls import inputs
+from bench.controls.instability import FAST_GAN, PERFECT, instability_controls
 from bench.controls.readings import MEMO_ALPHA
-from bench.controls.run import COLUMNS, imputation_controls, likelihood_controls
+from bench.controls.run import COLUMNS, _record, imputation_controls, likelihood_controls
 from bench.datasets import make_dataset
 from bench.metrics.quality import blur_index
 from bench.metrics.twosample import c2st_test, memorization_test
@@ -105,6 +106,20 @@ def test_likelihood_and_imputation_controls_read_their_known_answers(gaussians):
     assert rows and all(r["detected"] for r in rows), [r for r in rows if not r["detected"]]
     kinds = {r["control"].split(" ")[1] for r in rows if r["measure"] == "nll exactness"}
     assert {"(exact);", "(iwae);"} <= kinds
+
+
+def test_instability_reads_a_perfect_sampler_at_the_floor_and_a_gan_at_10x_lr_above_it(gaussians, tmp_path):
+    """The acceptance line, at the quick suite's [eval] and seeds: a perfect sampler's fid_oscillation
+    is not above a second perfect sampler's and it never collapses; a GAN at 10x its learning rate
+    oscillates more (Welch t over the 3 seeds, intervals disjoint); a curve ending with every sample
+    at one mode collapses. At 3 seeds the GAN's reading is marginal: seeds 0-2 detect it, other
+    triples of seeds need not (docs/design.md)."""
+    suite = load_suite(ROOT / "suites" / "quick.toml")
+    rows = instability_controls(gaussians, suite.eval, suite.seeds, tmp_path, _record)
+    assert [r["measure"] for r in rows] == ["fid_oscillation", "fid_oscillation", "collapsed", "collapsed"]
+    assert all(r["detected"] for r in rows), [r for r in rows if not r["detected"]]
+    value = {r["control"]: r["value"] for r in rows if r["measure"] == "fid_oscillation"}
+    assert value[FAST_GAN] > value[PERFECT] > 0
 
 
 @pytest.mark.slow

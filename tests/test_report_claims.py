@@ -50,20 +50,20 @@ CASES = {
         INCONCLUSIVE: rows_from({"gan": {"fid": HIGH[:1]}, "vae": {"fid": LOW}}, "digits"),  # one seed
         NOT_MEASURED: rows_from({"gan": {"fid": [NAN] * 3}, "vae": {"fid": LOW}}, "digits"),
     },
+    # decided by the oscillation of each trial's quality trajectory, GAN vs the other families pooled
     "gan-nash-equilibrium-hard": {
-        SUPPORTED: frame(
-            [row("gan", seed=s, status="diverged", fid=NAN) for s in range(3)]
-            + [row(f, seed=s, fid=v) for f in ("vae", "flow") for s, v in enumerate(MID_A)]
-        ),
-        CONTRADICTED: rows_from(
+        SUPPORTED: rows_from(
             {
-                "gan": {"fid": [5.0, 5.01, 4.99]},
-                "vae": {"fid": [2.0, 6.0, 15.0]},
-                "flow": {"fid": [3.0, 9.0, 20.0]},
+                "gan": {"fid_oscillation": [4.0, 4.2, 3.9]},
+                "vae": {"fid_oscillation": [0.5, 0.6, 0.55]},
+                "flow": {"fid_oscillation": [0.45, 0.62, 0.5]},
             }
         ),
-        INCONCLUSIVE: rows_from({"gan": {"fid": MID_A}, "vae": {"fid": MID_B}}),
-        NOT_MEASURED: rows_from({"gan": {"loss_oscillation": [0.5, 0.6, 0.55]}}),
+        CONTRADICTED: rows_from(
+            {"gan": {"fid_oscillation": [0.5, 0.6, 0.55]}, "vae": {"fid_oscillation": [4.0, 4.2, 3.9]}}
+        ),
+        INCONCLUSIVE: rows_from({"gan": {"fid_oscillation": MID_A}, "vae": {"fid_oscillation": MID_B}}),
+        NOT_MEASURED: rows_from({"gan": {"fid_oscillation": [4.0, 4.2, 3.9]}}),  # no other family
     },
     "vae-missing-data": {
         SUPPORTED: rows_from({"vae": {"impute_mse": [0.3, 0.31, 0.29], "impute_mse_baseline": [1.0, 1.02, 0.98]}}),
@@ -170,13 +170,49 @@ def test_models_are_compared_only_within_a_dataset_and_budget():
     assert judge("gan-faster-than-flow", df).verdict == NOT_MEASURED
 
 
-def test_divergence_rate_alone_can_support_gan_instability():
-    rows = [row("gan", seed=s, status="diverged", fid=NAN, loss_oscillation=NAN) for s in range(3)]
-    rows += [row(f, seed=s) for f in ("vae", "flow", "ddpm") for s in range(3)]
+def test_divergence_rate_is_secondary_and_the_oscillation_decides():
+    """Half the GAN trials diverged: the divergence and collapse rates (Fisher, 3/6 vs 0/6: two-sided
+    p = 40/220) are secondary; the primary is fid_oscillation, here lower for the GAN: contradicted."""
+    rows = [row("gan", seed=s, status="diverged", fid=NAN, collapsed=1.0) for s in range(3)]
+    rows += [row("gan", seed=s + 3, fid_oscillation=v, collapsed=0.0) for s, v in enumerate([0.5, 0.6, 0.55])]
+    rows += [row(f, seed=s, fid_oscillation=v, collapsed=0.0) for f in ("vae", "flow") for s, v in enumerate(HIGH[:3])]
     result = judge("gan-nash-equilibrium-hard", frame(rows))
-    assert result.verdict == SUPPORTED
+    roles = {e.metric: e.role for e in result.evidence}
+    assert roles == {
+        "fid_oscillation": "primary",
+        "divergence rate": "secondary",
+        "collapse rate": "secondary",
+        "fid seed spread (abs. log-FID deviation)": "secondary",
+    }, roles
     [div] = [e for e in result.evidence if e.metric == "divergence rate"]
-    assert div.p_value == pytest.approx(1 / 220) and div.a.stats.mean == 1.0
+    [collapse] = [e for e in result.evidence if e.metric == "collapse rate"]
+    assert div.p_value == pytest.approx(40 / 220) and div.a.stats.mean == 0.5 and collapse.a.stats.mean == 0.5
+    assert result.verdict == CONTRADICTED, result.reason
+
+
+def test_tuning_spread_and_collapse_are_secondary_comparisons():
+    """Tuning rows give the GAN's spread of log val-FID across configurations and its collapse share
+    against the others' (Lucic et al.), reported, never deciding: |log v − mean| by hand."""
+    from bench.report.instability import TUNING_COLLAPSE, TUNING_SPREAD, deviations
+
+    def config(family, i, v, collapsed):
+        return dict(label=family, family=family, dataset="8gaussians", budget="b", seed=0, sample=i,
+                    val_metric=v, metric="fid", status="ok", collapsed=collapsed)  # fmt: skip
+
+    gan_fids, vae_fids = [0.1, 1.0, 10.0, 0.5], [0.2, 0.21, 0.19, 0.2]
+    tuning = pd.DataFrame(
+        [config("gan", i, v, i < 2) for i, v in enumerate(gan_fids)]
+        + [config("vae", i, v, False) for i, v in enumerate(vae_fids)]
+    )
+    logs = np.log(gan_fids)
+    assert deviations(tuning[tuning["family"] == "gan"]) == pytest.approx(np.abs(logs - logs.mean()))
+    claim = next(c for c in CLAIMS if c.claim_id == "gan-nash-equilibrium-hard")
+    df = CASES["gan-nash-equilibrium-hard"][SUPPORTED]
+    [result] = evaluate_claims(normalize(df), [claim], tuning=tuning)
+    found = {e.metric: e for e in result.evidence}
+    assert found[TUNING_SPREAD].role == found[TUNING_COLLAPSE].role == "secondary"
+    assert found[TUNING_COLLAPSE].a.stats.mean == 0.5 and found[TUNING_COLLAPSE].b.stats.mean == 0.0
+    assert result.verdict == SUPPORTED  # the tuning comparisons leave the verdict to the primaries
 
 
 def test_failed_trials_give_no_values():

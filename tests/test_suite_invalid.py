@@ -76,6 +76,8 @@ OLD_CASES = [
     ("gpus-negative", doc(extra="[resources]\ngpus_per_trial = -1\n"), "resources.gpus_per_trial"),
     ("eval-type", doc(extra="[eval]\nn_samples = 1.5\n"), "eval.n_samples"),
     ("eval-range", doc(extra="[eval]\nn_samples = 0\n"), "eval"),
+    ("eval-trajectory-points", doc(extra="[eval]\ntrajectory_points = -1\n"), "eval"),
+    ("eval-trajectory-samples", doc(extra="[eval]\ntrajectory_samples = 1\n"), "eval"),
     ("models-not-tables", doc(top=TOP + 'models = "flow"\n', models=""), "models"),
     ("resources-not-table", doc(top=TOP + "resources = 3\n"), "resources"),
     ("steps-zero", doc(budgets='[[budgets]]\nname = "b"\nsteps = 0\n'), "budgets[0].steps"),

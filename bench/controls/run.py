@@ -5,7 +5,9 @@ with the suite's [eval] settings, so n = compared_count and the same features) r
 known-answer set of bench.controls.inputs; bench.controls.readings judges each reading. Two more
 checks need no samples: whether each family's NLL is exact (re-evaluation spread and grid mass,
 bench.metrics.exactness; a family's own declaration says what it should be) and whether the
-imputation scores rank a closed-form conditional correctly (bench.metrics.imputation). The rows go
+imputation scores rank a closed-form conditional correctly (bench.metrics.imputation). On 2-D data the
+instability measure reads a perfect sampler's trajectory and a GAN at 10× its learning rate
+(bench.controls.instability). The rows go
 to DIR/controls.csv; the report's section "What each measure can see" is built from them.
 """
 
@@ -22,6 +24,7 @@ import torch
 
 from bench.controls import CONTROLS_CSV
 from bench.controls.inputs import IMAGE_SETS, POINT_SETS
+from bench.controls.instability import instability_controls
 from bench.controls.readings import IMAGE_READINGS, NULL_CONTROL, POINT_READINGS, Reading
 from bench.datasets import make_dataset
 from bench.families import FAMILIES, make_family
@@ -49,6 +52,7 @@ def run_controls(suite, out_dir: Path, *, cache_dir: Path) -> pd.DataFrame:
         rows += sample_controls(dataset, suite.eval, suite.seeds, cache_dir)
         if not dataset.spec.is_image:
             rows += likelihood_controls(dataset, suite.eval)
+            rows += instability_controls(dataset, suite.eval, suite.seeds, cache_dir, _record)
         if getattr(dataset, "modes", None) is not None and not dataset.spec.is_image:
             rows += imputation_controls(dataset, suite.seeds[0])
     df = pd.DataFrame(rows, columns=list(COLUMNS))

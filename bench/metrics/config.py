@@ -38,6 +38,9 @@ class EvalConfig:
     kid_subsets: int = 100  # random subsets averaged by KID (torch-fidelity's default)
     classifier_steps: int = 1000  # optimizer steps of the offline classifier (trained once per dataset)
     classifier_seed: int = 0  # seed of the classifier's init and batches (fixed: one extractor for all)
+    # the quality trajectory (bench.metrics.trajectory): FID at this many evenly spaced points of training
+    trajectory_points: int = 8  # 0 = off (no quality_curve, fid_oscillation; collapsed only on divergence)
+    trajectory_samples: int = 2000  # samples and real test examples per trajectory FID (capped at the test size)
 
     def validate(self) -> None:
         for name in (
@@ -57,6 +60,10 @@ class EvalConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"eval.{name} must be positive, got {getattr(self, name)}")
+        if self.trajectory_points < 0:
+            raise ValueError(f"eval.trajectory_points must be >= 0 (0 = off), got {self.trajectory_points}")
+        if self.trajectory_samples < 2:  # a covariance needs two samples
+            raise ValueError(f"eval.trajectory_samples must be >= 2, got {self.trajectory_samples}")
         if any(s <= 0 for s in self.sampling_steps):
             raise ValueError(f"eval.sampling_steps must be positive, got {self.sampling_steps}")
         if self.impute_mask not in IMPUTE_MASKS:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report import evidence as ev
+from bench.report import instability
 from bench.report.columns import BASELINES, is_points
 from bench.report.data import finite, parse_json
 from bench.report.evidence import HIGHER, LOWER, Evidence
@@ -36,7 +37,9 @@ from bench.report.pairwise import (
     ok_rows,
 )
 
-SPREAD = "fid seed spread (abs. log-FID deviation)"  # the Nash claim's derived measure
+SPREAD = "fid seed spread (abs. log-FID deviation)"  # the Nash claim's secondary measures
+OSCILLATION = "fid_oscillation"  # the Nash claim's primary: the quality trajectory inside each trial
+COLLAPSE = "collapse rate"
 IMPUTE_VS_MEAN = "impute_mse vs impute_mse_baseline"
 MEAN_IMPUTATION = "mean imputation"
 OTHERS = "others"  # the pooled other families of the Nash claim
@@ -83,6 +86,7 @@ class Claim:
     measured_as: str  # what is measured (errata claims table)
     test: PairwiseClaim | Composite  # how the results decide it
     primary: Mapping[str, Primary]  # data kind -> the one comparison that decides there
+    tuning: Callable[[pd.DataFrame], list[Evidence]] | None = None  # secondary evidence from tuning rows
 
     @property
     def compared(self) -> str:
@@ -92,8 +96,10 @@ class Claim:
     def metric(self) -> str:
         return self.test.metric
 
-    def evaluate(self, df: pd.DataFrame) -> Outcome:
+    def evaluate(self, df: pd.DataFrame, tuning: pd.DataFrame | None = None) -> Outcome:
         found, notes = self.test.evaluate(df)
+        if self.tuning is not None and tuning is not None and not tuning.empty:
+            found = [*found, *self.tuning(tuning)]  # no data kind: never a primary
         kinds = {ctx: "points" if is_points(rows) else "image" for ctx, rows in contexts(df)}
         return [replace(e, role=self.role(e, kinds.get(e.context))) for e in found], notes
 
@@ -131,10 +137,11 @@ def _cv(rows: pd.DataFrame) -> str:
 
 
 def gan_training_unstable(df: pd.DataFrame) -> Outcome:
-    """Two indicators per context, each GAN model against the other (non-baseline) families
-    pooled: FID spread over seeds and divergence rate (both predicted higher for the GAN). Loss
-    oscillation is left out: even offset- and scale-free, it compares different quantities (a
-    discriminator loss, an MSE, a bound), so it stays a within-family column."""
+    """Per context, each GAN model against the other (non-baseline) families pooled, all predicted
+    higher for the GAN: the primary is fid_oscillation, the quality trajectory inside each trial
+    (bench.metrics.trajectory); secondary are the FID spread over seeds, the divergence rate and the
+    collapse rate (one rule for every family). Loss oscillation is left out: even offset- and
+    scale-free, it compares different quantities (a discriminator loss, an MSE, a bound)."""
     found, notes = [], []
     for ctx, rows in contexts(df):
         ran = rows[rows["status"].isin(["ok", "diverged"]) & ~rows["family"].isin(BASELINES)]
@@ -145,6 +152,11 @@ def gan_training_unstable(df: pd.DataFrame) -> Outcome:
         o_name = f"{OTHERS} (" + ", ".join(sorted(others["label"].unique())) + ")"
         for g_name, g_rows in models(ran, ["gan"]):
             g_ok = ok_rows(g_rows)
+            o_osc = np.concatenate([finite(m, OSCILLATION) for _, m in other_models] or [np.empty(0)])
+            if len(finite(g_ok, OSCILLATION)) and len(o_osc):
+                found.append(
+                    ev.compare_means(ctx, OSCILLATION, g_name, finite(g_ok, OSCILLATION), o_name, o_osc, HIGHER)
+                )
             if len(finite(g_ok, "fid")) and any(len(finite(m, "fid")) for _, m in other_models):
                 spread = [_log_spread(m) for _, m in other_models]
                 cvs = ", ".join(f"{n} {_cv(m)}" for n, m in [(g_name, g_ok), *other_models])
@@ -164,6 +176,12 @@ def gan_training_unstable(df: pd.DataFrame) -> Outcome:
             found.append(
                 ev.compare_rates(ctx, DIVERGENCE, g_name, n_div, len(g_rows), o_name, o_div, len(others), HIGHER)
             )
+            g_known, o_known = g_rows["collapsed"].dropna(), others["collapsed"].dropna()
+            if len(g_known) and len(o_known):
+                k_g, k_o = int(g_known.astype(bool).sum()), int(o_known.astype(bool).sum())
+                found.append(
+                    ev.compare_rates(ctx, COLLAPSE, g_name, k_g, len(g_known), o_name, k_o, len(o_known), HIGHER)
+                )
     if not found:
         notes.append("needs ok/diverged gan trials and another family in one dataset/budget")
     return [replace(e, b_family=OTHERS) for e in found], notes
@@ -303,9 +321,15 @@ CLAIMS: tuple[Claim, ...] = (
         "gan-nash-equilibrium-hard",
         "gan",
         "Training a GAN requires finding a Nash equilibrium(hard)",
-        "spread across seeds, divergence rate, loss oscillation",
-        Composite("gan vs other families", "fid (seed spread), status=diverged", gan_training_unstable),
-        on_both((SPREAD, DIVERGENCE), OTHERS),
+        "oscillation of the quality trajectory inside each trial (primary); FID seed spread, divergence "
+        "and collapse rates, tuning-objective spread and collapse rate across configurations (secondary)",
+        Composite(
+            "gan vs other families",
+            "fid_oscillation; fid (seed spread), status=diverged, collapsed",
+            gan_training_unstable,
+        ),
+        on_both((OSCILLATION,), OTHERS),
+        tuning=lambda t: [replace(e, b_family=OTHERS) for e in instability.gan_tuning_unstable(t)],
     ),
     Claim(
         "vae-missing-data",
@@ -359,12 +383,15 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-def evaluate_claims(df: pd.DataFrame, claims: Sequence[Claim] = CLAIMS) -> list[ClaimResult]:
-    """Evaluate every claim on normalized result rows (bench.report.data.normalize), Holm-adjusting
-    the deciding comparisons of all claims together before the verdicts are combined."""
+def evaluate_claims(
+    df: pd.DataFrame, claims: Sequence[Claim] = CLAIMS, tuning: pd.DataFrame | None = None
+) -> list[ClaimResult]:
+    """Evaluate every claim on normalized result rows (bench.report.data.normalize) and, where a
+    claim reads them, the tuning rows (secondary evidence), Holm-adjusting the deciding comparisons
+    of all claims together before the verdicts are combined."""
     if len({c.claim_id for c in claims}) != len(claims):
         raise ValueError("duplicate claim_id in the claims registry")
-    outcomes = [c.evaluate(df) for c in claims]
+    outcomes = [c.evaluate(df, tuning) for c in claims]
     flat = ev.holm_adjust([e for found, _ in outcomes for e in found])  # the family: every claim's primaries
     results, start = [], 0
     for claim, (found, notes) in zip(claims, outcomes):

@@ -63,6 +63,8 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("train_s", "train [s] ↓", LOWER, low=0.0),
         MetricSpec("params", "params", None, integer=True),
         MetricSpec("density_mass", "mass", None, low=0.0),
+        MetricSpec("fid_oscillation", "FID oscill. ↓", LOWER, low=0.0),  # 0 = only improving (trajectory)
+        MetricSpec("fid_floor", "FID floor", None, low=0.0),  # a perfect sampler's FID at the curve's n
     )
 }
 

@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench.report import instability  # noqa: E402
 from bench.store import TUNING, load_tuning  # noqa: E402
 
 FIGURE = "tuning.png"
@@ -144,5 +145,13 @@ def section(results_dir: Path, frame: pd.DataFrame | None = None) -> tuple[str, 
         "",
         f"{FIGURE}: the best validation score found after k configurations (lower is better), one line "
         "per model; a line still falling at its right end says more configurations would have helped.",
+        "",
+        "Instability across configurations (Lucic et al. 2018): the spread of the validation score over "
+        "the configurations that ran their whole budget (FID on the log scale), and how many "
+        "configurations collapsed under the trials' rule (diverged, or the final FID of the quality "
+        "trajectory above twice its best plus the noise floor). The claims show both as secondary "
+        "comparisons of the GAN against the other families.",
+        "",
+        instability.summary(tuning).to_markdown(index=False),
     ]
     return "\n".join(lines), [path]

@@ -22,6 +22,7 @@ from bench.report import claims, controls_section, data, figures, latex, plottin
 from bench.report.document import Document, Section, render_html, render_markdown
 from bench.report.sections import claims_section, figures_section, headline, notes_section, summary_section
 from bench.report.tables import FLOAT_FORMAT
+from bench.store import load_tuning
 from bench.store.lock import storage_errors
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def _build(results_dir: Path, stage: Path) -> None:
     df = data.load(results_dir)
     log.info("report on %d trials in %s", len(df), results_dir)
     summary = tables.summarize(df)
-    results = claims.evaluate_claims(df)
+    results = claims.evaluate_claims(df, tuning=load_tuning(results_dir))
     (stage / "summary.csv").write_text(_csv(summary), encoding="utf-8")
     (stage / "claims.csv").write_text(_csv(tables.claims_frame(results)), encoding="utf-8")
     (stage / "claims_detail.csv").write_text(_csv(tables.claims_detail(results)), encoding="utf-8")

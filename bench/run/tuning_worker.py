@@ -82,5 +82,8 @@ def tuning_row(cell: Cell, sample: int, sampled: dict, metric: str, last: dict, 
         "budget_steps": cell.steps,
         "status": status,
         "train_s": last.get("train_s", math.nan),
+        # the quality trajectory so far, as the trial's last report carried it (bench.metrics.trajectory)
+        "fid_oscillation": last.get("fid_oscillation", math.nan),
+        "collapsed": True if status == "diverged" else last.get("collapsed"),
         "error": error,
     }

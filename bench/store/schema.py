@@ -183,6 +183,31 @@ COLUMNS: tuple[Column, ...] = (
         "bool",
         "GAN only (else empty): the discriminator won, loss_d < 0.01 for 500 consecutive steps, at some point",
     ),
+    Column(
+        "quality_curve",
+        "json",
+        "[{step, fid}] at eval.trajectory_points evenly spaced points of training: FID of the evaluation weights, "
+        "eval.trajectory_samples samples vs as many real test examples (iterative samplers: their fewest "
+        "eval.sampling_steps), squared feature units; '' when off",
+    ),
+    Column(
+        "fid_oscillation",
+        "float",
+        "total variation of log FID along quality_curve minus its net decrease (0 = only improving; "
+        "dimensionless, bench.metrics.trajectory); NaN with < 2 points",
+    ),
+    Column(
+        "fid_floor",
+        "float",
+        "FID of eval.trajectory_samples training examples against the curve's real examples: a perfect "
+        "sampler's FID at that n (squared feature units)",
+    ),
+    Column(
+        "collapsed",
+        "bool",
+        "same rule for every family: diverged (non-finite loss or |loss| > 1e10), or the final FID of "
+        "quality_curve non-finite or above 2 × (the curve's best FID + fid_floor); empty without a curve",
+    ),
     Column("weights_evaluated", "str", "ema (the family's weight average) | raw, the weights evaluation used"),
     Column("loss_curve", "json", "{loss name: [[step, value], ...]} downsampled to <= 300 points"),
     Column("eval_s", "float", "wall time of all evaluations in seconds"),
@@ -220,6 +245,12 @@ TUNING_COLUMNS: tuple[Column, ...] = (
     Column("budget_steps", "int", "optimizer steps of the budget (empty for time-only budgets)"),
     Column("status", "str", "ok | stopped (early, by the scheduler) | diverged | failed"),
     Column("train_s", "float", "training wall time in seconds, validation excluded"),
+    Column(
+        "fid_oscillation",
+        "float",
+        "the trial's fid_oscillation (as in trials; its curve measured on the validation split), NaN without one",
+    ),
+    Column("collapsed", "bool", "the trial's collapsed (the trials' rule, its curve on the validation split)"),
     Column("error", "str", "error text of a failed/diverged trial, else ''"),
     Column("tuning_id", "str", "stable hash of the search and the sample index"),
 )

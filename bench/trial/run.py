@@ -44,13 +44,14 @@ from bench.families import make_family
 from bench.hparams import to_dict
 from bench.metrics import TrainMonitor, evaluate
 from bench.metrics.cost import process_peak_mb, process_unique_mb, reset_process_peak
+from bench.metrics.trajectory import Trajectory
 from bench.store.files import atomic_write_bytes
 from bench.store.rows import empty_row, normalize_row
 from bench.store.schema import COLUMN_NAMES
 from bench.suite.model import Cell
 from bench.trial import checkpoint
 from bench.trial.provenance import device_name, versions
-from bench.trial.validation import TuningView, ValidationHook
+from bench.trial.validation import TuningView, ValidationAsTest, ValidationHook
 
 log = logging.getLogger(__name__)
 
@@ -151,12 +152,14 @@ def _run(
     row.update(mixed_precision=precision, device=device_name(accelerator.device))
     family.attach(accelerator)
 
+    trajectory = _trajectory(cell, ValidationAsTest(dataset) if validation is not None else dataset, cache_dir)
     if validation is not None:  # phase 1 of a tuning run: train on the tuning split, report on val
         hook = ValidationHook(validation, dataset, cell.eval, cache_dir, cell.seed)
         lifecycle = dataclasses.replace(lifecycle, report_hook=hook)
         dataset = TuningView(dataset)
-    monitor = _Training(family, dataset, cell, accelerator, lifecycle).run(row)
+    monitor = _Training(family, dataset, cell, accelerator, lifecycle, trajectory).run(row)
     row.update(monitor.summary())
+    row.update(_trajectory_columns(trajectory, diverged=monitor.diverged_reason is not None))
     if validation is not None:  # the reports were the result
         row["status"] = "ok" if monitor.diverged_reason is None else "diverged"
         if monitor.diverged_reason is not None:
@@ -189,6 +192,22 @@ def _run(
 
 
 # --- pieces -----------------------------------------------------------------------------------
+def _trajectory(cell: Cell, reference_data, cache_dir: Path) -> Trajectory | None:
+    """The trial's quality trajectory (None when eval.trajectory_points is 0); a tuning trial's
+    compares with the validation split, as its reports do."""
+    if cell.eval.trajectory_points == 0:
+        return None
+    return Trajectory(
+        reference_data, cell.eval, cache_dir=cache_dir, seed=cell.seed, steps=cell.steps, seconds=cell.seconds
+    )
+
+
+def _trajectory_columns(trajectory: Trajectory | None, *, diverged: bool) -> dict[str, Any]:
+    if trajectory is None:  # no curve: only a divergence says "collapsed"
+        return {"collapsed": True if diverged else None}
+    return trajectory.columns(diverged=diverged)
+
+
 def _accelerator(requested: str, warnings: list[str]):
     """A fresh Accelerator; fp16 on CPU falls back to "no" (decided here, recorded on the row)."""
     # AcceleratorState is a per-process singleton; several trials in one process (tests, the
@@ -206,9 +225,9 @@ class _Training:
     """Optimizer steps until the budget (steps and/or seconds, first reached) or a divergence, with
     the lifecycle's reports and checkpoints at step multiples (a modulo check per step)."""
 
-    def __init__(self, family, dataset, cell: Cell, accelerator, lifecycle: Lifecycle):
+    def __init__(self, family, dataset, cell: Cell, accelerator, lifecycle: Lifecycle, trajectory=None):
         self.family, self.dataset, self.cell, self.accelerator = family, dataset, cell, accelerator
-        self.lifecycle = lifecycle
+        self.lifecycle, self.trajectory = lifecycle, trajectory
         self.batches = torch.Generator().manual_seed(cell.seed)  # batch indices
         self.monitor = TrainMonitor(family, accelerator.device, batch_size=family.hp.batch_size)
         self.attempts, self.saved_step, self.reported_steps, self.last_loss = 1, -1, 0, math.nan
@@ -229,6 +248,9 @@ class _Training:
                 idx = torch.randint(len(data), (batch,), generator=self.batches).to(data.device)
                 diverged = monitor.step(step, family.step(data[idx])) is not None  # train_step + EMA
                 step += 1
+                if not diverged and self.trajectory is not None and self.trajectory.due(step, monitor.train_s):
+                    with monitor.paused():  # before a report at the same step, so that it carries the point
+                        self._evaluating(lambda step=step: self.trajectory.measure(self.family, step))
                 if not diverged and (step % report == 0 or step % ckpt == 0):
                     with monitor.paused():
                         self._report(step, save=step % ckpt == 0)
@@ -254,6 +276,8 @@ class _Training:
             if self.accelerator.scaler is not None and state["scaler"] is not None:
                 self.accelerator.scaler.load_state_dict(state["scaler"])
             checkpoint.set_rng_state(state["rng"], self.batches)
+            if self.trajectory is not None and state.get("trajectory") is not None:
+                self.trajectory.load_state_dict(state["trajectory"])
         except Exception as exc:  # e.g. written by an older genbench whose family had other state
             raise RuntimeError(
                 f"cannot resume from checkpoint {self.lifecycle.resume} ({_one_line(exc)}); "
@@ -297,15 +321,20 @@ class _Training:
             "losses": {name: series[-1] for name, series in monitor.losses.items() if series},
         }
         if self.lifecycle.report_hook is not None:
-            metrics.update(self._hook())
+            metrics.update(self._evaluating(lambda: dict(self.lifecycle.report_hook(self.family, self.dataset))))
+        if self.trajectory is not None and self.trajectory.curve:  # the curve so far (tuning rows read it)
+            found = self.trajectory.columns(diverged=self.monitor.diverged_reason is not None)
+            metrics.update(fid_oscillation=found["fid_oscillation"], collapsed=found["collapsed"])
         return metrics
 
-    def _hook(self) -> dict[str, float]:
+    def _evaluating(self, measure: Callable[[], Any]) -> Any:
+        """measure() on the evaluation weights in eval mode under no_grad; the trial's random
+        generators and the modules' modes are restored, so training afterwards is unchanged."""
         rng = checkpoint.rng_state(self.batches)
         self.family.train(False)
         try:
             with torch.no_grad(), self.family.evaluation_weights():  # the weights the final row evaluates
-                return dict(self.lifecycle.report_hook(self.family, self.dataset))
+                return measure()
         finally:
             self.family.train(True)
             checkpoint.set_rng_state(rng, self.batches)
@@ -319,6 +348,7 @@ class _Training:
             "monitor": self.monitor.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": checkpoint.rng_state(self.batches),
+            "trajectory": self.trajectory.state_dict() if self.trajectory is not None else None,
         }
 
 
