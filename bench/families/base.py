@@ -22,13 +22,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, get_args
 
 import torch
 from torch import nn
 
 from bench.datasets.base import DataSpec, Kind
 from bench.units import dequantization_correction_nats
+
+if TYPE_CHECKING:
+    from bench.families.ode import OdeNll, OdeSettings
 
 # The one divergence rule of every family: a step whose losses are non-finite or exceed this in
 # magnitude ends training. Losses are per-example nats or per-element MSEs; 1e10 is ~1e4 nats per
@@ -128,6 +131,15 @@ class Family(ABC):
         likelihood) returns {}: a family without a likelihood reports none rather than a made-up number.
         """
         return {}
+
+    def ode_nll(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, *, settings: OdeSettings
+    ) -> OdeNll | None:
+        """The density of an ODE the family defines (DDPM: its probability flow; flow matching: its
+        velocity field), solved as in bench.families.ode with the evaluation's `settings`: per-example
+        nats of the discrete data (images dequantized like the flow), Hutchinson standard errors, NFE.
+        The default: None (no ODE density)."""
+        return None
 
     def nfe_per_sample(self, steps: int | None = None) -> int:
         """Network function evaluations to draw one sample (1 for one-shot generators)."""

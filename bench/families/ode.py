@@ -131,6 +131,17 @@ def ode_nll(
     return OdeNll(per_probe.mean(0), stderr, nfe)
 
 
+def family_ode_nll(
+    family, velocity: Velocity, x: torch.Tensor, t_data: float, t_noise: float, settings: OdeSettings, generator
+) -> OdeNll:
+    """`ode_nll` on a family's data: images uniformly dequantized and charged −D·log Δ (the flow's
+    convention, Family.dequantize / dequantization_nats) with the Hutchinson divergence; points exact."""
+    xq = family.dequantize(x.to(family.device).float(), generator)
+    out = ode_nll(velocity, xq, t_data, t_noise, settings, exact=not family.spec.is_image, generator=generator)
+    out.nats = (out.nats + family.dequantization_nats()).to(x.device)
+    return out
+
+
 class VPSchedule:
     """A discrete schedule's ᾱ_i (T,) as a VP SDE on the timestep axis s ∈ [0, T−1] (module docstring)."""
 

@@ -42,6 +42,7 @@ METRICS: dict[str, MetricSpec] = {
     for m in (
         MetricSpec("nll", "NLL", LOWER),  # header gets the unit; estimators are exact or upper bounds
         MetricSpec("nll_gap_nats", "NLL gap [nats]", LOWER),  # model − truth on the scored examples
+        MetricSpec("nll_ode", "ODE NLL", LOWER),  # header gets the unit; the ODE density (exact divergence on points)
         MetricSpec("fid", "FID ↓", LOWER, low=0.0),
         MetricSpec("kid_mean", "KID ↓", LOWER),  # unbiased estimator: may be slightly negative
         MetricSpec("precision", "prec. ↑", HIGHER, low=0.0, high=1.0),
@@ -68,6 +69,7 @@ METRICS: dict[str, MetricSpec] = {
 SUMMARY_COLUMNS = (
     "nll",
     "nll_gap_nats",
+    "nll_ode",
     "fid",
     "kid_mean",
     "precision",
