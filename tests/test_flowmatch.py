@@ -96,3 +96,15 @@ def test_ddpm_ode_nll_is_near_its_vlb_and_above_the_truth():
     assert abs(ode.mean().item() - vlb.mean().item()) < 0.5
     gap = ode - (-ds.log_density(x).double())
     assert gap.mean().item() > -3 * gap.std().item() / math.sqrt(len(gap)) - 1e-3
+
+
+def test_flowmatch_is_a_reference_family_of_the_report():
+    """Neither a lecture family nor a baseline: the report shows it as a reference where a lecture
+    claim compares with "the other families" (a class fact, no hand list)."""
+    from bench.families import FAMILIES
+    from bench.report.columns import BASELINES, REFERENCES
+
+    assert "flowmatch" in REFERENCES and "flowmatch" not in BASELINES
+    assert set(BASELINES) <= set(REFERENCES)
+    assert not {"gan", "vae", "flow", "ddpm"} & set(REFERENCES)
+    assert all(FAMILIES.get(f).lecture for f in ("gan", "vae", "flow", "ddpm"))

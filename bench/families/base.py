@@ -75,6 +75,9 @@ class Family(ABC):
     nll_kinds: ClassVar[Mapping[str, str | None]]
     # a reference family (a memoriser, a classical density model): compared, never deciding a verdict
     baseline: ClassVar[bool] = False
+    # one of the lecture's families (GAN, VAE, flow, DDPM), whose claims the report tests; any other
+    # family (a baseline, flow matching) is shown as a reference where a claim compares "other families"
+    lecture: ClassVar[bool] = False
     # the smallest hyper-parameters that still exercise every part of the family: the family-generic
     # tests train each registered family with these, on points and on images
     tiny_hparams: ClassVar[Mapping[str, Any]] = MappingProxyType({})

@@ -317,6 +317,7 @@ class DDPM(Family):
     Hparams = DDPMHparams
     tiny_hparams = MappingProxyType({"hidden": 32, "width": 8, "timesteps": 20})
     nll_kinds = every_kind("vlb")
+    lecture = True  # a lecture family: its claims are tested, it decides "other families" comparisons
 
     def __init__(self, spec: DataSpec, hparams: DDPMHparams):
         super().__init__(spec, hparams)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report import evidence as ev
-from bench.report.columns import BASELINES, is_points
+from bench.report.columns import REFERENCES, is_points
 from bench.report.data import finite, parse_json
 from bench.report.evidence import HIGHER, LOWER, Evidence
 from bench.report.pairwise import (
@@ -137,7 +137,7 @@ def gan_training_unstable(df: pd.DataFrame) -> Outcome:
     discriminator loss, an MSE, a bound), so it stays a within-family column."""
     found, notes = [], []
     for ctx, rows in contexts(df):
-        ran = rows[rows["status"].isin(["ok", "diverged"]) & ~rows["family"].isin(BASELINES)]
+        ran = rows[rows["status"].isin(["ok", "diverged"]) & ~rows["family"].isin(REFERENCES)]
         others = ran[ran["family"] != "gan"]
         if others.empty:
             continue
@@ -205,7 +205,7 @@ def vae_handles_missing_data(df: pd.DataFrame) -> Outcome:
                 for o_name, o_rows in models(rows, [fam]):
                     v, o = finite(v_rows, "impute_mse"), finite(o_rows, "impute_mse")
                     found.append(
-                        ev.compare_means(ctx, "impute_mse", v_name, v, o_name, o, LOWER, reference=fam in BASELINES)
+                        ev.compare_means(ctx, "impute_mse", v_name, v, o_name, o, LOWER, reference=fam in REFERENCES)
                     )
     if not found:
         notes.append(missing_note(df, ["vae"], "impute_mse"))

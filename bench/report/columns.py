@@ -23,6 +23,9 @@ INF = math.inf
 HIGHER, LOWER = "higher", "lower"
 # reference families (Family.baseline): they appear in comparisons but never decide a verdict
 BASELINES = tuple(name for name in FAMILIES.names() if FAMILIES.get(name).baseline)
+# every family outside the lecture's four (Family.lecture): the baselines and e.g. flow matching; shown as
+# references wherever a claim compares a lecture family with "the other families", never deciding
+REFERENCES = tuple(name for name in FAMILIES.names() if not FAMILIES.get(name).lecture)
 COPY_FLAG = 0.5  # mean copy_fraction at or above which a model is flagged as memorizing (chance ≈ 1/9 in 2-D)
 
 
