@@ -71,7 +71,7 @@ class Family(ABC):
 
     Hparams: ClassVar[type]  # @dataclass of hyper-parameters with a comment on each default
     # headline NLL estimator per data kind (bench.datasets.base.Kind): "exact", "dequantized",
-    # "elbo", "iwae", "vlb", or None (no likelihood: the GAN)
+    # "elbo", "iwae", "vlb", "ode", "ode_dequantized" (bench.families.ode), or None (no likelihood: the GAN)
     nll_kinds: ClassVar[Mapping[str, str | None]]
     # a reference family (a memoriser, a classical density model): compared, never deciding a verdict
     baseline: ClassVar[bool] = False
