@@ -56,7 +56,7 @@ ESTIMATORS = {
     "iwae": "upper bound: importance-weighted bound (tighter than the ELBO as K grows)",
     "vlb": "upper bound: the diffusion variational bound",
     "ode": "the model density by an adaptive ODE solve (exact divergence): exact up to the solver tolerance",
-    "ode_dequantized": "upper bound in expectation: an ODE density (Hutchinson divergence) of uniformly dequantized data",
+    "ode_dequantized": "upper bound in expectation: an ODE density (Hutchinson divergence) of dequantized data",
 }
 
 
