@@ -97,6 +97,16 @@ def test_vp_schedule_hits_the_discrete_noise_levels():
     assert torch.trapezoid(b, grid).item() == pytest.approx(vp.lam(99.0) - vp.lam(0.0), rel=1e-6)
 
 
+def test_the_defaults_agree():
+    """[eval]'s ode_* defaults, OdeSettings' and flowmatch's headline tolerances are one setting."""
+    from bench.families.flowmatch import FlowMatchHparams
+    from bench.metrics import EvalConfig
+
+    cfg, hp, ode = EvalConfig(), FlowMatchHparams(), OdeSettings()
+    assert (cfg.ode_rtol, cfg.ode_atol, cfg.ode_probes) == (ode.rtol, ode.atol, ode.probes)
+    assert (hp.nll_rtol, hp.nll_atol, hp.nll_probes) == (ode.rtol, ode.atol, ode.probes)
+
+
 def _conv_field():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(2, 8, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv2d(8, 2, 3, padding=1))
