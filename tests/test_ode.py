@@ -137,3 +137,47 @@ def test_hutchinson_ode_nll_is_unbiased_for_the_exact_one():
     est = ode_nll(v, x, 0.0, vp.T - 1.0, OdeSettings(1e-5, 1e-5, probes=8), exact=False, generator=torch.Generator())
     assert est.probe_stderr is not None and (est.probe_stderr > 0).all()
     assert ((est.nats - exact.nats).abs() < 3 * est.probe_stderr + 1e-4).all()
+
+
+def test_ode_columns_summarise_the_per_example_estimates():
+    """bench.metrics.nll.ode_columns on known per-example values: the mean in bits/dim, the standard
+    error over examples, the mean NFE over solves, the probes' share √(Σ se_i²)/n; NaN without an ODE."""
+    import contextlib
+    import json
+
+    from bench.datasets import make_dataset
+    from bench.families.ode import OdeNll
+    from bench.metrics import EvalConfig
+    from bench.metrics.nll import ode_columns
+
+    spec = make_dataset("digits").spec
+    per_dim_bits = spec.dim * math.log(2)
+
+    class Fake:
+        device = torch.device("cpu")
+        calls = 0
+
+        def fp32(self):
+            return contextlib.nullcontext()
+
+        def ode_nll(self, x, generator=None, *, settings):
+            self.calls += 1
+            nats = torch.arange(len(x), dtype=torch.float64) * per_dim_bits  # 0, 1, 2, ... bits/dim
+            return OdeNll(nats, torch.full((len(x),), 0.5 * per_dim_bits), nfe=10 * self.calls)
+
+    cfg = EvalConfig(nll_batch=4, ode_probes=2)
+    row = ode_columns(Fake(), torch.zeros(8, *spec.shape), spec, cfg, generator=None)
+    values = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3], dtype=torch.float64)
+    assert row["nll_ode"] == pytest.approx(1.5)
+    assert row["nll_ode_stderr"] == pytest.approx(values.std().item() / math.sqrt(8))
+    assert row["nll_ode_nfe"] == 15  # solves of 10 and 20 evaluations
+    solver = json.loads(row["nll_ode_solver"])
+    assert solver["hutchinson_stderr"] == pytest.approx(math.sqrt(8 * 0.25) / 8)
+    assert solver["divergence"] == "hutchinson-2" and solver["examples"] == 8
+
+    class NoOde(Fake):
+        def ode_nll(self, x, generator=None, *, settings):
+            return None
+
+    row = ode_columns(NoOde(), torch.zeros(8, *spec.shape), spec, cfg, generator=None)
+    assert math.isnan(row["nll_ode"]) and json.loads(row["nll_ode_solver"]) == {}

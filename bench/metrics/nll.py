@@ -77,7 +77,7 @@ def ode_columns(family, x: torch.Tensor, spec, cfg, *, generator: torch.Generato
     row: dict = dict.fromkeys(ODE_COLUMNS, math.nan) | {"nll_ode_solver": json.dumps({})}
     if len(x) == 0:
         return row
-    t0, nats, nfe = time.perf_counter(), [], []
+    t0, nats, nfe, probe_var = time.perf_counter(), [], [], []
     with family.fp32(), torch.no_grad():
         for chunk in x.split(cfg.nll_batch):
             out = family.ode_nll(chunk.to(family.device), generator, settings=settings)
@@ -85,9 +85,13 @@ def ode_columns(family, x: torch.Tensor, spec, cfg, *, generator: torch.Generato
                 return row
             nats.append(out.nats.detach().double().cpu())
             nfe.append(out.nfe)
+            if out.probe_stderr is not None:
+                probe_var.append(out.probe_stderr.detach().double().cpu() ** 2)
     v = _to_unit(torch.cat(nats), spec)
     divergence = f"hutchinson-{settings.probes}" if spec.is_image else "exact"
     solver = {"method": "dopri5", "rtol": settings.rtol, "atol": settings.atol, "divergence": divergence}
+    if probe_var:  # the probes' share of nll_ode_stderr: √(Σ_i se_i²)/n over the examples, nll_unit
+        solver["hutchinson_stderr"] = _to_unit(torch.cat(probe_var).sum().sqrt() / len(v), spec).item()
     return {
         "nll_ode": v.mean().item(),
         "nll_ode_stderr": v.std().item() / math.sqrt(len(v)) if len(v) > 1 else math.nan,

@@ -80,7 +80,8 @@ COLUMNS: tuple[Column, ...] = (
     Column(
         "nll_ode_solver",
         "json",
-        '{"method", "rtol", "atol", "divergence": exact | hutchinson-<probes>, "examples"} of nll_ode; {} if none',
+        '{"method", "rtol", "atol", "divergence": exact | hutchinson-<probes>, "examples", with >= 2 probes '
+        '"hutchinson_stderr": the probes\' share of nll_ode_stderr} of nll_ode; {} if none',
     ),
     # sample quality
     Column("fid", "float", "Fréchet distance, generated vs real test features (extractor below)"),
