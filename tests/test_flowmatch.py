@@ -108,3 +108,33 @@ def test_flowmatch_is_a_reference_family_of_the_report():
     assert set(BASELINES) <= set(REFERENCES)
     assert not {"gan", "vae", "flow", "ddpm"} & set(REFERENCES)
     assert all(FAMILIES.get(f).lecture for f in ("gan", "vae", "flow", "ddpm"))
+
+
+def test_flowmatch_is_compared_as_a_reference_where_a_claim_says_other_families():
+    """DDPM slower than every other family: whether flowmatch is faster or slower than the DDPM, it
+    is a reference comparison (shown, never deciding), while the lecture family (the GAN) decides."""
+    from report_synth import rows_from
+
+    from bench.report.claims import DDPM_SLOWER
+
+    fast = [1e4, 1.1e4, 0.9e4]
+    for fm in (fast, [1.0, 1.1, 0.9]):  # flowmatch faster, then slower than the DDPM
+        df = rows_from(
+            {
+                "ddpm": {"samples_per_s": [100.0, 110.0, 90.0]},
+                "gan": {"samples_per_s": fast},
+                "flowmatch": {"samples_per_s": fm},
+            }
+        )
+        found, _ = DDPM_SLOWER.evaluate(df)
+        by_family = {e.b_family: e for e in found}
+        assert by_family["flowmatch"].reference and not by_family["gan"].reference
+
+
+def test_the_dopri5_sampler_draws_on_its_nfe_budget():
+    """sampler = dopri5: samples of the data's shape, and nfe_per_sample is the fixed-grid count."""
+    ds = make_dataset("8gaussians", {"n_train": 200, "n_test": 100})
+    fam = make_family("flowmatch", ds.spec, {"hidden": 16, "sampler": "dopri5", "sample_steps": 25})
+    x = fam.sample(7, torch.Generator().manual_seed(0), steps=13)
+    assert x.shape == (7, 2) and torch.isfinite(x).all()
+    assert fam.nfe_per_sample(13) == 13 and fam.nfe_per_sample() == 25

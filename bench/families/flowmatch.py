@@ -74,10 +74,14 @@ def dopri5_fixed(v: Velocity, x: torch.Tensor, steps: int) -> torch.Tensor:
     def func(t: torch.Tensor, y: torch.Tensor, perturb=None) -> torch.Tensor:
         return v(y, t.item())
 
+    tab = _DORMAND_PRINCE_SHAMPINE_TABLEAU  # in x's dtype and device, as torchdiffeq's own solver casts it
+    tableau = type(tab)(
+        *(t.to(x.device, x.dtype) if torch.is_tensor(t) else [b.to(x.device, x.dtype) for b in t] for t in tab)
+    )
     grid = torch.linspace(0, 1, n + 1, dtype=torch.float64, device=x.device)
     f = func(grid[0], x)
     for t0, t1 in zip(grid[:-1], grid[1:]):
-        x, f, _, _ = _runge_kutta_step(func, x, f, t0, t1 - t0, t1, _DORMAND_PRINCE_SHAMPINE_TABLEAU)
+        x, f, _, _ = _runge_kutta_step(func, x, f, t0, t1 - t0, t1, tableau)
     return x
 
 
