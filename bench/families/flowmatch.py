@@ -68,7 +68,7 @@ def euler(v: Velocity, x: torch.Tensor, steps: int) -> torch.Tensor:
 
 def dopri5_fixed(v: Velocity, x: torch.Tensor, steps: int) -> torch.Tensor:
     """x at t = 1 from t = 0: n = max(1, ⌊(steps − 1)/6⌋) equal Dormand–Prince 5(4) steps (the
-    5th-order solution; no step-size control), NFE = 1 + 6n (`dopri5_nfe`)."""
+    5th-order solution; no step-size control), NFE = 1 + 6n (SAMPLERS["dopri5"])."""
     n = dopri5_steps(steps)
 
     def func(t: torch.Tensor, y: torch.Tensor, perturb=None) -> torch.Tensor:
