@@ -11,6 +11,7 @@ import torch
 
 from bench.datasets import make_dataset
 from bench.families import FAMILIES, make_family
+from bench.families.base import Family
 from bench.metrics import EvalConfig, evaluate, speed
 from bench.metrics.impute import imputation_columns
 from bench.store import COLUMN_NAMES
@@ -27,6 +28,7 @@ CFG = dict(
     kid_subsets=5,
     impute_examples=100,
     classifier_steps=150,
+    ode_examples=20,
 )
 
 
@@ -94,6 +96,12 @@ def test_evaluate_real_family(family, dataset, data, cache_dir, tmp_path):
         assert row["density_mass"] == pytest.approx(1.0, abs=0.02)
     else:
         assert math.isnan(row["density_mass"])
+    has_ode = type(fam).ode_nll is not Family.ode_nll  # the family defines an ODE density
+    assert math.isfinite(row["nll_ode"]) == has_ode and math.isfinite(row["nll_ode_stderr"]) == has_ode
+    if has_ode:
+        solver = json.loads(row["nll_ode_solver"])
+        assert solver["examples"] == 20 and solver["divergence"] == ("hutchinson-1" if ds.spec.is_image else "exact")
+        assert row["nll_ode_nfe"] >= 6 and 0 < row["nll_ode_s"] <= row["nll_s"]
     if ds.spec.is_image:
         assert row["true_nll_nats"] != row["true_nll_nats"]  # NaN: unknown density
     else:

@@ -10,6 +10,7 @@ from bench.families.base import Family
 from bench.families.copy import Copy
 from bench.families.ddpm import DDPM
 from bench.families.flow import RealNVP
+from bench.families.flowmatch import FlowMatching
 from bench.families.gan import GAN
 from bench.families.gmm import GMM
 from bench.families.vae import VAE
@@ -21,6 +22,7 @@ FAMILIES.register("gan", GAN)
 FAMILIES.register("vae", VAE)
 FAMILIES.register("flow", RealNVP)
 FAMILIES.register("ddpm", DDPM)
+FAMILIES.register("flowmatch", FlowMatching)
 # baselines: the bounds every comparison is read against (a memoriser, a classical density model)
 FAMILIES.register("copy", Copy)
 FAMILIES.register("gmm", GMM)

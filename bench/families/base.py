@@ -22,13 +22,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, get_args
 
 import torch
 from torch import nn
 
 from bench.datasets.base import DataSpec, Kind
 from bench.units import dequantization_correction_nats
+
+if TYPE_CHECKING:
+    from bench.families.ode import OdeNll, OdeSettings
 
 # The one divergence rule of every family: a step whose losses are non-finite or exceed this in
 # magnitude ends training. Losses are per-example nats or per-element MSEs; 1e10 is ~1e4 nats per
@@ -68,10 +71,13 @@ class Family(ABC):
 
     Hparams: ClassVar[type]  # @dataclass of hyper-parameters with a comment on each default
     # headline NLL estimator per data kind (bench.datasets.base.Kind): "exact", "dequantized",
-    # "elbo", "iwae", "vlb", or None (no likelihood: the GAN)
+    # "elbo", "iwae", "vlb", "ode", "ode_dequantized" (bench.families.ode), or None (no likelihood: the GAN)
     nll_kinds: ClassVar[Mapping[str, str | None]]
     # a reference family (a memoriser, a classical density model): compared, never deciding a verdict
     baseline: ClassVar[bool] = False
+    # one of the lecture's families (GAN, VAE, flow, DDPM), whose claims the report tests; any other
+    # family (a baseline, flow matching) is shown as a reference where a claim compares "other families"
+    lecture: ClassVar[bool] = False
     # the smallest hyper-parameters that still exercise every part of the family: the family-generic
     # tests train each registered family with these, on points and on images
     tiny_hparams: ClassVar[Mapping[str, Any]] = MappingProxyType({})
@@ -128,6 +134,15 @@ class Family(ABC):
         likelihood) returns {}: a family without a likelihood reports none rather than a made-up number.
         """
         return {}
+
+    def ode_nll(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, *, settings: OdeSettings
+    ) -> OdeNll | None:
+        """The density of an ODE the family defines (DDPM: its probability flow; flow matching: its
+        velocity field), solved as in bench.families.ode with the evaluation's `settings`: per-example
+        nats of the discrete data (images dequantized like the flow), Hutchinson standard errors, NFE.
+        The default: None (no ODE density)."""
+        return None
 
     def nfe_per_sample(self, steps: int | None = None) -> int:
         """Network function evaluations to draw one sample (1 for one-shot generators)."""

@@ -31,6 +31,7 @@ from bench.datasets.base import DataSpec
 from bench.families.base import CommonHparams, Family, every_kind
 from bench.families.likelihood import discretized_gaussian_log_likelihood, gaussian_log_prob, normal_kl
 from bench.families.nets import SmallUNet, TimeMLP
+from bench.families.ode import OdeNll, OdeSettings, VPSchedule, family_ode_nll
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MAX_BETA = 0.999  # β cap (Nichol & Dhariwal): keeps α_t > 0 at the end of short or cosine schedules
@@ -316,6 +317,7 @@ class DDPM(Family):
     Hparams = DDPMHparams
     tiny_hparams = MappingProxyType({"hidden": 32, "width": 8, "timesteps": 20})
     nll_kinds = every_kind("vlb")
+    lecture = True  # a lecture family: its claims are tested, it decides "other families" comparisons
 
     def __init__(self, spec: DataSpec, hparams: DDPMHparams):
         super().__init__(spec, hparams)
@@ -328,6 +330,7 @@ class DDPM(Family):
             self.net = TimeMLP(spec.dim, hp.hidden, hp.layers)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=hp.lr)
         self._respaced: dict[int, GaussianDiffusion] = {}
+        self._vp = VPSchedule(self.diffusion.alphas_cumprod)  # the probability flow's time axis
 
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}
@@ -404,6 +407,13 @@ class DDPM(Family):
                 rows,
             )
         return {"vlb": vlb.to(x.device)}
+
+    def ode_nll(self, x: torch.Tensor, generator: torch.Generator | None = None, *, settings: OdeSettings) -> OdeNll:
+        """The probability-flow ODE of the VP-SDE view of the β schedule, from the first noise level
+        (s = 0) to s = T−1 (bench.families.ode), with the ε-network in fp32."""
+        with self.fp32():
+            velocity = self._vp.velocity(self._predictor())
+            return family_ode_nll(self, velocity, x, 0.0, self.diffusion.T - 1.0, settings, generator)
 
     @torch.no_grad()
     def impute(

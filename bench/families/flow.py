@@ -274,6 +274,7 @@ class RealNVP(Family):
     Hparams = FlowHparams
     tiny_hparams = MappingProxyType({"coupling_layers": 2, "hidden": 32, "width": 8, "blocks": 1, "lr_decay_steps": 40})
     nll_kinds = CONTINUOUS_DENSITY
+    lecture = True  # a lecture family: its claims are tested, it decides "other families" comparisons
 
     def __init__(self, spec: DataSpec, hparams: FlowHparams):
         super().__init__(spec, hparams)

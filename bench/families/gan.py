@@ -66,6 +66,7 @@ class GAN(Family):
     Hparams = GANHparams
     tiny_hparams = MappingProxyType({"hidden": 32, "width": 8})
     nll_kinds = every_kind(None)
+    lecture = True  # a lecture family: its claims are tested, it decides "other families" comparisons
     main_loss = "loss_d"
     # Collapse (the `mode_collapsed` column, not a divergence): loss_d < COLLAPSE_LOSS_D means D puts
     # > 99.5 % on the right side of both batches (at equilibrium loss_d = 2 log 2 ≈ 1.39). Held for

@@ -108,6 +108,7 @@ class VAE(Family):
     Hparams = VAEHparams
     tiny_hparams = MappingProxyType({"hidden": 32, "width": 8, "kl_warmup": 20})
     nll_kinds = every_kind("iwae")
+    lecture = True  # a lecture family: its claims are tested, it decides "other families" comparisons
     # decoder output entries per IWAE chunk (K × examples × D): bounds evaluation memory at large K
     CHUNK_ELEMENTS = 2**20
 

@@ -35,6 +35,12 @@ class EvalConfig:
     impute_mask: str = "random"  # random (half the positions) | block (one quarter-size rectangle)
     save_samples_png: bool = True  # PNG grid of samples for image datasets
     nll_batch: int = 200  # test examples per NLL call (IWAE: iwae_k × this many decoder passes)
+    # ODE likelihood (nll_ode columns) of families with an ODE density: the first ode_examples scored
+    # test examples (0 = off; on CPU a digits DDPM costs ~1 s per example, docs/benchmarks.md)
+    ode_examples: int = 100
+    ode_rtol: float = 1e-5  # dopri5 relative tolerance (bench.families.ode.OdeSettings)
+    ode_atol: float = 1e-5  # dopri5 absolute tolerance
+    ode_probes: int = 1  # Rademacher probes per image of the Hutchinson divergence (points: exact)
     kid_subsets: int = 100  # random subsets averaged by KID (torch-fidelity's default)
     classifier_steps: int = 1000  # optimizer steps of the offline classifier (trained once per dataset)
     classifier_seed: int = 0  # seed of the classifier's init and batches (fixed: one extractor for all)
@@ -64,6 +70,11 @@ class EvalConfig:
             raise ValueError(f"eval.trajectory_points must be >= 0 (0 = off), got {self.trajectory_points}")
         if self.trajectory_samples < 2:  # a covariance needs two samples
             raise ValueError(f"eval.trajectory_samples must be >= 2, got {self.trajectory_samples}")
+        for name in ("ode_rtol", "ode_atol", "ode_probes"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"eval.{name} must be positive, got {getattr(self, name)}")
+        if self.ode_examples < 0:
+            raise ValueError(f"eval.ode_examples must be >= 0 (0 = off), got {self.ode_examples}")
         if any(s <= 0 for s in self.sampling_steps):
             raise ValueError(f"eval.sampling_steps must be positive, got {self.sampling_steps}")
         if self.impute_mask not in IMPUTE_MASKS:

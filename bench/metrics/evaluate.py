@@ -27,7 +27,7 @@ import torch
 
 from bench.metrics import speed
 from bench.metrics.impute import imputation_columns, protocol_seed, scored_examples
-from bench.metrics.nll import density_mass, nll_summary, per_example_nll
+from bench.metrics.nll import density_mass, nll_summary, ode_columns, per_example_nll
 from bench.metrics.reference import Reference
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,8 @@ def _evaluate(
 
 
 def likelihood_columns(family, dataset, cfg, seed: int) -> dict[str, Any]:
-    """nll*, true_nll* and nll_gap* on the same scored examples (the first nll_examples), density_mass."""
+    """nll*, true_nll* and nll_gap* on the same scored examples (the first nll_examples), density_mass,
+    and nll_ode* on the first ode_examples of them."""
     spec, test = dataset.spec, dataset.test()
     scored = test[: cfg.nll_examples]
     est = per_example_nll(
@@ -135,7 +136,8 @@ def likelihood_columns(family, dataset, cfg, seed: int) -> dict[str, Any]:
     row |= true_nll_columns(next(iter(est.values()), None), None if log_p is None else -log_p.double())
     exact_2d = row["nll_kind"] == "exact" and not spec.is_image and spec.dim == 2
     row["density_mass"] = density_mass(family, test) if exact_2d else math.nan
-    return row
+    ode_gen = _generator(family.device, seed + NLL_SEED)
+    return row | ode_columns(family, scored[: cfg.ode_examples], spec, cfg, generator=ode_gen)
 
 
 def true_nll_columns(model_nats: torch.Tensor | None, true_nats: torch.Tensor | None) -> dict[str, float]:

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 
 import torch
 
+from bench.families.ode import OdeSettings
 from bench.units import nats_to_bits_per_dim
+
+ODE_COLUMNS = ("nll_ode", "nll_ode_stderr", "nll_ode_nfe", "nll_ode_s")
 
 
 def fp32_forward(family):
@@ -61,6 +65,39 @@ def nll_summary(est: dict[str, torch.Tensor], spec) -> dict:
         "nll_unit": spec.nll_unit,
         "nll_kind": headline,
         "nll_estimates": json.dumps({label: _json_float(t.mean().item()) for label, t in in_unit.items()}),
+    }
+
+
+def ode_columns(family, x: torch.Tensor, spec, cfg, *, generator: torch.Generator | None) -> dict:
+    """nll_ode* of the family's ODE density (Family.ode_nll) on x (the first cfg.ode_examples scored
+    examples), in batches of cfg.nll_batch: mean in nll_unit, its standard error over examples (which
+    includes the Hutchinson noise: each example's estimate carries its own probes), the mean NFE per
+    solve, the wall seconds, and the solver settings (nll_ode_solver). NaN when it has none or 0 examples."""
+    settings = OdeSettings(rtol=cfg.ode_rtol, atol=cfg.ode_atol, probes=cfg.ode_probes)
+    row: dict = dict.fromkeys(ODE_COLUMNS, math.nan) | {"nll_ode_solver": json.dumps({})}
+    if len(x) == 0:
+        return row
+    t0, nats, nfe, probe_var = time.perf_counter(), [], [], []
+    with family.fp32(), torch.no_grad():
+        for chunk in x.split(cfg.nll_batch):
+            out = family.ode_nll(chunk.to(family.device), generator, settings=settings)
+            if out is None:
+                return row
+            nats.append(out.nats.detach().double().cpu())
+            nfe.append(out.nfe)
+            if out.probe_stderr is not None:
+                probe_var.append(out.probe_stderr.detach().double().cpu() ** 2)
+    v = _to_unit(torch.cat(nats), spec)
+    divergence = f"hutchinson-{settings.probes}" if spec.is_image else "exact"
+    solver = {"method": "dopri5", "rtol": settings.rtol, "atol": settings.atol, "divergence": divergence}
+    if probe_var:  # the probes' share of nll_ode_stderr: √(Σ_i se_i²)/n over the examples, nll_unit
+        solver["hutchinson_stderr"] = _to_unit(torch.cat(probe_var).sum().sqrt() / len(v), spec).item()
+    return {
+        "nll_ode": v.mean().item(),
+        "nll_ode_stderr": v.std().item() / math.sqrt(len(v)) if len(v) > 1 else math.nan,
+        "nll_ode_nfe": sum(nfe) / len(nfe),
+        "nll_ode_s": time.perf_counter() - t0,
+        "nll_ode_solver": json.dumps(solver | {"examples": len(v)}),
     }
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from bench.report import evidence as ev
 from bench.report import instability
-from bench.report.columns import BASELINES, is_points
+from bench.report.columns import REFERENCES, is_points
 from bench.report.data import finite, parse_json
 from bench.report.evidence import HIGHER, LOWER, Evidence
 from bench.report.pairwise import (
@@ -154,7 +154,7 @@ def vae_handles_missing_data(df: pd.DataFrame) -> Outcome:
                 for o_name, o_rows in models(rows, [fam]):
                     v, o = finite(v_rows, "impute_mse"), finite(o_rows, "impute_mse")
                     found.append(
-                        ev.compare_means(ctx, "impute_mse", v_name, v, o_name, o, LOWER, reference=fam in BASELINES)
+                        ev.compare_means(ctx, "impute_mse", v_name, v, o_name, o, LOWER, reference=fam in REFERENCES)
                     )
     if not found:
         notes.append(missing_note(df, ["vae"], "impute_mse"))

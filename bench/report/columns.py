@@ -26,6 +26,9 @@ BASELINES = tuple(name for name in FAMILIES.names() if FAMILIES.get(name).baseli
 # median memorization_p (Meehan et al. 2020's C_T) over a model's seeds below which it is flagged as
 # memorizing: 1 %, as C_T's null is calibrated over test sets, not given one (the controls use it too)
 MEMORIZATION_ALPHA = 0.01
+# every family outside the lecture's four (Family.lecture): the baselines and e.g. flow matching; shown as
+# references wherever a claim compares a lecture family with "the other families", never deciding
+REFERENCES = tuple(name for name in FAMILIES.names() if not FAMILIES.get(name).lecture)
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ METRICS: dict[str, MetricSpec] = {
     for m in (
         MetricSpec("nll", "NLL", LOWER),  # header gets the unit; estimators are exact or upper bounds
         MetricSpec("nll_gap_nats", "NLL gap [nats]", LOWER),  # model − truth on the scored examples
+        MetricSpec("nll_ode", "ODE NLL", LOWER),  # header gets the unit; the ODE density (exact divergence on points)
         MetricSpec("fid", "FID ↓", LOWER, low=0.0),
         MetricSpec("kid_mean", "KID ↓", LOWER),  # unbiased estimator: may be slightly negative
         MetricSpec("precision", "prec. ↑", HIGHER, low=0.0, high=1.0),
@@ -72,6 +76,7 @@ METRICS: dict[str, MetricSpec] = {
 SUMMARY_COLUMNS = (
     "nll",
     "nll_gap_nats",
+    "nll_ode",
     "fid",
     "kid_mean",
     "precision",

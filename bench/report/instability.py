@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report import evidence as ev
-from bench.report.columns import BASELINES
+from bench.report.columns import REFERENCES
 from bench.report.data import finite
 from bench.report.evidence import HIGHER
 from bench.report.pairwise import Outcome, contexts, models, ok_rows
@@ -55,7 +55,7 @@ def gan_training_unstable(df: pd.DataFrame) -> Outcome:
     scale-free, it compares different quantities (a discriminator loss, an MSE, a bound)."""
     found, notes = [], []
     for ctx, rows in contexts(df):
-        ran = rows[rows["status"].isin(["ok", "diverged"]) & ~rows["family"].isin(BASELINES)]
+        ran = rows[rows["status"].isin(["ok", "diverged"]) & ~rows["family"].isin(REFERENCES)]
         others = ran[ran["family"] != "gan"]
         if others.empty:
             continue
@@ -138,7 +138,7 @@ def gan_tuning_unstable(tuning: pd.DataFrame) -> list[ev.Evidence]:
     the other non-baseline families' pooled (both predicted higher); secondary evidence."""
     found = []
     for (dataset, budget), rows in tuning.groupby(["dataset", "budget"], sort=True):
-        rows = rows[~rows["family"].isin(BASELINES)]
+        rows = rows[~rows["family"].isin(REFERENCES)]
         gans, others = rows[rows["family"] == "gan"], rows[rows["family"] != "gan"]
         if gans.empty or others.empty:
             continue

@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench.report import columns
 from bench.report import evidence as ev
-from bench.report.columns import BASELINES
+from bench.report.columns import BASELINES, REFERENCES
 from bench.report.data import finite
 from bench.report.evidence import HIGHER, LOWER, Evidence
 
@@ -117,9 +117,10 @@ class PairwiseClaim:
         for ctx, rows in contexts(ok_rows(df)):
             for col in measure(self.column).columns(rows):
                 have = rows[np.isfinite(rows[col].to_numpy(dtype=float))]
-                others = sorted(set(have["family"]) - {self.a, *BASELINES})
+                others = sorted(set(have["family"]) - {self.a, *REFERENCES})
                 sides = [(f, False) for f in (self.b if self.b is not None else others)]
-                sides += [(f, True) for f in BASELINES if f != self.a]
+                refs = BASELINES if self.b is not None else REFERENCES  # "other families": every reference
+                sides += [(f, True) for f in refs if f != self.a]
                 for a_name, a_rows in models(have, [self.a]):
                     for fam, ref in sides:
                         for b_name, b_rows in models(have, [fam]):

@@ -55,6 +55,8 @@ ESTIMATORS = {
     "elbo": "upper bound: negative evidence lower bound",
     "iwae": "upper bound: importance-weighted bound (tighter than the ELBO as K grows)",
     "vlb": "upper bound: the diffusion variational bound",
+    "ode": "the model density by an adaptive ODE solve (exact divergence): exact up to the solver tolerance",
+    "ode_dequantized": "upper bound in expectation: an ODE density (Hutchinson divergence) of dequantized data",
 }
 
 

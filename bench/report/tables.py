@@ -148,6 +148,9 @@ def _best_mask(summary: pd.DataFrame, col: str) -> np.ndarray:
     return np.logical_or.reduce(groups) if groups else np.zeros(len(mean), dtype=bool)
 
 
+UNIT_COLUMNS = ("nll", "nll_ode")  # columns in the row's nll_unit: the header names it
+
+
 def _best_among(mean: np.ndarray, have: np.ndarray, better: str) -> np.ndarray:
     if have.sum() < 2:
         return np.zeros(len(mean), dtype=bool)
@@ -180,7 +183,7 @@ def summary_tables(summary: pd.DataFrame, df: pd.DataFrame) -> list[DisplayTable
         for c in SUMMARY_COLUMNS:
             if not (s[f"{c}_n"] > 0).any():
                 continue
-            header = f"NLL [{unit or 'n/a'}] ↓" if c == "nll" else METRICS[c].header
+            header = f"{METRICS[c].header} [{unit or 'n/a'}] ↓" if c in UNIT_COLUMNS else METRICS[c].header
             cells[header] = [_cell(r, c) for _, r in s.iterrows()]
             best[header] = _best_mask(s, c)
             if c == "nll":  # estimator named right next to the value it qualifies

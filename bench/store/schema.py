@@ -65,6 +65,24 @@ COLUMNS: tuple[Column, ...] = (
     Column(
         "density_mass", "float", "integral of the model density on a grid (2-D exact-likelihood families), else NaN"
     ),
+    Column(
+        "nll_ode",
+        "float",
+        "families with an ODE density (DDPM: probability flow of its β schedule; flow matching): test NLL by "
+        "the instantaneous change of variables (dopri5; exact divergence on points, Hutchinson on dequantized "
+        "images) over the first eval.ode_examples scored examples, in nll_unit; else NaN",
+    ),
+    Column(
+        "nll_ode_stderr", "float", "standard error of nll_ode over its examples (Hutchinson noise included), nll_unit"
+    ),
+    Column("nll_ode_nfe", "float", "velocity-network evaluations per ODE solve (mean over the eval.nll_batch solves)"),
+    Column("nll_ode_s", "float", "wall seconds of the nll_ode evaluation (part of nll_s)"),
+    Column(
+        "nll_ode_solver",
+        "json",
+        '{"method", "rtol", "atol", "divergence": exact | hutchinson-<probes>, "examples", with >= 2 probes '
+        '"hutchinson_stderr": the probes\' share of nll_ode_stderr} of nll_ode; {} if none',
+    ),
     # sample quality
     Column("fid", "float", "Fréchet distance, generated vs real test features (extractor below)"),
     Column("kid_mean", "float", "kernel inception distance, mean over subsets"),
