@@ -41,8 +41,8 @@ class FlowMatchHparams(CommonHparams):
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     sample_steps: int = 100  # default NFE budget of sampling (the step count of the headline samples)
     sampler: Literal["euler", "dopri5"] = "euler"  # fixed-grid solver of the sampling ODE
-    nll_rtol: float = 1e-5  # dopri5 tolerances of the headline NLL (the [eval] ode_* defaults)
-    nll_atol: float = 1e-5
+    nll_rtol: float = 1e-5  # dopri5 relative tolerance of the headline NLL (the [eval] ode_rtol default)
+    nll_atol: float = 1e-5  # dopri5 absolute tolerance of the headline NLL (the [eval] ode_atol default)
     nll_probes: int = 1  # Hutchinson probes per image of the headline NLL
 
     def validate(self) -> None:
