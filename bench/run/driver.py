@@ -1,7 +1,8 @@
 """Run a suite's grid with Ray Tune: one trial per cell, rows into the result store, resume.
 
 `run_suite(suite, results_root)`:
-1. results/<suite>/ is the suite's results folder; --restart clears it first (caches are kept).
+1. results/<suite>/ is the suite's results folder; --restart clears it and the folder's own prefix in
+   --storage first (bench.store.storage.restart; caches are kept).
 2. Cells that already have a finished row (ok / diverged) are skipped: that is the resume, done on
    the row store rather than Tune's experiment state so that it survives edits of the suite and a
    SIGKILLed driver (Tune's `Tuner.restore` cannot change the trial set).
@@ -46,7 +47,7 @@ from bench.run.progress import ProgressBar
 from bench.run.signals import StopOnSignal
 from bench.run.tracking import tracking_callbacks
 from bench.run.worker import LOG_KEY, STORED_KEY, cell_trainable
-from bench.store import TRIALS, SuiteTable, atomic_write_bytes, clean_temp_files, clear, storage, trial_rows
+from bench.store import TRIALS, SuiteTable, atomic_write_bytes, clean_temp_files, folder, storage, trial_rows
 from bench.store.lock import results_lock, storage_errors
 from bench.suite.model import Cell, Suite
 from bench.trial import checkpoint
@@ -103,9 +104,11 @@ def run_suite(
         cluster.connect(address)
         cluster.trial_resources(suite, address)
     results_dir = (Path(results_root) / suite.name).resolve()
-    store = storage.open_storage(storage_uri, results_dir)  # an unwritable --storage fails here, in one line
     callbacks = tracking_callbacks(tracking, results_dir)
     with results_lock(results_dir):
+        with storage_errors(results_dir):
+            ident = folder.identity(results_dir)  # names this folder's prefix in a shared --storage
+        store = storage.open_storage(storage_uri, results_dir, ident)  # unwritable: one line, before any trial
         return _run_locked(suite, store, address, restart, report, stop, callbacks)
 
 
@@ -121,10 +124,8 @@ def _run_locked(
     results_dir = store.results_dir
     with storage_errors(results_dir):  # a read-only folder or a full disk: one line, exit 2
         if restart:
-            log.info("--restart: clearing earlier results in %s", results_dir)
-            clear(results_dir)
-            if not store.is_results_folder:
-                store.clear()
+            log.info("--restart: clearing earlier results in %s and %s", results_dir, store.public_uri)
+            storage.restart(store)
         clean_temp_files(results_dir)
     cells = suite.cells() if suite.tune is None else tuned_cells(suite, results_dir, address, callbacks, stop, store)
     if cells is None:  # a signal during tuning: the final runs wait for the next run

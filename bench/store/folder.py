@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from pathlib import Path
 
+from bench.store.files import atomic_write_bytes
 from bench.store.schema import TRIALS
 
 LOGS_DIR = "logs"  # results/<suite>/logs/<trial_id>.log: failed trials' tracebacks
+IDENTITY = ".genbench-id"  # the folder's random identity: names its prefix in a shared --storage (kept by --restart)
 # what --restart removes (results of earlier runs); reports are rewritten at the end of a run
 OWNED = (TRIALS.rows_dir, TRIALS.table, TRIALS.csv, "weights", "samples", "ray", LOGS_DIR)
 
@@ -28,3 +31,28 @@ def clear(results_dir: Path) -> None:
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
+
+
+def identity(results_dir: Path) -> str:
+    """The folder's identity, created on first use (the caller holds the folder's lock). Random, not
+    a hash of the path: two machines' `results/quick` sharing one bucket must not share a prefix, and
+    a folder that is moved or mounted elsewhere keeps its files."""
+    known = read_identity(results_dir)
+    if known is None:
+        known = secrets.token_hex(6)
+        atomic_write_bytes(Path(results_dir) / IDENTITY, f"{known}\n".encode())
+    return known
+
+
+def read_identity(results_dir: Path) -> str | None:
+    """The folder's identity, None when it has none (never ran with this version) or it is unreadable."""
+    try:
+        text = (Path(results_dir) / IDENTITY).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if text.isalnum() and len(text) <= 32 else None  # a path component, nothing more
+
+
+def storage_prefix(results_dir: Path, ident: str) -> str:
+    """The folder under a --storage root that holds this results folder's files: `<suite>-<identity>`."""
+    return f"{Path(results_dir).name}-{ident}"
