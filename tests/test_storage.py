@@ -75,12 +75,14 @@ def test_publish_and_fetch_round_trip_through_the_s3_server(s3, tmp_path):
     scratch = tmp_path / "scratch"
     (scratch / "weights").mkdir(parents=True)
     (scratch / "weights" / "t1.pt").write_bytes(b"weights-bytes")
-    store = storage.open_storage(_uri(s3, "unit"), tmp_path / "results", "id0")
+    ident = folder.identity(tmp_path / "results")  # fetch reads only the folder's own prefix
+    store = storage.open_storage(_uri(s3, "unit"), tmp_path / "results", ident)
     row = store.publish(scratch, {"weights_path": "weights/t1.pt", "samples_npy": "", "samples_png": ""})
-    assert row["weights_path"].startswith("s3://bench/unit/results-id0/weights/t1.pt?")  # <suite>-<identity>/
-    assert _bucket_files(s3, "unit") == {"results-id0/weights/t1.pt": len(b"weights-bytes")}
+    assert row["weights_path"].startswith(f"s3://bench/unit/results-{ident}/weights/t1.pt?")  # <suite>-<identity>/
+    assert _bucket_files(s3, "unit") == {f"results-{ident}/weights/t1.pt": len(b"weights-bytes")}
     fetched = storage.fetch(row["weights_path"], tmp_path / "results")
-    assert fetched.read_bytes() == b"weights-bytes" and not (tmp_path / "results").exists()
+    assert fetched.read_bytes() == b"weights-bytes"
+    assert [p.name for p in (tmp_path / "results").iterdir()] == [folder.IDENTITY]  # nothing downloaded there
     assert storage.fetch(row["weights_path"].replace("t1.pt", "t2.pt"), tmp_path) is None
 
 

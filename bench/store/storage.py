@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow.fs as pafs
 
 from bench.errors import ConfigError
-from bench.store import folder
+from bench.store import confine, folder
 
 log = logging.getLogger(__name__)
 
@@ -179,13 +179,18 @@ def restart(store: Storage) -> None:
         store.clear()
 
 
-def fetch(name: str, results_dir: Path) -> Path | None:
-    """A local path to the file a row names (relative, absolute or URI); None when it is missing.
-
-    Object-store files are downloaded once per process into a temporary folder."""
-    if "://" not in name or name.startswith("file://"):
-        path = Path(results_dir) / name.removeprefix("file://")
-        return path if path.is_file() else None
+def fetch(name: str, results_dir: Path, *, row: str = "") -> Path | None:
+    """A local path to the file a row names (relative, absolute or URI); None when it is missing,
+    or when it lies outside the results folder and its storage prefix (bench.store.confine: warned,
+    naming `row`). Object-store files are downloaded once per process into a temporary folder."""
+    try:
+        if "://" not in name or name.startswith("file://"):
+            path = confine.local_path(name, results_dir)
+            return path if path.is_file() else None
+        confine.check_uri(name, results_dir)
+    except confine.Outside as exc:
+        log.warning("%s names %r, refused: %s", row or "a row", name, exc)
+        return None
     return _download(name)
 
 
