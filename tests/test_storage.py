@@ -249,11 +249,11 @@ def test_tuning_trials_keep_tunes_files_in_the_s3_storage_and_their_rows_locally
     out = (tmp_path / "results" / "s3tune").resolve()
     # the session's Ray workers started without the server's credentials: they travel in the URI
     uri = _uri(s3, "tuned").replace("s3://", "s3://testing:testing@")
-    cells = tuned_cells(suite, out, address=None, store=storage.open_storage(uri, out, "id0"))
+    cells, untuned = tuned_cells(suite, out, address=None, store=storage.open_storage(uri, out, "id0"))
 
     rows = tuning_rows(out).read_rows()
     assert sorted(r["sample"] for r in rows.values()) == [0, 1] and {r["status"] for r in rows.values()} == {"ok"}
-    assert [c.tuned for c in cells] == [True]
+    assert [c.tuned for c in cells] == [True] and not untuned
     stored = _bucket_files(s3, "tuned/s3tune-id0")
     experiment = "ray/tune-flow-8gaussians-tiny-seed0"
     for sample in (0, 1):  # each tuning trial's results went to the bucket

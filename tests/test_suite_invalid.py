@@ -208,6 +208,11 @@ NEW_CASES = [
     ("tune-metric", spaced("lr = { uniform = [0.001, 0.01] }", extra='[tune]\nmetric = "loss"\n'), "tune.metric"),
     ("tune-samples-zero", spaced("lr = { uniform = [0.001, 0.01] }", extra="[tune]\nsamples = 0\n"), "tune.samples"),
     ("tune-samples-float", spaced("lr = { uniform = [0.001, 0.01] }", extra="[tune]\nsamples = 2.5\n"), "tune.samples"),
+    (
+        "tune-samples-absurd",
+        spaced("lr = { uniform = [0.001, 0.01] }", extra="[tune]\nsamples = 1000000000\n"),
+        "tune.samples",
+    ),
     ("tune-search", spaced("lr = { uniform = [0.001, 0.01] }", extra='[tune]\nsearch = "grid"\n'), "tune.search"),
     (
         "tune-scheduler",

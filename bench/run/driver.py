@@ -18,7 +18,8 @@
    running / failed counts. Cells reach Tune one at a time (bench.run.cell_feed), not as a grid.
    Weights, samples and Tune's files go to the run's storage (bench.store.storage: the results folder,
    or --storage).
-4. A trial still errored after its retries gets a "failed" row written by the driver.
+4. A trial still errored after its retries gets a "failed" row written by the driver; so does each
+   cell of a [tune] model with no usable tuning trial (bench.run.tuning.final_cells), never run untuned.
 5. One run per results folder (bench.store.lock); storage problems are one-line errors (exit 2).
    SIGINT / SIGTERM (bench.run.signals, installed by the CLI) stop the trials cleanly.
 """
@@ -127,9 +128,14 @@ def _run_locked(
             log.info("--restart: clearing earlier results in %s and %s", results_dir, store.public_uri)
             storage.restart(store)
         clean_temp_files(results_dir)
-    cells = suite.cells() if suite.tune is None else tuned_cells(suite, results_dir, address, callbacks, stop, store)
-    if cells is None:  # a signal during tuning: the final runs wait for the next run
+    final = (
+        (suite.cells(), set())
+        if suite.tune is None
+        else tuned_cells(suite, results_dir, address, callbacks, stop, store)
+    )
+    if final is None:  # a signal during tuning: the final runs wait for the next run
         return RunSummary(results_dir=results_dir, total=len(suite.cells()), skipped=0, interrupted=stop.signum)
+    cells, untuned = final  # untuned: cells whose tuning failed (a failed row each, not run)
     with storage_errors(results_dir):
         ids = [c.trial_id for c in cells]
         stored = trial_rows(results_dir).read_rows(quarantine=True)
@@ -146,8 +152,8 @@ def _run_locked(
             TRIALS.table,
         )
     done = table.finished_ids()
-    todo = [c for c in cells if c.trial_id not in done]
-    summary = RunSummary(results_dir=results_dir, total=len(cells), skipped=len(cells) - len(todo))
+    todo = [c for c in cells if c.trial_id not in done and c.trial_id not in untuned]
+    summary = RunSummary(results_dir=results_dir, total=len(cells), skipped=len(cells) - len(todo) - len(untuned))
     log.info("%s; %d to run, %d already finished", suite.describe(), len(todo), summary.skipped)
 
     if todo:
@@ -170,9 +176,10 @@ def _run_locked(
 
 def tuned_cells(
     suite: Suite, results_dir: Path, address: str | None, callbacks=(), stop=None, store: storage.Storage | None = None
-) -> list[Cell] | None:
+) -> tuple[list[Cell], set[str]] | None:
     """A [tune] suite: its missing tuning trials (bench.run.tuning, phase 1), then the phase-2 cells
-    (None when a stop signal ended phase 1). store: the run's storage (None: the results folder)."""
+    and the ids of those whose tuning failed (tuning.final_cells: failed rows, not to run); None when
+    a stop signal ended phase 1. store: the run's storage (None: the results folder)."""
     store = store or storage.Storage(results_dir=results_dir)
     plan = tuning.Plan.of(suite)  # the searches, expanded and hashed once
     if tuning.pending(plan, results_dir):

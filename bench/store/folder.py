@@ -7,24 +7,38 @@ import shutil
 from pathlib import Path
 
 from bench.store.files import atomic_write_bytes
-from bench.store.schema import TRIALS
+from bench.store.schema import TRIALS, TUNING
 
 LOGS_DIR = "logs"  # results/<suite>/logs/<trial_id>.log: failed trials' tracebacks
 IDENTITY = ".genbench-id"  # the folder's random identity: names its prefix in a shared --storage (kept by --restart)
-# what --restart removes (results of earlier runs); reports are rewritten at the end of a run
-OWNED = (TRIALS.rows_dir, TRIALS.table, TRIALS.csv, "weights", "samples", "ray", LOGS_DIR)
+# what --restart removes (results of earlier runs, tuning trials included: phase 1 runs again);
+# reports are rewritten at the end of a run
+OWNED = (
+    TRIALS.rows_dir,
+    TRIALS.table,
+    TRIALS.csv,
+    TUNING.rows_dir,
+    TUNING.table,
+    TUNING.csv,
+    "weights",
+    "samples",
+    "ray",
+    LOGS_DIR,
+)
 
 
 def clean_temp_files(results_dir: Path) -> None:
     """Remove temp files left by a killed writer (they are never read)."""
-    for tmp in Path(results_dir).glob(f"{TRIALS.rows_dir}/.*.tmp"):
-        tmp.unlink(missing_ok=True)
+    for rows_dir in (TRIALS.rows_dir, TUNING.rows_dir):
+        for tmp in Path(results_dir).glob(f"{rows_dir}/.*.tmp"):
+            tmp.unlink(missing_ok=True)
     for tmp in Path(results_dir).glob(".trials.*.tmp"):
         tmp.unlink(missing_ok=True)
 
 
 def clear(results_dir: Path) -> None:
-    """--restart: remove earlier rows, tables, weights, samples and Ray files (caches are kept)."""
+    """--restart: remove earlier rows (trials' and tuning trials'), tables, weights, samples and Ray
+    files (caches and the folder's identity are kept)."""
     for name in OWNED:
         p = Path(results_dir) / name
         if p.is_dir():
