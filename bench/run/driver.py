@@ -138,19 +138,11 @@ def _run_locked(
     cells, untuned = final  # untuned: cells whose tuning failed (a failed row each, not run)
     with storage_errors(results_dir):
         ids = [c.trial_id for c in cells]
+        folder.write_cells(results_dir, ids)  # before the table: readers take these rows, whatever the table
         stored = trial_rows(results_dir).read_rows(quarantine=True)
         table = SuiteTable(results_dir, stored, ids)
         table.write(only_if_changed=True)  # rows a killed run wrote after its last table write
-    stale = set(stored) - set(ids)
-    if stale:
-        log.warning(
-            "%s holds %d rows of cells that are not in this suite (edited suite?); they "
-            "stay in %s/ but not in %s; --restart removes them",
-            results_dir,
-            len(stale),
-            TRIALS.rows_dir,
-            TRIALS.table,
-        )
+    folder.note_other_rows(results_dir, len(set(stored) - set(ids)))  # an edited suite's: left alone
     done = table.finished_ids()
     todo = [c for c in cells if c.trial_id not in done and c.trial_id not in untuned]
     summary = RunSummary(results_dir=results_dir, total=len(cells), skipped=len(cells) - len(todo) - len(untuned))

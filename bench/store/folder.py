@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import secrets
 import shutil
 from pathlib import Path
@@ -9,7 +11,10 @@ from pathlib import Path
 from bench.store.files import atomic_write_bytes
 from bench.store.schema import TRIALS, TUNING
 
+log = logging.getLogger(__name__)
+
 LOGS_DIR = "logs"  # results/<suite>/logs/<trial_id>.log: failed trials' tracebacks
+CELLS = "cells.json"  # the trial ids of the suite's current cells, in grid order (written by each run)
 IDENTITY = ".genbench-id"  # the folder's random identity: names its prefix in a shared --storage (kept by --restart)
 # what --restart removes (results of earlier runs, tuning trials included: phase 1 runs again);
 # reports are rewritten at the end of a run
@@ -70,3 +75,37 @@ def read_identity(results_dir: Path) -> str | None:
 def storage_prefix(results_dir: Path, ident: str) -> str:
     """The folder under a --storage root that holds this results folder's files: `<suite>-<identity>`."""
     return f"{Path(results_dir).name}-{ident}"
+
+
+def write_cells(results_dir: Path, ids: list[str]) -> None:
+    """Record the suite's current cells (a run that changes nothing writes nothing): readers of the
+    folder then take exactly these rows, whatever the state of the tables."""
+    if read_cells(results_dir) != ids:
+        atomic_write_bytes(Path(results_dir) / CELLS, (json.dumps(ids) + "\n").encode())
+
+
+def read_cells(results_dir: Path) -> list[str] | None:
+    """The recorded current cells, None when no run recorded them (or the file is damaged: warned)."""
+    path = Path(results_dir) / CELLS
+    if not path.is_file():
+        return None
+    try:
+        ids = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable (%s); every row is read", path, " ".join(str(exc).split()))
+        return None
+    if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+        log.warning("%s: not a list of trial ids; every row is read", path)
+        return None
+    return ids
+
+
+def note_other_rows(results_dir: Path, n: int) -> None:
+    """The one line about rows of cells that are no longer in the suite (left alone, never read)."""
+    if n:
+        log.warning(
+            "%s: %d rows of cells no longer in the suite, kept in %s/ (--restart removes them)",
+            results_dir,
+            n,
+            TRIALS.rows_dir,
+        )

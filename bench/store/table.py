@@ -20,7 +20,8 @@ import pandas as pd
 
 from bench.errors import DataError
 from bench.store.files import atomic_write_with
-from bench.store.rows import RowStore, empty_row, normalize_row, to_frame, typed_frame
+from bench.store.folder import note_other_rows, read_cells
+from bench.store.rows import RowStore, empty_row, normalize_row, typed_frame
 from bench.store.schema import TRIALS, TUNING, Schema
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,8 @@ def load_results(results_dir: str | os.PathLike) -> pd.DataFrame:
     one `hp_<name>` column per hyper-parameter found in `hparams` (missing for other families).
 
     Reads trials.parquet; a folder with rows but no readable table (a run killed before its first
-    write, a damaged file) is read from its row files.
+    write, a damaged file) is read from its row files. Either way only the rows of the suite's
+    current cells (cells.json, recorded by `run`) are read; others are counted in one warning.
     """
     return hparam_columns(_load_results(Path(results_dir)))
 
@@ -155,6 +157,7 @@ def _load_results(results_dir: Path) -> pd.DataFrame:
     store = RowStore(TRIALS, results_dir)
     table = results_dir / TRIALS.table
     has_rows = store.folder.is_dir()
+    ids = read_cells(results_dir)  # the suite's current cells (None: a folder from before they were recorded)
     if table.is_file():
         try:
             df = read_table(table)
@@ -165,12 +168,23 @@ def _load_results(results_dir: Path) -> pd.DataFrame:
             log.warning("%s: unreadable (%s); reading the rows in %s/ instead", table, reason, TRIALS.rows_dir)
         else:
             _warn_if_stale(store, table)
-            return df
+            return _current(df, ids, results_dir)
     if has_rows:
-        return to_frame(store.read_rows().values())
+        rows = store.read_rows()
+        note_other_rows(results_dir, len(set(rows) - set(ids)) if ids is not None else 0)
+        return SuiteTable(results_dir, rows, ids).frame()
     raise DataError(
         f"{results_dir}: not a results folder (no {TRIALS.table} and no {TRIALS.rows_dir}/); pass results/<suite name>"
     )
+
+
+def _current(df: pd.DataFrame, ids: list[str] | None, results_dir: Path) -> pd.DataFrame:
+    """The table's rows of the current cells (a table a killed run left may hold others)."""
+    if ids is None:
+        return df
+    keep = df[TRIALS.id_key].isin(ids)
+    note_other_rows(results_dir, int((~keep).sum()))
+    return df[keep].reset_index(drop=True)
 
 
 def _warn_if_stale(store: RowStore, table: Path) -> None:
