@@ -158,7 +158,8 @@ MODELS = (
 def test_a_run_with_s3_storage_keeps_only_rows_tables_report_and_logs_locally(s3, tmp_path):
     from bench.report import OUTPUTS
     from bench.report.data import load, resolve_asset
-    from bench.store.folder import IDENTITY, read_identity
+    from bench.report.writer import RECORD
+    from bench.store.folder import CELLS, IDENTITY, read_identity
     from bench.store.lock import LOCK
 
     eval_cfg = {"iwae_k": 2, "impute_examples": 20}
@@ -195,6 +196,8 @@ def test_a_run_with_s3_storage_keeps_only_rows_tables_report_and_logs_locally(s3
         "trials.csv",
         LOCK,
         IDENTITY,
+        CELLS,
+        RECORD,
         *OUTPUTS,
     }  # LOCK: one run per folder
     assert {p.name for p in out.iterdir()} <= allowed, sorted(p.name for p in out.iterdir())

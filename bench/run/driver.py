@@ -161,7 +161,7 @@ def _run_locked(
     summary.interrupted = stop.signum if stop else None
     if summary.interrupted:
         log.warning("run interrupted: no report written (the next run resumes; or: genbench report %s)", results_dir)
-    elif report and (todo or not _report_exists(results_dir)):  # nothing changed: the report stands
+    elif report and (todo or not _report_is_current(results_dir)):  # built from these very rows: it stands
         summary.report_path = write_report(results_dir)
     return summary
 
@@ -188,10 +188,12 @@ def tuned_cells(
     return tuning.final_cells(suite, plan, results_dir)
 
 
-def _report_exists(results_dir: Path) -> bool:
-    from bench.report import OUTPUTS
+def _report_is_current(results_dir: Path) -> bool:
+    """The report exists and was built from the folder's rows as they are (else: failed, killed,
+    or older than a row written since, e.g. by `run --no-report`)."""
+    from bench.report.writer import is_current
 
-    return all((results_dir / name).exists() for name in OUTPUTS)
+    return is_current(results_dir)
 
 
 def prepare_extractors(cells, cache_dir: Path) -> None:

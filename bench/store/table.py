@@ -8,8 +8,10 @@ trials, typed by the schema.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -126,6 +128,21 @@ def read_table(path: Path, schema: Schema = TRIALS) -> pd.DataFrame:
     for name in missing:  # typed "not measured"
         df[name] = blank[name].iloc[0]
     return df.astype(schema.pandas_dtypes)
+
+
+def row_digests(df: pd.DataFrame, schema: Schema = TRIALS) -> dict[str, str]:
+    """{row id: hash of its schema columns' values}: what a set of rows is, to tell whether a report
+    built from one set still describes the rows (the same on a table and on the rows it came from)."""
+    records = df[list(schema.names)].astype(object).to_dict("records")
+    return {str(r[schema.id_key]): _digest(r) for r in records}
+
+
+def _digest(record: Mapping[str, Any]) -> str:
+    plain = {
+        k: None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else v for k, v in record.items()
+    }
+    text = json.dumps(plain, sort_keys=True, default=str, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def load_tuning(results_dir: str | os.PathLike) -> pd.DataFrame | None:
