@@ -101,3 +101,18 @@ def _write(folder):
     path = folder / "allfail.toml"
     path.write_text(SUITE)
     return path
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_under_ray_a_suite_whose_tuning_trials_all_fail_runs_nothing_untuned(ray_cluster, tmp_path):
+    """n_train = 1 leaves no validation example: both tuning trials fail for real."""
+    path = tmp_path / "allfail.toml"
+    path.write_text(SUITE.replace("n_train = 500", "n_train = 1").replace("seeds = [0, 1]", "seeds = [0]"))
+    summary = driver.run_suite(load_suite(path), tmp_path / "results", report=False)
+    out = tmp_path / "results" / "allfail"
+    tuned = load_tuning(out)
+    assert len(tuned) == 2 and set(tuned["status"]) == {"failed"}
+    rows = load_results(out)
+    assert summary.failed == 1 and list(rows["status"]) == ["failed"] and not rows["tuned"].any()
+    assert rows["error"].iloc[0].startswith("tuning failed") and rows["train_steps"].isna().all()
