@@ -1,8 +1,12 @@
 """The report knows when it is stale: it records the rows it was built from, and `run` rebuilds it
-whenever the folder's rows differ, and after a failed or killed report. No Ray: every cell of the
-suite already has its row (as after `run --no-report`)."""
+whenever the folder's rows differ, and after a failed or killed report; a report that cannot be
+written (full disk) is one line and exit 2 from `report` and `run`, its staging folder removed. No
+Ray: every cell of the suite already has its row (as after `run --no-report`)."""
 
 from __future__ import annotations
+
+import errno
+import os
 
 import pandas as pd
 import pytest
@@ -77,3 +81,30 @@ def test_a_changed_row_or_a_failed_report_makes_the_report_stale(tmp_path, no_ra
     driver.run_suite(suite, tmp_path / "results", report=False)
     assert not writer.is_current(out)  # a failed report leaves no record: the next run rebuilds
     assert driver.run_suite(suite, tmp_path / "results").report_path is not None and writer.is_current(out)
+
+
+def _full_disk(monkeypatch) -> None:
+    """The report's writes fail as on a full disk (ENOSPC), once some of its files are staged."""
+
+    def publish(stage, results_dir):
+        assert any(stage.iterdir())  # the staging folder holds the half-published report
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(stage / "report.md"))
+
+    monkeypatch.setattr(writer, "_publish", publish)
+
+
+@pytest.mark.parametrize("command", ["report", "run"])
+def test_a_full_disk_is_one_line_exit_2_and_no_staging_is_left(tmp_path, no_ray, monkeypatch, capsys, command):
+    from bench import cli
+
+    path = write_suite(tmp_path, "s", seeds=(0,))
+    out = tmp_path / "results" / "s"
+    _finished(load_suite(path), out)
+    driver.run_suite(load_suite(path), tmp_path / "results", report=False)
+    _full_disk(monkeypatch)
+    capsys.readouterr()
+    argv = ["report", str(out)] if command == "report" else ["run", str(path), "--results", str(tmp_path / "results")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and "Traceback" not in err[0], err
+    assert not (out / writer.STAGING).exists() and not writer.is_current(out)

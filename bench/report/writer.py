@@ -116,9 +116,13 @@ def write_report(results_dir: Path) -> Path:
     (results_dir / RECORD).unlink(missing_ok=True)  # until this report is in place, none is current
     stage = results_dir / STAGING
     shutil.rmtree(stage, ignore_errors=True)  # left over by a report that was killed
-    (stage / FIGURES).mkdir(parents=True)
-    _build(results_dir, stage)
-    _publish(stage, results_dir)
+    try:
+        (stage / FIGURES).mkdir(parents=True)
+        _build(results_dir, stage)
+        _publish(stage, results_dir)
+    except Exception:  # a full disk, say: the half-written staging folder would only fill it further
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
     return results_dir / "report.md"
 
 

@@ -40,6 +40,7 @@ import ray
 from ray import tune
 
 from bench.datasets import make_dataset
+from bench.errors import StorageError
 from bench.metrics.extractors import resolve_extractor
 from bench.run import cluster, tuning
 from bench.run.cell_feed import CellFeed
@@ -218,11 +219,15 @@ def prepare_extractors(cells, cache_dir: Path) -> None:
 
 
 def write_report(results_dir: Path) -> Path | None:
-    """bench.report's report of the folder; logged, not raised, when it fails (rows are safe)."""
+    """bench.report's report of the folder; logged, not raised, when it fails (rows are safe), except
+    that a folder that cannot be written (full, read-only) is a one-line StorageError (exit 2)."""
     from bench.report import write_report as _write
 
     try:
-        return _write(results_dir)
+        with storage_errors(results_dir):
+            return _write(results_dir)
+    except StorageError:
+        raise
     except Exception:
         log.exception(
             "writing the report failed; the rows are in %s (retry: genbench report %s)", results_dir, results_dir

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from bench.errors import StorageError
+from bench.errors import GenbenchError, StorageError
 from bench.store.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def storage_errors(folder: Path) -> Iterator[None]:
     """OSError inside -> StorageError('<path>: <reason>'), one line (no traceback)."""
     try:
         yield
-    except StorageError:
+    except GenbenchError:  # already one line naming its input (a StorageError, a DataError)
         raise
     except OSError as exc:
         path = exc.filename or folder
