@@ -386,6 +386,17 @@ def test_a_byte_order_mark_is_dropped(tmp_path):
     assert load_suite(path).name == "t"
 
 
+@pytest.mark.parametrize("depth", [1000, 3000])
+@pytest.mark.parametrize("kind", ["array", "table"])
+def test_deeply_nested_toml_is_one_line(tmp_path, capsys, depth, kind):
+    nested = "[" * depth + "]" * depth if kind == "array" else "{ a = " * depth + "1" + " }" * depth
+    path = tmp_path / "deep.toml"
+    path.write_text(doc(extra=f"deep = {nested}\n"))
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(path) in err and "nested too deeply" in err, err[-500:]
+
+
 def test_three_independent_errors_come_in_one_validate(tmp_path, capsys):
     _, text, fields = THREE_ERRORS
     path = tmp_path / "three.toml"
