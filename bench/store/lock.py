@@ -28,7 +28,9 @@ from bench.store.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-LOCK = ".genbench.lock"  # the flock'ed file (removed on release)
+# the flock'ed file; it stays after release (empty): deleting it would let a run that opened it just
+# before lock a file no longer in the folder while a third run locks a new one
+LOCK = ".genbench.lock"
 OWNER = ".genbench.lock.json"  # the holder's pid, host and start time (removed on release)
 
 
