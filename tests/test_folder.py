@@ -21,7 +21,7 @@ import pytest
 from bench import cli
 from bench import store as results
 from bench.errors import StorageError
-from bench.store.lock import OWNER, results_lock
+from bench.store.lock import LOCK, OWNER, results_lock
 from bench.suite import load_suite
 from bench.trial.run import identity_row
 
@@ -140,8 +140,6 @@ def test_report_on_a_damaged_table_without_rows_is_a_one_line_error(tmp_path, ca
 
 
 def test_after_a_run_the_lock_file_stays_and_the_owner_file_is_gone(tmp_path):
-    from bench.store.lock import LOCK, OWNER, results_lock
-
     with results_lock(tmp_path / "r"):
         assert (tmp_path / "r" / OWNER).is_file()
     assert (tmp_path / "r" / LOCK).is_file() and not (tmp_path / "r" / OWNER).exists()  # as documented
