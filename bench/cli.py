@@ -323,8 +323,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise GenbenchError(f"{folder}: results folder does not exist")
     from bench.report import write_report
+    from bench.store.lock import storage_errors
 
-    print(f"report: {write_report(folder)}")
+    with storage_errors(folder):  # read-only or full: one line, exit 2 (the staging folder is removed)
+        path = write_report(folder)
+    print(f"report: {path}")
     return 0
 
 

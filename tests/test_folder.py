@@ -21,7 +21,7 @@ import pytest
 from bench import cli
 from bench import store as results
 from bench.errors import StorageError
-from bench.store.lock import OWNER, results_lock
+from bench.store.lock import LOCK, OWNER, results_lock
 from bench.suite import load_suite
 from bench.trial.run import identity_row
 
@@ -137,3 +137,11 @@ def test_report_on_a_damaged_table_without_rows_is_a_one_line_error(tmp_path, ca
     assert cli.main(["report", str(folder)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(folder / results.TRIALS.table) in err and "unreadable" in err, err
+
+
+def test_after_a_run_the_lock_file_stays_and_the_owner_file_is_gone(tmp_path):
+    with results_lock(tmp_path / "r"):
+        assert (tmp_path / "r" / OWNER).is_file()
+    assert (tmp_path / "r" / LOCK).is_file() and not (tmp_path / "r" / OWNER).exists()  # as documented
+    with results_lock(tmp_path / "r"):  # and it locks again
+        pass

@@ -62,7 +62,7 @@ def test_interrupted_publish_never_leaves_dangling_links(tmp_path, monkeypatch):
     results, stage = _state(tmp_path / "results", other_frame(), tmp_path)
     snapshot = tmp_path / "snapshot"
     shutil.copytree(results, snapshot)
-    n_renames = len(list((stage / writer.FIGURES).iterdir())) + len(writer.OUTPUTS)
+    n_renames = len(list((stage / writer.FIGURES).iterdir())) + len(writer.PUBLISHED)
     real_replace = os.replace
     for stop in range(n_renames + 1):
         shutil.rmtree(results)

@@ -135,6 +135,34 @@ def test_bad_files_in_rows_are_skipped_or_moved_to_quarantine_with_a_warning(tmp
     assert (rows / results.QUARANTINE / "notes.json").read_text() == '{"hello": "world"}'
 
 
+@pytest.mark.parametrize(
+    "column, value",
+    [("fid", "abc"), ("seed", "zero"), ("loss_curve", "{not json"), ("seed", 1e400), ("nll", [1, 2])],
+)
+def test_a_mistyped_row_is_quarantined_naming_the_file_and_readers_go_on(tmp_path, caplog, column, value):
+    results.trial_rows(tmp_path).write_row(row("good"))
+    bad = json.loads((tmp_path / "rows" / "good.json").read_text()) | {"trial_id": "bad", column: value}
+    (tmp_path / "rows" / "bad.json").write_text(json.dumps(bad))
+    assert set(results.trial_rows(tmp_path).read_rows(quarantine=True)) == {"good"}
+    assert [p.name for p in (tmp_path / "rows" / results.QUARANTINE).iterdir()] == ["bad.json"]
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "bad.json" in warning and column in warning and "\n" not in warning
+    assert list(results.load_results(tmp_path)["trial_id"]) == ["good"]  # a reader that types every row
+
+
+def test_report_and_the_table_rebuild_go_on_past_a_mistyped_row(tmp_path, caplog):
+    from bench import cli
+
+    results.trial_rows(tmp_path).write_row(row("good"))
+    bad = json.loads((tmp_path / "rows" / "good.json").read_text()) | {"trial_id": "bad", "fid": "abc"}
+    (tmp_path / "rows" / "bad.json").write_text(json.dumps(bad))
+    assert list(results.rebuild_tables(tmp_path)["trial_id"]) == ["good"]  # what `run` writes
+    (tmp_path / results.TRIALS.table).unlink()
+    caplog.clear()
+    assert cli.main(["report", str(tmp_path)]) == 0
+    assert any("bad.json" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
 def test_files_are_created_with_the_umask_mode(tmp_path, umask):
     before = os.umask(umask)

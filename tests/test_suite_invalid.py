@@ -215,6 +215,11 @@ NEW_CASES = [
     ("tune-metric", spaced("lr = { uniform = [0.001, 0.01] }", extra='[tune]\nmetric = "loss"\n'), "tune.metric"),
     ("tune-samples-zero", spaced("lr = { uniform = [0.001, 0.01] }", extra="[tune]\nsamples = 0\n"), "tune.samples"),
     ("tune-samples-float", spaced("lr = { uniform = [0.001, 0.01] }", extra="[tune]\nsamples = 2.5\n"), "tune.samples"),
+    (
+        "tune-samples-absurd",
+        spaced("lr = { uniform = [0.001, 0.01] }", extra="[tune]\nsamples = 1000000000\n"),
+        "tune.samples",
+    ),
     ("tune-search", spaced("lr = { uniform = [0.001, 0.01] }", extra='[tune]\nsearch = "grid"\n'), "tune.search"),
     (
         "tune-scheduler",
@@ -386,6 +391,17 @@ def test_a_byte_order_mark_is_dropped(tmp_path):
     path = tmp_path / "bom.toml"
     path.write_bytes(b"\xef\xbb\xbf" + doc().encode())
     assert load_suite(path).name == "t"
+
+
+@pytest.mark.parametrize("depth", [1000, 3000])
+@pytest.mark.parametrize("kind", ["array", "table"])
+def test_deeply_nested_toml_is_one_line(tmp_path, capsys, depth, kind):
+    nested = "[" * depth + "]" * depth if kind == "array" else "{ a = " * depth + "1" + " }" * depth
+    path = tmp_path / "deep.toml"
+    path.write_text(doc(extra=f"deep = {nested}\n"))
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(path) in err and "nested too deeply" in err, err[-500:]
 
 
 def test_three_independent_errors_come_in_one_validate(tmp_path, capsys):

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bench.store import storage
-from bench.store.schema import COLUMNS
+from bench.store.schema import COLUMNS, TRIALS
 from bench.store.table import load_results
 
 log = logging.getLogger(__name__)
@@ -75,14 +75,12 @@ def finite(rows: pd.DataFrame, col: str) -> np.ndarray:
 def resolve_asset(results_dir: Path, row: pd.Series, col: str) -> Path | None:
     """Existing file named by a path column (relative to the results folder, or to its suite
     subfolder when the report is run on the parent folder; a run's --storage: an absolute path or
-    an object-store URI, fetched); None when absent."""
+    an object-store URI, fetched); None when absent or outside that folder and its storage prefix
+    (bench.store.confine: refused with a warning naming the row, the report goes on without it)."""
     rel = row[col]
     if not rel:
         return None
-    if "://" in rel:
-        return storage.fetch(rel, results_dir)
-    for base in (results_dir, results_dir / str(row["suite"])):
-        path = base / rel
-        if path.is_file():
-            return path
-    return None
+    sub = results_dir / str(row["suite"])
+    own = row["suite"] and ((sub / TRIALS.rows_dir).is_dir() or (sub / TRIALS.table).is_file())
+    folder = sub if own else results_dir  # the row's own results folder
+    return storage.fetch(rel, folder, row=f"row {row['trial_id']} ({col})")

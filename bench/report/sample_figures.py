@@ -1,10 +1,12 @@
 """The report's sample figures: image sample grids and 2-D scatters over the real test points,
-each from the first ok trial (budget, seed order) per model whose saved file exists."""
+each from the first ok trial (budget, seed order) per model whose saved file exists and reads."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,28 +21,40 @@ log = logging.getLogger(__name__)
 REAL_POINTS = 2000  # real test points drawn under each 2-D scatter
 
 
-def _first_assets(df: pd.DataFrame, results_dir: Path, col: str) -> dict[str, list[tuple[str, Path]]]:
-    """dataset -> [(panel title, file)] for the first ok trial (budget, seed order) per label
-    whose file in `col` exists."""
-    found: dict[str, list[tuple[str, Path]]] = {}
+def _first_assets(df: pd.DataFrame, results_dir: Path, col: str, read: Callable[[Path], Any]) -> dict[str, list]:
+    """dataset -> [(panel title, content)] for the first ok trial (budget, seed order) per label
+    whose file in `col` exists and `read` can read (None: not for this figure). An unreadable file
+    (truncated, not an image) is skipped with a warning naming the row, and the next seed is used."""
+    found: dict[str, list[tuple[str, Any]]] = {}
     ok = ok_rows(df).sort_values(["dataset", "label", "budget", "seed"], kind="stable")
     for (ds, label), g in ok.groupby(["dataset", "label"], sort=True):
         for _, r in g.iterrows():
             path = resolve_asset(results_dir, r, col)
-            if path is not None:
-                found.setdefault(ds, []).append((f"{label} ({r['budget']}, seed {int(r['seed'])})", path))
+            if path is None:
+                continue
+            try:
+                content = read(path)
+            except (OSError, ValueError, EOFError) as exc:  # Pillow and numpy on a damaged file
+                log.warning("row %s (%s): %s is unreadable (%s); skipped", r["trial_id"], col, path, exc)
+                continue
+            if content is not None:
+                found.setdefault(ds, []).append((f"{label} ({r['budget']}, seed {int(r['seed'])})", content))
                 break
     return found
+
+
+def _read_image(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 def sample_grids(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figure]:
     name, caption = "samples", "Samples per model (image datasets; first seed with a sample grid)"
     figures = []
-    for ds, panels in _first_assets(df, results_dir, "samples_png").items():
+    for ds, panels in _first_assets(df, results_dir, "samples_png", _read_image).items():
         fig, axes = grid(len(panels), 4, 3.2, 3.4)
-        for ax, (title, path) in zip(axes, panels):
-            with Image.open(path) as im:
-                ax.imshow(np.asarray(im.convert("RGB")))
+        for ax, (title, pixels) in zip(axes, panels):
+            ax.imshow(pixels)
             ax.set_title(title, fontsize=8)
             ax.axis("off")
         figures.append(save(fig, out_dir, f"samples_{safe_name(ds)}", f"{caption}: {ds}"))
@@ -71,10 +85,7 @@ def scatter_2d(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figur
     name = "scatter"
     caption = "Samples per model on 2-D data (first seed with saved samples) over the real test points (grey)"
     figures = []
-    for ds, panels in _first_assets(df, results_dir, "samples_npy").items():
-        points = [(t, x) for t, p in panels if (x := _load_points(p)) is not None]
-        if not points:
-            continue
+    for ds, points in _first_assets(df, results_dir, "samples_npy", _load_points).items():
         real = _real_points(ds)
         allx = np.concatenate([x for _, x in points] + ([real] if real is not None else []))
         allx = allx[np.isfinite(allx).all(axis=1)]

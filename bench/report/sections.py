@@ -82,7 +82,7 @@ def headline(df: pd.DataFrame, results_dir: Path) -> tuple[str, str]:
     ok = df[df["status"] == "ok"]
     suites = ", ".join(sorted(set(df["suite"]) - {""})) or results_dir.name
     versions = sorted({f"{k} {v}" for text in ok["versions"] for k, v in (data.parse_json(text) or {}).items()})
-    tuned = "tuned hyper-parameters" if df["tuned"].any() else "not tuned (suite hyper-parameters)"
+    tuned = _tuned_text(df)
     lines = [
         f"**Suite** {suites} · **{_trial_counts(df)}** · **device** "
         f"{', '.join(sorted(set(ok['device']) - {''})) or 'n/a'} · **budget** {_budgets(df)} · "
@@ -91,6 +91,14 @@ def headline(df: pd.DataFrame, results_dir: Path) -> tuple[str, str]:
         f"{', '.join(sorted(set(ok['mixed_precision']) - {''})) or 'n/a'}; versions: {', '.join(versions) or 'n/a'}.",
     ]
     return f"genbench report: {suites}", "\n\n".join(lines)
+
+
+def _tuned_text(df: pd.DataFrame) -> str:
+    """Whether the trials ran tuned configurations, counted from the rows (some may not have)."""
+    n = int(df["tuned"].sum())
+    if not n:
+        return "not tuned (suite hyper-parameters)"
+    return "tuned hyper-parameters" if n == len(df) else f"tuned hyper-parameters in {n} of {len(df)} trials"
 
 
 def summary_section(summaries: Sequence[DisplayTable]) -> Section:

@@ -104,16 +104,29 @@ def draw(curves: pd.DataFrame, path: Path) -> dict[tuple[str, str, str], np.ndar
     return plotted
 
 
-def headline(tuning: pd.DataFrame) -> str:
-    """One sentence for the report's headline: verdicts come from tuned configurations."""
+def headline(tuning: pd.DataFrame, frame: pd.DataFrame | None = None) -> str:
+    """One sentence for the report's headline: which trials' results come from tuned configurations,
+    counted from the trial rows (`frame`, the report's; None: the search alone is described)."""
     per = tuning.groupby(KEYS).size()
     budgets = ", ".join(sorted(set(tuning["budget"])))
     metrics = ", ".join(sorted(set(tuning["metric"])))
+    search = (
+        f"each model's best of {int(per.min())}{'' if per.min() == per.max() else f'–{int(per.max())}'} "
+        f"configurations on the validation split ({metrics}), each trained with budget {budgets}, retrained "
+        f"with every suite seed and measured on the test split"
+    )
+    if frame is None or not len(frame):
+        return f"Tuning: {search}."
+    tuned = frame["tuned"].astype(bool)
+    if tuned.all():
+        return f"Every verdict and summary value comes from tuned configurations: {search}."
+    others = "; ".join(
+        f"{label}: {', '.join(f'{n} {s}' for s, n in sorted(g['status'].value_counts().items()))}"
+        for label, g in frame[~tuned].groupby("label", sort=True)
+    )
     return (
-        f"Every verdict and summary value comes from tuned configurations: each model's best of "
-        f"{int(per.min())}{'' if per.min() == per.max() else f'–{int(per.max())}'} configurations on the validation "
-        f"split ({metrics}), each trained with budget {budgets}, retrained with every suite seed and "
-        f"measured on the test split."
+        f"Only {int(tuned.sum())} of {len(frame)} trials ran tuned configurations ({search}); the other "
+        f"{int((~tuned).sum())} did not ({others}), and nothing measured on them comes from tuning."
     )
 
 
@@ -134,7 +147,7 @@ def section(results_dir: Path, frame: pd.DataFrame | None = None) -> tuple[str, 
     draw(best_so_far(tuning), path)
     table = chosen(tuning)
     lines = [
-        headline(tuning),
+        headline(tuning, frame),
         "",
         "Configurations were tried on the tuning split (the training split minus a fixed validation "
         "share) and scored on the validation split; the test split was not read while tuning. The "

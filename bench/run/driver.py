@@ -1,7 +1,8 @@
 """Run a suite's grid with Ray Tune: one trial per cell, rows into the result store, resume.
 
 `run_suite(suite, results_root)`:
-1. results/<suite>/ is the suite's results folder; --restart clears it first (caches are kept).
+1. results/<suite>/ is the suite's results folder; --restart clears it and the folder's own prefix in
+   --storage first (bench.store.storage.restart; caches are kept).
 2. Cells that already have a finished row (ok / diverged) are skipped: that is the resume, done on
    the row store rather than Tune's experiment state so that it survives edits of the suite and a
    SIGKILLed driver (Tune's `Tuner.restore` cannot change the trial set).
@@ -17,7 +18,8 @@
    running / failed counts. Cells reach Tune one at a time (bench.run.cell_feed), not as a grid.
    Weights, samples and Tune's files go to the run's storage (bench.store.storage: the results folder,
    or --storage).
-4. A trial still errored after its retries gets a "failed" row written by the driver.
+4. A trial still errored after its retries gets a "failed" row written by the driver; so does each
+   cell of a [tune] model with no usable tuning trial (bench.run.tuning.final_cells), never run untuned.
 5. One run per results folder (bench.store.lock); storage problems are one-line errors (exit 2).
    SIGINT / SIGTERM (bench.run.signals, installed by the CLI) stop the trials cleanly.
 """
@@ -47,7 +49,7 @@ from bench.run.progress import ProgressBar
 from bench.run.signals import StopOnSignal
 from bench.run.tracking import tracking_callbacks
 from bench.run.worker import LOG_KEY, STORED_KEY, cell_trainable
-from bench.store import TRIALS, SuiteTable, atomic_write_bytes, clean_temp_files, clear, storage, trial_rows
+from bench.store import TRIALS, SuiteTable, atomic_write_bytes, clean_temp_files, folder, storage, trial_rows
 from bench.store.lock import results_lock, storage_errors
 from bench.suite.model import Cell, Suite
 from bench.trial import checkpoint
@@ -104,9 +106,11 @@ def run_suite(
         cluster.connect(address)
         cluster.trial_resources(suite, address)
     results_dir = (Path(results_root) / suite.name).resolve()
-    store = storage.open_storage(storage_uri, results_dir)  # an unwritable --storage fails here, in one line
     callbacks = tracking_callbacks(tracking, results_dir)
     with results_lock(results_dir):
+        with storage_errors(results_dir):
+            ident = folder.identity(results_dir)  # names this folder's prefix in a shared --storage
+        store = storage.open_storage(storage_uri, results_dir, ident)  # unwritable: one line, before any trial
         return _run_locked(suite, store, address, restart, report, stop, callbacks)
 
 
@@ -122,32 +126,27 @@ def _run_locked(
     results_dir = store.results_dir
     with storage_errors(results_dir):  # a read-only folder or a full disk: one line, exit 2
         if restart:
-            log.info("--restart: clearing earlier results in %s", results_dir)
-            clear(results_dir)
-            if not store.is_results_folder:
-                store.clear()
+            log.info("--restart: clearing earlier results in %s and %s", results_dir, store.public_uri)
+            storage.restart(store)
         clean_temp_files(results_dir)
-    cells = suite.cells() if suite.tune is None else tuned_cells(suite, results_dir, address, callbacks, stop, store)
-    if cells is None:  # a signal during tuning: the final runs wait for the next run
+    final = (
+        (suite.cells(), set())
+        if suite.tune is None
+        else tuned_cells(suite, results_dir, address, callbacks, stop, store)
+    )
+    if final is None:  # a signal during tuning: the final runs wait for the next run
         return RunSummary(results_dir=results_dir, total=len(suite.cells()), skipped=0, interrupted=stop.signum)
+    cells, untuned = final  # untuned: cells whose tuning failed (a failed row each, not run)
     with storage_errors(results_dir):
         ids = [c.trial_id for c in cells]
+        folder.write_cells(results_dir, ids)  # before the table: readers take these rows, whatever the table
         stored = trial_rows(results_dir).read_rows(quarantine=True)
         table = SuiteTable(results_dir, stored, ids)
         table.write(only_if_changed=True)  # rows a killed run wrote after its last table write
-    stale = set(stored) - set(ids)
-    if stale:
-        log.warning(
-            "%s holds %d rows of cells that are not in this suite (edited suite?); they "
-            "stay in %s/ but not in %s; --restart removes them",
-            results_dir,
-            len(stale),
-            TRIALS.rows_dir,
-            TRIALS.table,
-        )
+    folder.note_other_rows(results_dir, len(set(stored) - set(ids)))  # an edited suite's: left alone
     done = table.finished_ids()
-    todo = [c for c in cells if c.trial_id not in done]
-    summary = RunSummary(results_dir=results_dir, total=len(cells), skipped=len(cells) - len(todo))
+    todo = [c for c in cells if c.trial_id not in done and c.trial_id not in untuned]
+    summary = RunSummary(results_dir=results_dir, total=len(cells), skipped=len(cells) - len(todo) - len(untuned))
     log.info("%s; %d to run, %d already finished", suite.describe(), len(todo), summary.skipped)
 
     if todo:
@@ -163,16 +162,17 @@ def _run_locked(
     summary.interrupted = stop.signum if stop else None
     if summary.interrupted:
         log.warning("run interrupted: no report written (the next run resumes; or: genbench report %s)", results_dir)
-    elif report and (todo or not _report_exists(results_dir)):  # nothing changed: the report stands
+    elif report and (todo or not _report_is_current(results_dir)):  # built from these very rows: it stands
         summary.report_path = write_report(results_dir)
     return summary
 
 
 def tuned_cells(
     suite: Suite, results_dir: Path, address: str | None, callbacks=(), stop=None, store: storage.Storage | None = None
-) -> list[Cell] | None:
+) -> tuple[list[Cell], set[str]] | None:
     """A [tune] suite: its missing tuning trials (bench.run.tuning, phase 1), then the phase-2 cells
-    (None when a stop signal ended phase 1). store: the run's storage (None: the results folder)."""
+    and the ids of those whose tuning failed (tuning.final_cells: failed rows, not to run); None when
+    a stop signal ended phase 1. store: the run's storage (None: the results folder)."""
     store = store or storage.Storage(results_dir=results_dir)
     plan = tuning.Plan.of(suite)  # the searches, expanded and hashed once
     if tuning.pending(plan, results_dir):
@@ -189,10 +189,12 @@ def tuned_cells(
     return tuning.final_cells(suite, plan, results_dir)
 
 
-def _report_exists(results_dir: Path) -> bool:
-    from bench.report import OUTPUTS
+def _report_is_current(results_dir: Path) -> bool:
+    """The report exists and was built from the folder's rows as they are (else: failed, killed,
+    or older than a row written since, e.g. by `run --no-report`)."""
+    from bench.report.writer import is_current
 
-    return all((results_dir / name).exists() for name in OUTPUTS)
+    return is_current(results_dir)
 
 
 def prepare_extractors(cells, cache_dir: Path) -> None:
@@ -217,12 +219,13 @@ def prepare_extractors(cells, cache_dir: Path) -> None:
 
 
 def write_report(results_dir: Path) -> Path | None:
-    """bench.report's report of the folder; logged, not raised, when it fails (rows are safe),
-    except a folder that cannot take the files (full, read-only): one line, exit 2."""
+    """bench.report's report of the folder; logged, not raised, when it fails (rows are safe), except
+    that a folder that cannot be written (full, read-only) is a one-line StorageError (exit 2)."""
     from bench.report import write_report as _write
 
     try:
-        return _write(results_dir)
+        with storage_errors(results_dir):
+            return _write(results_dir)
     except StorageError as exc:
         raise StorageError(
             f"{exc}; the rows are kept (once the folder can take files again: genbench report {results_dir})"

@@ -14,7 +14,8 @@ results folder); Tune's files go to the run's storage (`<storage>/ray/tune-*`, b
 
 Phase 2 (`final_cells`): the configuration with the lowest final val_metric among the trials that
 ran their whole budget (ties: lowest seed, then sample) is retrained with every suite seed and
-evaluated on the test split exactly like an untuned cell (rows with tuned = true).
+evaluated on the test split exactly like an untuned cell (rows with tuned = true). A model with no
+such configuration gets failed rows that say why, never an untuned run.
 
 Resume: a finished tuning row (ok / stopped / diverged) is never rerun. A rerun runs only the
 missing sample indices of each search: "random" draws them afresh (seeded by the tuning seed and
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -317,28 +319,50 @@ def best_configs(
     return {k: json.loads(r["config"]) for k, r in best.items()}
 
 
-def final_cells(suite: Suite, plan: Plan, results_dir: Path) -> list[Cell]:
-    """The phase-2 cells: each carries its model's chosen configuration (tuned = true).
+def final_cells(suite: Suite, plan: Plan, results_dir: Path) -> tuple[list[Cell], set[str]]:
+    """The phase-2 cells, each carrying its model's chosen configuration (tuned = true), and the ids
+    of those that must not run.
 
-    A search without any trial that ran its budget with a finite score gets "failed" rows for its
-    cells (a row with its error, never a crashed suite); they stay in the grid, so a rerun after
-    more tuning retries them.
+    A search without any trial that ran its budget with a finite score gets a "failed" row for each of
+    its cells, saying why (the tuning trials' statuses and first error), and those cells are not run:
+    an untuned run in their place would pass its suite hyper-parameters off as tuned results. They stay
+    in the grid (a failed row reruns): the next run retries the failed tuning trials, then them.
     """
     rebuild_tables(results_dir, plan.ids, schema=TUNING)
     chosen = best_configs(suite, results_dir, plan)
-    cells = []
+    cells, blocked = [], set()
     for cell in suite.cells():
         config = chosen.get((cell.label, cell.dataset, cell.budget))
         if not cell.space:  # a model without a space trains with its written hyper-parameters
             cells.append(cell)
         elif config is None:
             row = identity_row(cell)
-            row.update(status="failed", error="tuning: no configuration ran its budget with a finite validation metric")
+            row.update(status="failed", error=_untuned_reason(cell, plan, results_dir))
             trial_rows(results_dir).write_row(row)
+            log.warning("%s: %s", cell.name, row["error"])
             cells.append(cell)
+            blocked.add(cell.trial_id)
         else:
             cells.append(with_values(cell, config, tuned=True))
-    return cells
+    return cells, blocked
+
+
+def _untuned_reason(cell: Cell, plan: Plan, results_dir: Path) -> str:
+    """Why `cell` has no tuned configuration, from its searches' tuning rows."""
+    ids = set(plan.ids)
+    key = (cell.label, cell.dataset, cell.budget)
+    rows = [
+        r
+        for t, r in tuning_rows(results_dir).read_rows().items()
+        if t in ids and (r["label"], r["dataset"], r["budget"]) == key
+    ]
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(Counter(r["status"] for r in rows).items())) or "none ran"
+    errors = [r["error"] for r in sorted(rows, key=lambda r: (r["seed"], r["sample"])) if r.get("error")]
+    first = f"; first error: {errors[0]}" if errors else ""
+    return (
+        f"tuning failed: no configuration of {len(rows)} ran its budget with a finite validation metric "
+        f"({counts}{first}); not run untuned"
+    )
 
 
 def pending(plan: Plan, results_dir: Path) -> bool:

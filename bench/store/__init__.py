@@ -1,7 +1,7 @@
 """The result store: the schemas of trial and tuning rows (`schema`), their row files (`rows`: one
 `RowStore` for both kinds), the tables derived from them (`table`), what a run owns in a results
-folder (`folder`), atomic files (`files`), the folder's lock (`lock`) and the run's storage, a folder
-or an object store (`storage`)."""
+folder and its identity (`folder`), atomic files (`files`), the folder's lock (`lock`), the run's
+storage, a folder or an object store (`storage`), and which files a row may name (`confine`)."""
 
 from bench.store.files import atomic_write_bytes, atomic_write_with
 from bench.store.folder import LOGS_DIR, OWNED, clean_temp_files, clear

@@ -23,12 +23,14 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from bench.errors import StorageError
+from bench.errors import GenbenchError, StorageError
 from bench.store.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-LOCK = ".genbench.lock"  # the flock'ed file (removed on release)
+# the flock'ed file; it stays after release (empty): deleting it would let a run that opened it just
+# before lock a file no longer in the folder while a third run locks a new one
+LOCK = ".genbench.lock"
 OWNER = ".genbench.lock.json"  # the holder's pid, host and start time (removed on release)
 
 
@@ -37,7 +39,7 @@ def storage_errors(folder: Path) -> Iterator[None]:
     """OSError inside -> StorageError('<path>: <reason>'), one line (no traceback)."""
     try:
         yield
-    except StorageError:
+    except GenbenchError:  # already one line naming its input (a StorageError, a DataError)
         raise
     except OSError as exc:
         path = exc.filename or folder

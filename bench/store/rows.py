@@ -3,7 +3,7 @@
 Layout of `results/<suite>/` (bench.store.schema names the folders and tables):
     rows/<trial_id>.json          one finished trial's row, written by the trial (temp file + rename)
     tuning_rows/<tuning_id>.json  one tuning trial's row, likewise
-    <rows folder>/quarantine/     unreadable or foreign files found there, moved aside by the driver
+    <rows folder>/quarantine/     unreadable, foreign or mistyped files found there, moved aside by the driver
     trials.parquet/.csv, tuning.parquet/.csv   tables derived from the rows (bench.store.table)
     weights/, samples/, cache/, ray/           weights, sample grids, metric caches, Ray Tune's files
 
@@ -163,7 +163,23 @@ class RowStore:
         extra = sorted(set(row) - set(self.schema.names))
         if extra or not isinstance(row.get("status"), str):
             return None, f"not a row file (columns outside its schema: {', '.join(extra) or 'no status'})"
+        mistyped = _mistyped(row, self.schema)
+        if mistyped:  # every reader types the row (normalize_row): one bad value would stop them all
+            return None, f"not a row file ({mistyped})"
         return row, None
+
+
+def _mistyped(row: Mapping[str, Any], schema: Schema) -> str | None:
+    """What is wrong with the first value that does not have its column's type, or None."""
+    for c in schema.columns:
+        value = row.get(c.name)
+        try:
+            _coerce(value, c.dtype)
+            if c.dtype == "json" and isinstance(value, str) and value:
+                json.loads(value)  # JSON columns hold JSON text; the report parses them
+        except (TypeError, ValueError, OverflowError):
+            return f"column {c.name} holds {value!r:.60}, not {c.dtype}"
+    return None
 
 
 def trial_rows(results_dir: str | os.PathLike) -> RowStore:

@@ -6,11 +6,14 @@ The URI is a folder (local or shared, e.g. NFS) or an object store that pyarrow 
 credentials come from the usual variables/files of each node (never from genbench's files).
 Default: the suite's results folder, i.e. today's single-machine layout.
 
-Layout under the storage root: `weights/<trial_id>.pt`, `samples/<trial_id>/`, `ray/` (Tune's
-experiment and checkpoints) and, for folders only, `cache/` (metric caches; with an object store
-each node keeps them in its own cache folder). Rows, tables, report and logs stay in the driver's
-results folder. A row names its files relative to the results folder when storage is that folder,
-by absolute path for another folder and by URI for an object store; `fetch` reads any of these.
+A storage URI is shared: every results folder that runs with it gets its own prefix under it,
+`<suite>-<identity>` (bench.store.folder: the folder's random identity), and everything the run
+writes there lives under that prefix, so `--restart` of one suite never touches another's files.
+Layout under the prefix: `weights/<trial_id>.pt`, `samples/<trial_id>/`, `ray/` (Tune's experiment
+and checkpoints) and, for folders only, `cache/` (metric caches; with an object store each node
+keeps them in its own cache folder). Rows, tables, report and logs stay in the driver's results
+folder. A row names its files relative to the results folder when storage is that folder, by
+absolute path for another folder and by URI for an object store; `fetch` reads any of these.
 """
 
 from __future__ import annotations
@@ -29,16 +32,18 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow.fs as pafs
 
 from bench.errors import ConfigError
+from bench.store import confine, folder
 
 log = logging.getLogger(__name__)
 
 ARTIFACT_COLUMNS = ("weights_path", "samples_npy", "samples_png")  # row columns naming stored files
-OWNED = ("weights", "samples", "ray")  # what --restart removes from a storage root
+OWNED = ("weights", "samples", "ray")  # what --restart removes from the run's prefix
 
 
 @dataclass(frozen=True)
 class Storage:
-    """A storage root. `uri`: None = the results folder itself; else a folder path or a URI."""
+    """A storage root. `uri`: None = the results folder itself; else a folder path or a URI, the
+    run's own prefix included (open_storage adds it; workers get this URI)."""
 
     results_dir: Path  # the suite's results folder on the driver (absolute)
     uri: str | None = None  # as given on the command line
@@ -139,28 +144,53 @@ class Storage:
         return out
 
     def clear(self) -> None:
-        """--restart: remove earlier weights, samples and Tune files under the root (caches stay)."""
+        """Remove earlier weights, samples and Tune files under the run's prefix (caches stay)."""
         for name in OWNED:
             path = f"{self.root}/{name}"
             if self.fs.get_file_info(path).type == pafs.FileType.Directory:
                 self.fs.delete_dir(path)
 
 
-def open_storage(uri: str | None, results_dir: Path) -> Storage:
-    """The run's storage (None: the results folder), checked for writing when it is another root."""
-    store = Storage(results_dir=Path(results_dir).resolve(), uri=uri or None)
-    if not store.is_results_folder:
-        store.check()
+def open_storage(uri: str | None, results_dir: Path, ident: str) -> Storage:
+    """The run's storage (None: the results folder), under the prefix of the folder with identity
+    `ident` (bench.store.folder.identity), checked for writing when it is another root."""
+    results_dir = Path(results_dir).resolve()
+    store = Storage(results_dir=results_dir, uri=uri or None)
+    if store.is_results_folder:
+        return store
+    _ = store.fs  # an unknown scheme or a bad option: one line naming the URI as given
+    store = Storage(results_dir=results_dir, uri=_with_prefix(uri, folder.storage_prefix(results_dir, ident)))
+    store.check()
     return store
 
 
-def fetch(name: str, results_dir: Path) -> Path | None:
-    """A local path to the file a row names (relative, absolute or URI); None when it is missing.
+def _with_prefix(uri: str, prefix: str) -> str:
+    """`uri` with `prefix` appended to its path (its credentials and options kept)."""
+    if "://" not in uri or uri.startswith("file://"):
+        return str(Path(uri.removeprefix("file://")).expanduser() / prefix)
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{prefix}"))
 
-    Object-store files are downloaded once per process into a temporary folder."""
-    if "://" not in name or name.startswith("file://"):
-        path = Path(results_dir) / name.removeprefix("file://")
-        return path if path.is_file() else None
+
+def restart(store: Storage) -> None:
+    """--restart: the results folder's earlier results, and this run's prefix in its storage."""
+    folder.clear(store.results_dir)
+    if not store.is_results_folder:
+        store.clear()
+
+
+def fetch(name: str, results_dir: Path, *, row: str = "") -> Path | None:
+    """A local path to the file a row names (relative, absolute or URI); None when it is missing,
+    or when it lies outside the results folder and its storage prefix (bench.store.confine: warned,
+    naming `row`). Object-store files are downloaded once per process into a temporary folder."""
+    try:
+        if "://" not in name or name.startswith("file://"):
+            path = confine.local_path(name, results_dir)
+            return path if path.is_file() else None
+        confine.check_uri(name, results_dir)
+    except confine.Outside as exc:
+        log.warning("%s names %r, refused: %s", row or "a row", name, exc)
+        return None
     return _download(name)
 
 

@@ -8,8 +8,10 @@ trials, typed by the schema.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -20,7 +22,8 @@ import pandas as pd
 
 from bench.errors import DataError
 from bench.store.files import atomic_write_with
-from bench.store.rows import RowStore, empty_row, normalize_row, to_frame, typed_frame
+from bench.store.folder import note_other_rows, read_cells
+from bench.store.rows import RowStore, empty_row, normalize_row, typed_frame
 from bench.store.schema import TRIALS, TUNING, Schema
 
 log = logging.getLogger(__name__)
@@ -127,6 +130,21 @@ def read_table(path: Path, schema: Schema = TRIALS) -> pd.DataFrame:
     return df.astype(schema.pandas_dtypes)
 
 
+def row_digests(df: pd.DataFrame, schema: Schema = TRIALS) -> dict[str, str]:
+    """{row id: hash of its schema columns' values}: what a set of rows is, to tell whether a report
+    built from one set still describes the rows (the same on a table and on the rows it came from)."""
+    records = df[list(schema.names)].astype(object).to_dict("records")
+    return {str(r[schema.id_key]): _digest(r) for r in records}
+
+
+def _digest(record: Mapping[str, Any]) -> str:
+    plain = {
+        k: None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else v for k, v in record.items()
+    }
+    text = json.dumps(plain, sort_keys=True, default=str, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def load_tuning(results_dir: str | os.PathLike) -> pd.DataFrame | None:
     """tuning.parquet of a results folder, or None for a suite that was not tuned."""
     table = Path(results_dir) / TUNING.table
@@ -138,7 +156,8 @@ def load_results(results_dir: str | os.PathLike) -> pd.DataFrame:
     one `hp_<name>` column per hyper-parameter found in `hparams` (missing for other families).
 
     Reads trials.parquet; a folder with rows but no readable table (a run killed before its first
-    write, a damaged file) is read from its row files.
+    write, a damaged file) is read from its row files. Either way only the rows of the suite's
+    current cells (cells.json, recorded by `run`) are read; others are counted in one warning.
     """
     return hparam_columns(_load_results(Path(results_dir)))
 
@@ -155,6 +174,7 @@ def _load_results(results_dir: Path) -> pd.DataFrame:
     store = RowStore(TRIALS, results_dir)
     table = results_dir / TRIALS.table
     has_rows = store.folder.is_dir()
+    ids = read_cells(results_dir)  # the suite's current cells (None: a folder from before they were recorded)
     if table.is_file():
         try:
             df = read_table(table)
@@ -165,12 +185,23 @@ def _load_results(results_dir: Path) -> pd.DataFrame:
             log.warning("%s: unreadable (%s); reading the rows in %s/ instead", table, reason, TRIALS.rows_dir)
         else:
             _warn_if_stale(store, table)
-            return df
+            return _current(df, ids, results_dir)
     if has_rows:
-        return to_frame(store.read_rows().values())
+        rows = store.read_rows()
+        note_other_rows(results_dir, len(set(rows) - set(ids)) if ids is not None else 0)
+        return SuiteTable(results_dir, rows, ids).frame()
     raise DataError(
         f"{results_dir}: not a results folder (no {TRIALS.table} and no {TRIALS.rows_dir}/); pass results/<suite name>"
     )
+
+
+def _current(df: pd.DataFrame, ids: list[str] | None, results_dir: Path) -> pd.DataFrame:
+    """The table's rows of the current cells (a table a killed run left may hold others)."""
+    if ids is None:
+        return df
+    keep = df[TRIALS.id_key].isin(ids)
+    note_other_rows(results_dir, int((~keep).sum()))
+    return df[keep].reset_index(drop=True)
 
 
 def _warn_if_stale(store: RowStore, table: Path) -> None:

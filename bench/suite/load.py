@@ -36,14 +36,13 @@ def load_suite(
         raise ConfigError(f"{path}: cannot read the suite file ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: the suite file is not UTF-8 text ({exc.reason})") from None
+    parser = Parser(str(path), resolve_data_root(data_root), check_machine=check_machine)
     try:
-        raw = tomllib.loads(text)
+        suite = parser.suite(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:  # its message ends "(at line L, column C)"
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
-    except RecursionError:  # tomllib recurses per nesting level: ~1 000 nested arrays exhaust the stack
-        raise ConfigError(f"{path}: TOML nested too deeply to read (arrays or tables inside each other)") from None
-    parser = Parser(str(path), resolve_data_root(data_root), check_machine=check_machine)
-    suite = parser.suite(raw)
+    except RecursionError:  # tomllib (and the checks) recurse once per level of nesting
+        raise ConfigError(f"{path}: TOML nested too deeply to read (a suite nests a few levels)") from None
     if parser.errors:
         raise ConfigErrors(parser.lines())
     return suite

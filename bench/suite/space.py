@@ -60,6 +60,11 @@ class Dist:
         return (lo, hi - 1) if self.kind == "randint" else (lo, hi)
 
 
+# configurations per search at most: each is a Ray Tune trial whose id the run lists up front, and
+# 10 000 ids take ~0.1 s to list (2-core CPU); a larger number is a typo, not a search
+MAX_SAMPLES = 10_000
+
+
 @dataclass(frozen=True)
 class TuneSpec:
     """The suite's [tune] table."""
@@ -167,8 +172,10 @@ def parse_tune(table: Any, checks: Checks, where: str = "tune") -> TuneSpec | No
             checks.error(
                 join_key(where, key), f"expected one of {', '.join(map(repr, allowed))}, got {values.pop(key)!r}"
             )
-    if "samples" in values and not (type_ok(values["samples"], int) and values["samples"] > 0):
-        checks.error(join_key(where, "samples"), f"expected an integer > 0, got {values.pop('samples')!r}")
+    if "samples" in values and not (type_ok(values["samples"], int) and 0 < values["samples"] <= MAX_SAMPLES):
+        checks.error(
+            join_key(where, "samples"), f"expected an integer from 1 to {MAX_SAMPLES}, got {values.pop('samples')!r}"
+        )
     if "seeds" in values:
         values["seeds"] = checks.seeds(values["seeds"], join_key(where, "seeds"))
     if values.get("search") == "optuna" and importlib.util.find_spec("optuna") is None:
