@@ -207,6 +207,20 @@ def test_sweep_stops_before_a_batch_predicted_over_the_budget():
         speed.sweep(s.sample, [], 5, torch.device("cpu"), clocks=s.clocks)
 
 
+def test_a_batch_out_of_device_memory_ends_the_sweep():
+    s = LaunchBoundSampler(**SWEEP)
+
+    def sample(b):
+        if b >= 1000:
+            raise torch.OutOfMemoryError("no room")
+        return s.sample(b)
+
+    got = speed.sweep(sample, [10, 100, 1000, 4000], 5, torch.device("cpu"), clocks=s.clocks)
+    assert got.batch == 100 and s.calls == [10] * 6 + [100] * 6
+    with pytest.raises(torch.OutOfMemoryError):  # nothing fits: the trial fails, as it would have
+        speed.sweep(sample, [1000], 5, torch.device("cpu"), clocks=s.clocks)
+
+
 def test_sampling_cost_grows_linearly_with_steps():
     sampler = SleepySampler(SPEC, per_step=0.004, T=50)
     per_batch = {}

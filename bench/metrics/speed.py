@@ -135,8 +135,8 @@ def sweep(
 ) -> Speed:
     """The best batch of the sweep (ascending; ties go to the smaller batch) by the deciding clock's
     median rate. A batch whose warm-up and repeats are predicted (the previous batch's median call,
-    scaled by the batch ratio) to take longer than `budget_s` is not timed, nor any larger one: the
-    first batch always is."""
+    scaled by the batch ratio) to take longer than `budget_s` is not timed, nor any larger one, nor
+    any after a batch that ran out of device memory; the first batch always is."""
     if not batches:
         raise ValueError("speed sweep needs at least one batch size")
     clock = deciding_clock(device)
@@ -146,11 +146,24 @@ def sweep(
         if previous is not None and _predicted_s(previous, batch, repeats) > budget_s:
             log.info("speed sweep stops before batch %d: predicted over the %.3g s budget", batch, budget_s)
             break
-        previous = time_batch(sample, batch, repeats, device, clocks=clocks)
+        try:
+            previous = time_batch(sample, batch, repeats, device, clocks=clocks)
+        except torch.OutOfMemoryError:
+            if best is None:
+                raise
+            log.info("speed sweep stops at batch %d: out of device memory", batch)
+            _release(device)
+            break
         speed = summarize(previous, clock)
         if best is None or _better(speed.rate, best.rate):
             best = speed
     return best
+
+
+def _release(device: torch.device) -> None:
+    """Hand the failed batch's cached blocks back, so the rest of the evaluation has them."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _better(rate: float, than: float) -> bool:
