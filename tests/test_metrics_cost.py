@@ -157,7 +157,7 @@ class LaunchBoundSampler:
         self.jitter, self.wall, self.cpu, self.calls = jitter, 0.0, 0.0, []
 
     def seconds(self, b: int, k: int) -> float:
-        return (self.launch + self.per_sample[b] * b) * self.jitter[k % len(self.jitter)]
+        return (self.launch + self.per_sample.get(b, 1e-4) * b) * self.jitter[k % len(self.jitter)]
 
     def sample(self, b: int):
         warm = b not in self.calls
@@ -165,7 +165,7 @@ class LaunchBoundSampler:
         self.calls.append(b)
         seconds = 1.0 if warm else self.seconds(b, k)
         self.wall += seconds
-        self.cpu += seconds * self.cpu_share[b]
+        self.cpu += seconds * self.cpu_share.get(b, 1.0)
         return torch.zeros(b, 2)
 
     @property
@@ -205,6 +205,18 @@ def test_sweep_stops_before_a_batch_predicted_over_the_budget():
     assert s.calls == [10] * 6 + [100] * 6 and got.batch == 100
     with pytest.raises(ValueError):
         speed.sweep(s.sample, [], 5, torch.device("cpu"), clocks=s.clocks)
+
+
+def test_the_evaluation_draw_supplies_the_first_repeats_of_its_batch():
+    s = LaunchBoundSampler(**SWEEP)
+    x, drawn = speed.timed_draw(s.sample, 350, 100, torch.device("cpu"), clocks=s.clocks)
+    assert x.shape == (350, 2) and s.calls == [100, 100, 100, 50]
+    assert drawn.batch == 100 and drawn.wall_s == pytest.approx((0.02, 0.022))  # not the warm-up, not the 50
+    got = speed.sweep(s.sample, [10, 100], 5, torch.device("cpu"), drawn=drawn, clocks=s.clocks)
+    assert s.calls[4:] == [10] * 6 + [100] * 3  # 2 drawn + 3 new repeats at 100, no second warm-up
+    assert got.batch == 100 and got.samples_per_s == pytest.approx(100 / 0.02, rel=1e-9)
+    assert got.spread == pytest.approx(1 / 0.9 - 1 / 1.2, rel=1e-9)  # all five jitters, as without the draw
+    assert speed.timed_draw(s.sample, 30, 100, torch.device("cpu"), clocks=s.clocks)[1] is None  # no full batch
 
 
 def test_a_batch_out_of_device_memory_ends_the_sweep():

@@ -87,10 +87,13 @@ def _evaluate(
     n_compared = ref.n_real  # = compared_count: the same n on both sides, for every family
     with clock("sample"):
         gen = _generator(device, seed + SAMPLE_SEED)
-        samples = speed.draw(lambda b: family.sample(b, generator=gen), n_compared, cfg.sample_batch)
+        # the draw's calls double as the speed measurement's first repeats at sample_batch (same sampler)
+        samples, drawn = speed.timed_draw(
+            lambda b: family.sample(b, generator=gen), n_compared, cfg.sample_batch, device
+        )
     with clock("metrics"):
         row |= ref.quality(samples)
-    row |= cost_columns(family, cfg, ref, samples, seed, clock)
+    row |= cost_columns(family, cfg, ref, (samples, drawn), seed, clock)
     if cfg.impute:
         with clock("metrics"):
             n = min(cfg.impute_examples, len(dataset.test()))
@@ -154,10 +157,14 @@ def _mean_stderr(v: torch.Tensor) -> tuple[float, float]:
     return v.mean().item(), (v.std().item() / math.sqrt(len(v)) if len(v) > 1 else math.nan)
 
 
-def cost_columns(family, cfg, ref: Reference, samples: torch.Tensor, seed: int, clock: PhaseClock) -> dict[str, Any]:
+def cost_columns(
+    family, cfg, ref: Reference, drawn: tuple[torch.Tensor, speed.Timing | None], seed: int, clock: PhaseClock
+) -> dict[str, Any]:
     """Sampling speed at the best batch of the sweep (bench.metrics.speed), flops_per_sample, nfe and,
     for iterative samplers, steps_curve: speed, FLOPs and FID per step count. The sweep runs at the
-    family's own step count T only; the curve's other step counts are timed at the batch it chose."""
+    family's own step count T only; the curve's other step counts are timed at the batch it chose.
+    `drawn`: the evaluation samples and the timing of the calls that drew them (the sweep reuses it)."""
+    samples, draw_timing = drawn
     device, T = family.device, family.sampling_steps()
     gen = _generator(device, seed + SPEED_SEED)
 
@@ -165,7 +172,9 @@ def cost_columns(family, cfg, ref: Reference, samples: torch.Tensor, seed: int, 
         return family.sample(b, generator=gen, steps=steps)
 
     with clock("sample"):
-        head = speed.sweep(sample, cfg.speed_batches, cfg.speed_repeats, device, budget_s=cfg.speed_budget_s)
+        head = speed.sweep(
+            sample, cfg.speed_batches, cfg.speed_repeats, device, budget_s=cfg.speed_budget_s, drawn=draw_timing
+        )
         flops = flops_per_sample(sample)
     row = head.columns() | {"flops_per_sample": flops, "nfe": family.nfe_per_sample(None), "steps_curve": ""}
     if T is None:

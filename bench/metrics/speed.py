@@ -131,12 +131,14 @@ def sweep(
     device: torch.device,
     *,
     budget_s: float = math.inf,
+    drawn: Timing | None = None,
     clocks: Clocks = MACHINE_CLOCKS,
 ) -> Speed:
     """The best batch of the sweep (ascending; ties go to the smaller batch) by the deciding clock's
     median rate. A batch whose warm-up and repeats are predicted (the previous batch's median call,
     scaled by the batch ratio) to take longer than `budget_s` is not timed, nor any larger one, nor
-    any after a batch that ran out of device memory; the first batch always is."""
+    any after a batch that ran out of device memory; the first batch always is. `drawn`: calls of
+    the same sampler already timed at its batch (timed_draw), used as that batch's first repeats."""
     if not batches:
         raise ValueError("speed sweep needs at least one batch size")
     clock = deciding_clock(device)
@@ -147,7 +149,9 @@ def sweep(
             log.info("speed sweep stops before batch %d: predicted over the %.3g s budget", batch, budget_s)
             break
         try:
-            previous = time_batch(sample, batch, repeats, device, clocks=clocks)
+            previous = _repeats(
+                sample, batch, repeats, device, drawn if drawn and drawn.batch == batch else None, clocks
+            )
         except torch.OutOfMemoryError:
             if best is None:
                 raise
@@ -158,6 +162,15 @@ def sweep(
         if best is None or _better(speed.rate, best.rate):
             best = speed
     return best
+
+
+def _repeats(sample, batch: int, repeats: int, device: torch.device, drawn: Timing | None, clocks: Clocks) -> Timing:
+    """`repeats` timed calls at `batch`: the drawn ones first (that batch is warm), then new ones."""
+    if drawn is None:
+        return time_batch(sample, batch, repeats, device, clocks=clocks)
+    wall_s, cpu_s = drawn.wall_s[:repeats], drawn.cpu_s[:repeats]
+    more = time_batch(sample, batch, repeats - len(wall_s), device, warmup=False, clocks=clocks)
+    return Timing(batch, wall_s + more.wall_s, cpu_s + more.cpu_s)
 
 
 def _release(device: torch.device) -> None:
@@ -178,6 +191,28 @@ def _predicted_s(timed: Timing, batch: int, repeats: int) -> float:
 def steps_grid(requested: tuple[int, ...], default_steps: int) -> list[int]:
     """Sorted, distinct step counts of the cost curve: the requested ones up to T, plus T itself."""
     return sorted({s for s in requested if s <= default_steps} | {default_steps})
+
+
+def timed_draw(
+    sample: Callable[[int], torch.Tensor], n: int, batch: int, device: torch.device, *, clocks: Clocks = MACHINE_CLOCKS
+) -> tuple[torch.Tensor, Timing | None]:
+    """draw(sample, n, batch), each full-size call after the first (the warm-up) timed like a repeat
+    of time_batch; the Timing is None when no call had the full batch (n < batch)."""
+    wall_clock, cpu_clock = clocks
+    out, wall_s, cpu_s = [], [], []
+    with torch.inference_mode():
+        for start in range(0, n, batch):
+            b = min(batch, n - start)
+            synchronize(device)
+            wall, cpu = wall_clock(), cpu_clock()
+            x = sample(b)
+            synchronize(device)
+            if start > 0 and b == batch:
+                wall_s.append(wall_clock() - wall)
+                cpu_s.append(cpu_clock() - cpu)
+            out.append(x.float().cpu())
+    timing = Timing(batch, tuple(wall_s), tuple(cpu_s)) if n >= batch else None
+    return torch.cat(out)[:n].clone(), timing
 
 
 def draw(sample: Callable[[int], torch.Tensor], n: int, batch: int) -> torch.Tensor:
