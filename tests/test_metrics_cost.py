@@ -203,6 +203,10 @@ def test_sweep_stops_before_a_batch_predicted_over_the_budget():
     # at 100 a call takes 0.02 s: batch 1000 is predicted at 6 × 0.2 = 1.2 s
     got = speed.sweep(s.sample, [10, 100, 1000], 5, torch.device("cpu"), budget_s=1.0, clocks=s.clocks)
     assert s.calls == [10] * 6 + [100] * 6 and got.batch == 100
+    # predicted on the deciding clock: a sampler that waits 90 % of its wall time costs 0.12 CPU-s at 1000
+    waiting = LaunchBoundSampler(per_sample=SWEEP["per_sample"], cpu_share={10: 1.0, 100: 0.1, 1000: 0.1})
+    speed.sweep(waiting.sample, [10, 100, 1000], 5, torch.device("cpu"), budget_s=1.0, clocks=waiting.clocks)
+    assert waiting.calls[-6:] == [1000] * 6
     with pytest.raises(ValueError):
         speed.sweep(s.sample, [], 5, torch.device("cpu"), clocks=s.clocks)
 

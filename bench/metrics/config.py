@@ -22,7 +22,7 @@ class EvalConfig:
     # batch sizes of the sampling-speed sweep (the best one is kept: small batches leave a device idle)
     speed_batches: tuple[int, ...] = (250, 1000, 4000)
     speed_repeats: int = 5  # calls timed one by one per batch size, after one untimed warm-up call
-    # seconds one batch size of the sweep may take (predicted from the previous one): larger ones are skipped
+    # seconds (deciding clock) one batch size of the sweep may take, predicted from the previous: larger are skipped
     speed_budget_s: float = 30.0
     nll_examples: int = 1000  # test examples for the NLL (capped at the test-set size)
     iwae_k: int = 64  # importance samples for the VAE's IWAE-K bound

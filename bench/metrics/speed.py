@@ -136,20 +136,21 @@ def sweep(
 ) -> Speed:
     """The best batch of the sweep (ascending; ties go to the smaller batch) by the deciding clock's
     median rate. A batch whose warm-up and repeats are predicted (the previous batch's median call,
-    scaled by the batch ratio) to take longer than `budget_s` is not timed, nor any larger one, nor
-    any after a batch that ran out of device memory; the first batch always is. `drawn`: calls of
-    the same sampler already timed at its batch (timed_draw), used as that batch's first repeats."""
+    scaled by the batch ratio) to take longer than `budget_s` on the deciding clock is not timed, nor
+    any larger one, nor any after a batch that ran out of device memory; the first batch always is.
+    `drawn`: calls of the same sampler already timed at its batch (timed_draw), used as that batch's
+    first repeats."""
     if not batches:
         raise ValueError("speed sweep needs at least one batch size")
     clock = deciding_clock(device)
     best: Speed | None = None
     previous: Timing | None = None
     for batch in sorted(set(batches)):
-        if previous is not None and _predicted_s(previous, batch, repeats) > budget_s:
+        if previous is not None and _predicted_s(previous, batch, repeats, clock) > budget_s:
             log.info("speed sweep stops before batch %d: predicted over the %.3g s budget", batch, budget_s)
             break
         try:
-            previous = _repeats(
+            previous = _timed_repeats(
                 sample, batch, repeats, device, drawn if drawn and drawn.batch == batch else None, clocks
             )
         except torch.OutOfMemoryError:
@@ -164,7 +165,9 @@ def sweep(
     return best
 
 
-def _repeats(sample, batch: int, repeats: int, device: torch.device, drawn: Timing | None, clocks: Clocks) -> Timing:
+def _timed_repeats(
+    sample, batch: int, repeats: int, device: torch.device, drawn: Timing | None, clocks: Clocks
+) -> Timing:
     """`repeats` timed calls at `batch`: the drawn ones first (that batch is warm), then new ones."""
     if drawn is None:
         return time_batch(sample, batch, repeats, device, clocks=clocks)
@@ -183,9 +186,11 @@ def _better(rate: float, than: float) -> bool:
     return math.isfinite(rate) and (not math.isfinite(than) or rate > than)
 
 
-def _predicted_s(timed: Timing, batch: int, repeats: int) -> float:
-    """Seconds (wall) the warm-up and repeats at `batch` would take, linear in the batch size."""
-    return (repeats + 1) * float(np.median(timed.wall_s)) * batch / timed.batch
+def _predicted_s(timed: Timing, batch: int, repeats: int, clock: str) -> float:
+    """Seconds of `clock` the warm-up and repeats at `batch` would take, linear in the batch size (on
+    a CPU its CPU time: the batches a sweep reaches do not depend on what else loads the machine)."""
+    seconds = {"wall": timed.wall_s, "cpu": timed.cpu_s}[clock]
+    return (repeats + 1) * float(np.median(seconds)) * batch / timed.batch
 
 
 def steps_grid(requested: tuple[int, ...], default_steps: int) -> list[int]:
