@@ -65,9 +65,11 @@ def main() -> None:
     ap.add_argument("--suite", default="suites/quick.toml")
     ap.add_argument("--dataset", default="8gaussians")
     ap.add_argument("--times", type=int, default=15)
+    ap.add_argument("--batches", type=int, nargs="+", help="the new rule's sweep (default: the suite's speed_batches)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     sample, cfg = samplers(Path(args.suite), args.dataset)
+    batches_swept = tuple(args.batches or cfg.speed_batches)
     cpu = torch.device("cpu")
     rates: dict[tuple[str, str], list[float]] = {}
     batches: dict[str, list[int]] = {"gan": [], "flow": []}
@@ -75,11 +77,17 @@ def main() -> None:
     for _ in range(args.times):
         for name, fn in sample.items():
             rates.setdefault(("old", name), []).append(old_rule(fn))
-            got = speed.sweep(fn, cfg.speed_batches, cfg.speed_repeats, cpu, budget_s=cfg.speed_budget_s)
+            got = speed.sweep(fn, batches_swept, cfg.speed_repeats, cpu, budget_s=cfg.speed_budget_s)
             rates.setdefault(("new", name), []).append(got.rate)
             batches[name].append(got.batch)
-    print(f"{args.dataset}, {args.times} measurements per rule and family, {time.process_time() - t0:.0f} CPU-s")
-    for rule, text in (("old", f"batch {OLD_BATCH}, {OLD_REPEATS} calls together"), ("new", "sweep, median")):
+    print(
+        f"{args.dataset}, {args.times} measurements per rule and family, new rule's sweep {list(batches_swept)} "
+        f"× {cfg.speed_repeats} repeats (budget {cfg.speed_budget_s:g} s), {time.process_time() - t0:.0f} CPU-s"
+    )
+    for rule, text in (
+        ("old", f"batch {OLD_BATCH}, {OLD_REPEATS} calls together"),
+        ("new", "sweep, median at the best batch"),
+    ):
         gan, flow = np.array(rates[(rule, "gan")]), np.array(rates[(rule, "flow")])
         ratios = gan / flow
         print(f"{rule} ({text}):")
