@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-dev
 SUITE ?= suites/quick.toml
 RESULTS ?= results
 
-.PHONY: demo test lint venv clean bench chromium
+.PHONY: demo test lint venv clean bench chromium fashion-mnist
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,7 +29,16 @@ chromium:
 	      || echo "chromium could not be installed: the Chromium report test will skip"; \
 	  else echo "chromium not installed (needs root and apt-get): the Chromium report test will skip"; fi; }
 
-test: $(STAMP) chromium
+# Real image data for the dataset tests: Debian's dataset-fashion-mnist (the published Fashion-MNIST
+# files), installed the same way; without it the real-data test skips and says why.
+fashion-mnist:
+	@[ -d /usr/share/datasets/fashion-mnist ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+	      || echo "dataset-fashion-mnist could not be installed: the real Fashion-MNIST test will skip"; \
+	  else echo "dataset-fashion-mnist not installed (needs root and apt-get): the real Fashion-MNIST test will skip"; fi; }
+
+test: $(STAMP) chromium fashion-mnist
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -5,7 +5,7 @@
     genbench run SUITE [--results DIR] [--address ADDR] [--storage URI] [--resume | --restart] [--data-root DIR]
                        [--tracking tensorboard|mlflow]
     genbench controls --suite SUITE [--out DIR] [--results DIR] [--data-root DIR]
-    genbench list
+    genbench list [--hparams FAMILY] [--options DATASET]
     genbench report RESULTS_DIR
 
 Exit status: 0 success; 2 invalid input (suite, paths, arguments: one line on stderr per problem,
@@ -175,8 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
         "list",
         help="list registered families and datasets",
         description="Registered families with their NLL estimator on each kind of data (points, image); datasets "
-        "with their per-example shape and NLL unit.",
+        "with their per-example shape and NLL unit. With --hparams FAMILY or --options DATASET: every key a suite "
+        "may set there, with its type, default and meaning.",
     )
+    p.add_argument("--hparams", metavar="FAMILY", help="the hyper-parameters of FAMILY ([[models]] hparams)")
+    p.add_argument("--options", metavar="DATASET", help="the options of DATASET ([[datasets]] options)")
     p.set_defaults(command=cmd_list)
 
     p = sub.add_parser(
@@ -265,6 +268,18 @@ def cmd_controls(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.hparams or args.options:
+        from bench.suite import reference
+
+        tables = []  # looked up first: an unknown name is one error line, before any output
+        if args.hparams:
+            tables.append((f"family {args.hparams!r}: hparams", reference.hparams(args.hparams)))
+        if args.options:
+            tables.append((f"dataset {args.options!r}: options", reference.options(args.options)))
+        for title, docs in tables:
+            print(title)
+            print(reference.text_table(docs))
+        return 0
     from bench.datasets import DATASETS
     from bench.datasets.base import Kind
     from bench.families import FAMILIES

@@ -105,3 +105,62 @@ def restore(cls: type[H], mapping: Mapping[str, Any]) -> H:
 def to_dict(obj: Any) -> dict[str, Any]:
     """The dataclass as a plain dict (for result rows and config hashes)."""
     return dataclasses.asdict(obj)
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldDoc:
+    """One documented field of a config dataclass, as `genbench list --hparams/--options` prints it."""
+
+    name: str
+    type: str
+    default: str
+    comment: str  # the comment on the field's line, else the comment block right above it
+
+
+def field_docs(cls: type) -> list[FieldDoc]:
+    """Every field of dataclass `cls` (inherited ones first) with its type, default and the comment
+    that documents it in the source: the house style puts one on each default."""
+    hints = typing.get_type_hints(cls)
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            comments |= _source_comments(klass)
+    return [
+        FieldDoc(f.name, _type_text(hints[f.name]), _default(f), comments.get(f.name, ""))
+        for f in dataclasses.fields(cls)
+    ]
+
+
+def _type_text(tp: Any) -> str:
+    """int, float, tuple[float, float], Literal['random', 'block'], ... as written in the source."""
+    return str(tp).replace("typing.", "") if typing.get_origin(tp) else describe(tp)
+
+
+def _default(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        return repr(f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return repr(f.default_factory())
+    return "(required)"
+
+
+def _source_comments(klass: type) -> dict[str, str]:
+    """{field: comment} read from the class body's source lines."""
+    import inspect
+    import re
+
+    try:
+        lines = inspect.getsource(klass).splitlines()
+    except (OSError, TypeError):  # defined where no source is kept (an interactive session)
+        return {}
+    out, above = {}, []
+    for line in lines[1:]:
+        text = line.strip()
+        if text.startswith("#"):
+            above.append(text.lstrip("# ").strip())
+            continue
+        m = re.match(r"([A-Za-z_]\w*)\s*:[^=#]+(?:=[^#]*)?(?:#\s*(.*))?$", text)
+        if m and not text.startswith(("def ", "class ", "@")):
+            out[m.group(1)] = (m.group(2) or " ".join(above)).strip()
+        above = []
+    return out

@@ -33,6 +33,7 @@ def test_list_shows_families_with_estimator_and_datasets_with_shape_and_unit(cap
         "moons": ("(2,)", "nats"),
         "digits": ("(1, 8, 8)", "bits_per_dim"),
         "mnist": ("(1, 28, 28)", "bits_per_dim"),
+        "fashion-mnist": ("(1, 28, 28)", "bits_per_dim"),
         "cifar10": ("(3, 32, 32)", "bits_per_dim"),
         "folder": ("(3, 32, 32)", "bits_per_dim"),
     }

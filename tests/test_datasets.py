@@ -8,6 +8,7 @@ import math
 import pickle
 import re
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from bench.datasets import make_dataset
+from bench.datasets.base import OptionError
+from bench.datasets.images import DEBIAN_FASHION_MNIST
 from bench.errors import ConfigError, DataError
 
 SMALL = {"n_train": 4000, "n_test": 1000}
@@ -259,6 +262,44 @@ def test_mnist_errors_name_the_path(tmp_path):
         make_dataset("mnist", {"root": str(tmp_path)}).test()
 
 
+def test_fashion_mnist_reads_the_published_gz_files_and_torchvisions_layout(tmp_path):
+    """The published *-ubyte.gz files (what Debian's package ships) and torchvision's unzipped
+    layout give the same tensors; validation names the root when it holds neither."""
+    import gzip
+
+    fake = write_fake_mnist(tmp_path / "tv")  # MNIST/raw/... unzipped
+    (tmp_path / "tv" / "MNIST").rename(tmp_path / "tv" / "FashionMNIST")
+    published = tmp_path / "published"
+    published.mkdir()
+    for f in (tmp_path / "tv" / "FashionMNIST" / "raw").iterdir():
+        (published / f"{f.name}.gz").write_bytes(gzip.compress(f.read_bytes()))
+    a = make_dataset("fashion-mnist", {"root": str(published)})
+    b = make_dataset("fashion-mnist", {"root": str(tmp_path / "tv")})
+    assert torch.equal(a.spec.to_levels(a.train()), torch.from_numpy(fake["train"]).to(torch.uint8)[:, None])
+    assert torch.equal(a.train(), b.train()) and torch.equal(a.test_labels(), b.test_labels())
+    assert a.facts(a.options).n_test == 10_000 and a.facts(a.Options(root=str(published), n_test=3)).n_test == 3
+    with pytest.raises(OptionError, match=f"'fashion-mnist'.*{re.escape(str(tmp_path))}.*FashionMNIST/raw"):
+        a.facts(a.Options(root=str(tmp_path)))
+
+
+@pytest.mark.skipif(
+    not Path(DEBIAN_FASHION_MNIST).is_dir(),
+    reason=f"{DEBIAN_FASHION_MNIST} missing: install Debian's dataset-fashion-mnist (`make test` does, as root)",
+)
+def test_fashion_mnist_on_the_real_debian_files():
+    """The real data: 60 000 + 10 000 images, 6 000 / 1 000 per class, and the pixel mean and std
+    everyone normalises Fashion-MNIST with (0.2860, 0.3530 on [0, 1], training split)."""
+    ds = make_dataset("fashion-mnist")  # the default root is Debian's
+    train, test = ds.train(), ds.test()
+    assert train.shape == (60_000, 1, 28, 28) and test.shape == (10_000, 1, 28, 28)
+    assert ds.train_labels().bincount().tolist() == [6000] * 10
+    assert ds.test_labels().bincount().tolist() == [1000] * 10
+    unit = (train.double() + 1) / 2
+    assert unit.mean().item() == pytest.approx(0.2860, abs=5e-5)
+    assert unit.std().item() == pytest.approx(0.3530, abs=5e-5)
+    assert ds.spec.to_levels(train).max() == 255 and ds.spec.to_levels(train).min() == 0
+
+
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
@@ -368,3 +409,27 @@ def test_folder_errors(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="cannot read image .*broken.png"):
         make_dataset("folder", {"root": str(tmp_path)}).train()
+
+
+def test_folder_validation_refuses_fake_images_and_links_out_of_the_root(tmp_path):
+    """A text file named .png or a link to a file outside the root is refused at validation, in
+    one line naming the file, instead of failing every trial later."""
+    from bench.datasets import DATASETS
+
+    cls, root = DATASETS.get("folder"), tmp_path / "images"
+    write_pngs(root)
+    options = cls.Options(root=str(root))
+    assert cls.facts(options).n_test == 1  # six real images: fine
+    (root / "fake.png").write_text("not an image")
+    with pytest.raises(OptionError, match=r"fake\.png' is not a readable image") as e:
+        cls.facts(options)
+    assert "\n" not in str(e.value)
+    (root / "fake.png").unlink()
+    outside = tmp_path / "secret.png"
+    Image.new("RGB", (4, 4)).save(outside)
+    (root / "link.png").symlink_to(outside)
+    with pytest.raises(OptionError, match=r"link\.png' is a link to .*secret\.png', outside the root"):
+        cls.facts(options)
+    (root / "link.png").unlink()
+    (root / "sub" / "inside.png").symlink_to(root / "img0.png")  # a link within the root is fine
+    assert cls.facts(options).n_test == 1

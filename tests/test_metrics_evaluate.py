@@ -203,6 +203,35 @@ def test_imputation_mask_is_fixed_and_hides_exactly_half(bars, ring):
     assert (mi.flatten(1).sum(1) == 32).all()
 
 
+def test_each_seed_scores_its_own_examples_and_mask_and_every_family_at_a_seed_the_same(ring):
+    """The baselines' uncertainty comes from the test examples: another trial seed draws other
+    examples and another mask, so the mean baseline varies over seeds; at one seed every family
+    sees the same examples and hidden entries."""
+    test, mean = ring.test(), ring.train().mean(0)
+    seen = []
+
+    class Spy(GaussianFamily):
+        def impute(self, x, known, generator=None):
+            seen.append((x.clone(), known.clone()))
+            return super().impute(x, known)
+
+    def score(family, trial_seed):
+        seed = imp.protocol_seed(trial_seed)
+        return imp.imputation_columns(
+            family, imp.scored_examples(test, 100, seed), mean, ring.spec, generator=None, seed=seed
+        )
+
+    a, b, other = (
+        score(Spy(ring.spec, mean, 1.0), 0),
+        score(Spy(ring.spec, mean, 2.0), 0),
+        score(DatasetSampler(ring), 1),
+    )
+    assert torch.equal(seen[0][0], seen[1][0]) and torch.equal(seen[0][1], seen[1][1])
+    assert a["impute_mse_baseline"] == b["impute_mse_baseline"] != other["impute_mse_baseline"]
+    assert not torch.equal(imp.scored_examples(test, 100, 7), imp.scored_examples(test, 100, 8))
+    assert torch.equal(imp.scored_examples(test, len(test), 7), test)  # all of them: nothing to draw
+
+
 class Posterior(GaussianFamily):
     """Imputes E[hidden | known] under the true mixture: the MSE-optimal imputation."""
 

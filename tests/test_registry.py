@@ -134,7 +134,9 @@ def test_every_registered_dataset_reports_its_facts_without_loading(tmp_path):
 
     expected = {"8gaussians": 5000, "checkerboard": 5000, "moons": 5000, "digits": 360}
     for name in DATASETS.names():
-        options = build_options(name, {"root": str(tmp_path)} if name in ("mnist", "cifar10", "folder") else {})
+        options = build_options(
+            name, {"root": str(tmp_path)} if name in ("mnist", "fashion-mnist", "cifar10", "folder") else {}
+        )
         if name in expected:
             facts = DATASETS.get(name).facts(options)
             assert facts.n_test == expected[name] and facts.labels

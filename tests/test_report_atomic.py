@@ -108,3 +108,44 @@ def test_killing_report_at_random_points(tmp_path):
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)  # a later report cleans up after the killed ones
     assert_links_exist(results)
     assert (results / "report.md").is_file() and not (results / STAGING).exists()
+
+
+@pytest.mark.parametrize(("err", "reason"), [(28, "No space left on device"), (30, "Read-only file system")])
+def test_a_full_or_read_only_folder_is_one_line_exit_2_and_leaves_no_staging(
+    tmp_path, monkeypatch, capsys, err, reason
+):
+    """ENOSPC / EROFS at a write of the report (injected at the figure writes: root ignores file
+    modes, and a tmpfs mount needs privileges a test cannot assume): `genbench report` prints one
+    line naming the path, exits 2, removes the staging folder; the report in place is unchanged."""
+    from bench import cli
+    from bench.report import figures
+
+    results = write_folder(tmp_path / "results", small_frame())
+    write_report(results)
+    before = (results / "report.md").read_bytes()
+    write_folder(results, other_frame())
+
+    def full(df, results_dir, fig_dir):
+        (fig_dir / "partial.png").write_bytes(b"x" * 1000)  # what a write had managed before the disk filled
+        raise OSError(err, reason, str(fig_dir / "scatter_8gaussians.png"))
+
+    monkeypatch.setattr(figures, "draw_all", full)
+    assert cli.main(["report", str(results)]) == cli.EXIT_INVALID
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and reason in lines[0] and "scatter_8gaussians.png" in lines[0], lines
+    assert not (results / STAGING).exists() and (results / "report.md").read_bytes() == before
+
+
+def test_run_passes_a_full_folder_on_as_exit_2_and_says_the_rows_are_kept(tmp_path, monkeypatch):
+    """`run` writes the report after its trials: a StorageError there reaches the command line
+    (exit 2, one line), other report failures are logged and the run's exit code stands."""
+    from bench.errors import StorageError
+    from bench.run import driver
+
+    results = write_folder(tmp_path / "results", small_frame())
+    monkeypatch.setattr(writer.figures, "draw_all", lambda *a: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(StorageError, match="No space left.*the rows are kept") as e:
+        driver.write_report(results)
+    assert "\n" not in str(e.value)
+    monkeypatch.setattr(writer.figures, "draw_all", lambda *a: (_ for _ in ()).throw(ValueError("a bug")))
+    assert driver.write_report(results) is None

@@ -62,10 +62,10 @@ def test_run_bench_script_exits_2_on_invalid_suite(tmp_path):
 
 def test_shipped_quick_suite_validates():
     suite = load_suite(ROOT / "suites" / "quick.toml")
-    assert {m.family for m in suite.models} == {"gan", "vae", "flow", "ddpm"}
+    assert {m.family for m in suite.models} == {"gan", "vae", "flow", "ddpm", "copy"}  # copy: the memorizer baseline
     assert [d.name for d in suite.datasets] == ["8gaussians", "digits"]
     assert len(suite.budgets) == 1 and len(suite.seeds) == 3
-    assert len(suite.cells()) == 24 and suite.resources.gpus_per_trial == "auto"
+    assert len(suite.cells()) == 30 and suite.resources.gpus_per_trial == "auto"
 
 
 @pytest.fixture

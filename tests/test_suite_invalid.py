@@ -125,6 +125,11 @@ OLD_CASES = [
         "models[0].overrides.digits",
     ),
     ("toml-syntax", doc(top='name = "t"\nseeds = [0\n'), "TOML syntax error"),
+    (
+        "toml-nested-1000-deep",
+        doc(top='name = "t"\nseeds = [0]\nx = ' + "[" * 1000 + "]" * 1000 + "\n"),
+        "TOML nested too deeply",
+    ),
 ]
 
 

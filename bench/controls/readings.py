@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.report import evidence as ev
+from bench.report.columns import MEMORIZATION_ALPHA
 
 ALPHA = ev.ALPHA  # the level a p-value measure must reach on an effect (and miss on a null control)
-MEMO_ALPHA = 0.01  # memorisation is flagged at 1 %: C_T's null is calibrated over test sets, not given one
 BLUR_TOLERANCE = 0.1  # |blur_index| of real images: e^0.1 = 10 % more or less high-frequency power
 
 Judge = Callable[[np.ndarray, np.ndarray], tuple[float, float, bool]]  # (values, null values) -> value, p, detected
@@ -96,12 +96,12 @@ POINT_READINGS: tuple[Reading, ...] = (
     *_effect("c2st_auc", [ONE_GAUSSIAN], versus_null("c2st_auc", ev.HIGHER), "higher than true samples"),
     *_effect("recall", ["one of 8 modes dropped"], versus_null("recall", ev.LOWER), "lower than true samples"),
     *_effect("precision", [ONE_GAUSSIAN], versus_null("precision", ev.LOWER), "lower than true samples"),
-    *_effect("memorization_p", [TRUE_POINTS], p_at_least(MEMO_ALPHA), f"p >= {MEMO_ALPHA}"),
+    *_effect("memorization_p", [TRUE_POINTS], p_at_least(MEMORIZATION_ALPHA), f"p >= {MEMORIZATION_ALPHA}"),
     *_effect(
         "memorization_p",
         ["memorised training points", "30% training copies", "30% copies + noise (half the NN spacing)"],
-        p_below(MEMO_ALPHA),
-        f"p < {MEMO_ALPHA}",
+        p_below(MEMORIZATION_ALPHA),
+        f"p < {MEMORIZATION_ALPHA}",
     ),
 )
 IMAGE_READINGS: tuple[Reading, ...] = (
@@ -112,9 +112,12 @@ IMAGE_READINGS: tuple[Reading, ...] = (
     *_effect("blur_index", [TRUE_IMAGES], near_zero(BLUR_TOLERANCE), f"|index| < {BLUR_TOLERANCE}"),
     *_effect("blur_index", ["3x3 binomial blur"], sign(ev.LOWER), "< 0 (blurred)"),
     *_effect("blur_index", ["noise N(0, 0.3^2)"], sign(ev.HIGHER), "> 0 (noisy)"),
-    *_effect("memorization_p", [TEST_IMAGES], p_at_least(MEMO_ALPHA), f"p >= {MEMO_ALPHA}"),
+    *_effect("memorization_p", [TEST_IMAGES], p_at_least(MEMORIZATION_ALPHA), f"p >= {MEMORIZATION_ALPHA}"),
     *_effect(
-        "memorization_p", ["30% training copies", "copies + N(0, 0.05^2)"], p_below(MEMO_ALPHA), f"p < {MEMO_ALPHA}"
+        "memorization_p",
+        ["30% training copies", "copies + N(0, 0.05^2)"],
+        p_below(MEMORIZATION_ALPHA),
+        f"p < {MEMORIZATION_ALPHA}",
     ),
 )
 NULL_CONTROL = {"points": TRUE_POINTS, "image": TRUE_IMAGES}  # what versus_null compares against

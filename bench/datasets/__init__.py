@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bench.datasets.base import Dataset, DataSpec, Facts, OptionError
-from bench.datasets.images import CIFAR10, MNIST, Digits, ImageFolder
+from bench.datasets.images import CIFAR10, MNIST, Digits, FashionMNIST, ImageFolder
 from bench.datasets.toy import Checkerboard, EightGaussians, Moons
 from bench.hparams import build
 from bench.registry import Registry
@@ -17,6 +17,7 @@ DATASETS.register("checkerboard", Checkerboard)
 DATASETS.register("moons", Moons)
 DATASETS.register("digits", Digits)
 DATASETS.register("mnist", MNIST)
+DATASETS.register("fashion-mnist", FashionMNIST)
 DATASETS.register("cifar10", CIFAR10)
 DATASETS.register("folder", ImageFolder)
 

@@ -1,5 +1,6 @@
-"""Image datasets, all offline: sklearn digits (bundled), MNIST / CIFAR-10 (torchvision,
-download=False from a local root) and a folder of PNG/JPEG files.
+"""Image datasets, all offline: sklearn digits (bundled), MNIST / Fashion-MNIST / CIFAR-10
+(torchvision, download=False from a local root; Fashion-MNIST by default from Debian's
+`dataset-fashion-mnist` package) and a folder of PNG/JPEG files.
 
 Images are integer levels mapped to model space with `DataSpec.from_levels` ([-1, 1], bin width Δ);
 their NLL unit is bits/dim of the discrete data. Splits are fixed so every trial sees the same data.
@@ -8,9 +9,12 @@ Loading is lazy (first call of train()/test()) and cached; a missing root fails 
 
 from __future__ import annotations
 
+import gzip
 import logging
 import math
 import pickle
+import shutil
+import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -251,6 +255,56 @@ class MNIST(_TorchvisionDataset):
         return tv.data.unsqueeze(1), tv.targets.long()
 
 
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"  # where `apt-get install dataset-fashion-mnist` puts it
+
+
+class FashionMNIST(_TorchvisionDataset):
+    """Fashion-MNIST (Xiao et al. 2017), (1, 28, 28), 256 levels, 10 classes, 60 000 + 10 000 images.
+
+    Root holds either the four files as published, {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz
+    (Debian's `dataset-fashion-mnist` installs them in DEBIAN_FASHION_MNIST, the default root), or
+    torchvision's layout FashionMNIST/raw/ with the unzipped files. torchvision reads only unzipped
+    files: published ones are unzipped into a temporary folder for the read (~0.5 s), then deleted."""
+
+    name = "fashion-mnist"
+    shape = (1, 28, 28)
+    layout = "FashionMNIST/raw"
+    files = MNIST.files
+    test_size = 10_000
+
+    @dataclass
+    class Options(SplitCaps):
+        root: str = DEBIAN_FASHION_MNIST  # the published .gz files, or a folder in torchvision's layout
+
+    @classmethod
+    def published(cls, root: Path) -> bool:
+        """root holds the four published .gz files."""
+        return all((root / f"{f}.gz").is_file() for f in cls.files)
+
+    @classmethod
+    def facts(cls, options) -> Facts:
+        root = _checked_root(options.root, cls.name, f"the published *-ubyte.gz files or {cls.layout}/")
+        if not cls.published(root):
+            return super().facts(options)
+        n_test = min(options.n_test, cls.test_size) if options.n_test else cls.test_size
+        return Facts(kind="image", labels=True, n_test=n_test)
+
+    def _read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        import torchvision  # only for datasets stored in its layout (see load_digits)
+
+        if not self.published(self.root):
+            tv = torchvision.datasets.FashionMNIST(root=str(self.root), train=train, download=False)
+            return tv.data.unsqueeze(1), tv.targets.long()
+        with tempfile.TemporaryDirectory(prefix="genbench-fashion-") as tmp:
+            raw = Path(tmp) / self.layout
+            raw.mkdir(parents=True)
+            for f in self.files:
+                with gzip.open(self.root / f"{f}.gz", "rb") as src, open(raw / f, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            tv = torchvision.datasets.FashionMNIST(root=tmp, train=train, download=False)
+            return tv.data.unsqueeze(1).clone(), tv.targets.long().clone()
+
+
 class CIFAR10(_TorchvisionDataset):
     """CIFAR-10, (3, 32, 32), 256 levels.
 
@@ -318,9 +372,31 @@ class ImageFolder(Dataset):
         return min(max(1, round(n * fraction)), n - 1)
 
     @classmethod
+    def _unusable(cls, root: Path, files: list[Path]) -> list[tuple[Path, str]]:
+        """(file, why) for every file that resolves outside root (a link out of it) or that Pillow
+        cannot verify as an image: validation refuses them rather than let every trial fail."""
+        inside, bad = root.resolve(), []
+        for path in files:
+            target = path.resolve()
+            if not target.is_relative_to(inside):
+                bad.append((path, f"a link to {str(target)!r}, outside the root"))
+                continue
+            try:
+                with Image.open(target) as img:
+                    img.verify()  # reads the whole file: truncated and foreign files fail here
+            except Exception as exc:  # Pillow raises many types for broken files
+                bad.append((path, f"not a readable image: {_first_line(exc)}"))
+        return bad
+
+    @classmethod
     def facts(cls, options) -> Facts:
         root = _checked_root(options.root, "folder", "*.png / *.jpg images")
-        n = len(cls._images(root))
+        files = cls._images(root)
+        bad = cls._unusable(root, files)
+        if bad:
+            (first, why), more = bad[0], (f" ({len(bad)} of {len(files)} files)" if len(bad) > 1 else "")
+            raise OptionError("root", f"dataset 'folder': {str(first)!r} is {why}{more}")
+        n = len(files)
         if n < 2:
             raise OptionError(
                 "root",

@@ -28,14 +28,13 @@ class EvalConfig:
     iwae_k: int = 64  # importance samples for the VAE's IWAE-K bound
     # step counts of iterative samplers (DDPM) for the cost/quality curve; the family's full count is added
     sampling_steps: tuple[int, ...] = (10, 50, 200)
-    feature_extractor: str = (
-        "auto"  # auto | raw | classifier | inception-v3-compat ("auto": raw for points, classifier for images)
-    )
+    # auto | raw | classifier | inception-v3-compat ("auto": raw for points, classifier for images)
+    feature_extractor: str = "auto"
     feature_extractor_weights_path: str = ""  # local Inception weights; required for inception-v3-compat
     kid_subset_size: int = 1000  # clamped to the sample count
     prc_neighborhood: int = 3  # k of the k-NN manifolds for precision/recall
     impute: bool = True  # run the missing-data imputation measurement
-    impute_examples: int = 500  # test examples to mask and impute
+    impute_examples: int = 500  # test examples to mask and impute, drawn per trial seed (the same for every family)
     impute_draws: int = 4  # M imputations per example, averaged (the same M for every family)
     impute_mask: str = "random"  # random (half the positions) | block (one quarter-size rectangle)
     save_samples_png: bool = True  # PNG grid of samples for image datasets

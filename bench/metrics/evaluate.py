@@ -27,7 +27,7 @@ import torch
 
 from bench.metrics import speed
 from bench.metrics.flops import flops_of
-from bench.metrics.impute import imputation_columns
+from bench.metrics.impute import imputation_columns, protocol_seed, scored_examples
 from bench.metrics.nll import density_mass, nll_summary, per_example_nll
 from bench.metrics.reference import Reference
 
@@ -96,16 +96,17 @@ def _evaluate(
     row |= cost_columns(family, cfg, ref, (samples, drawn), seed, clock)
     if cfg.impute:
         with clock("metrics"):
-            n = min(cfg.impute_examples, len(dataset.test()))
+            protocol = protocol_seed(seed)  # examples and mask: the same for every family at this seed
             row |= imputation_columns(
                 family,
-                dataset.test()[:n],
+                scored_examples(dataset.test(), cfg.impute_examples, protocol),
                 dataset.train().mean(0),
                 spec,
                 generator=_generator(device, seed + IMPUTE_SEED),
                 draws=cfg.impute_draws,
                 mask=cfg.impute_mask,
                 train=dataset.train(),
+                seed=protocol,
             )
     else:
         row |= {"impute_mse": math.nan, "impute_mse_baseline": math.nan}

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-MASK_SEED = 1234  # fixed on purpose: the mask is part of the protocol, not of a trial
+MASK_SEED = 1234  # the protocol's base seed: a trial's examples and mask use MASK_SEED + its seed
 
 
 # --- masks ---------------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """Missing data (the lecture's VAE claim): hide part of each test input, fill it, score the fill.
 
-The mask is drawn from a fixed seed (not the trial seed), so every family, seed and trial hides the
-same entries of the same test examples: `[eval] impute_mask = "random"` hides half of the positions
+The scored test examples and their mask are drawn from the trial seed (`protocol_seed`: MASK_SEED +
+seed), so every family at one seed hides the same entries of the same examples, and another seed
+draws other examples: the baselines then vary across seeds by the test examples' sampling noise, and
+a comparison over seeds counts that uncertainty instead of treating one set of examples as exact.
+`[eval] impute_mask`: `[eval] impute_mask = "random"` hides half of the positions
 (⌊D/2⌋ coordinates of a point; half the pixels of an image, all channels of a pixel together),
 "block" one rectangle of about a quarter of the pixels. The family only ever sees zeros at hidden
 entries. It imputes `[eval] impute_draws` = M times (the same M for every family): a sampling
@@ -35,8 +38,20 @@ MASKS = {"random": random_mask, "block": block_mask}  # eval.impute_mask -> the 
 
 def hidden_mask(n: int, spec, seed: int = MASK_SEED, kind: str = "random") -> torch.Tensor:
     """(n, *spec.shape) bool, True where HIDDEN: exactly half the positions of each example
-    ("random") or one block of about a quarter of them ("block"), the same for every trial."""
+    ("random") or one block of about a quarter of them ("block"), the same for the same seed."""
     return MASKS[kind](n, spec, seed=seed)
+
+
+def protocol_seed(trial_seed: int) -> int:
+    """The seed of a trial's scored examples and mask: shared by every family at that trial seed."""
+    return MASK_SEED + trial_seed
+
+
+def scored_examples(test: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """n test examples drawn without replacement with `seed` (all of them, in order, when n ≥ len)."""
+    if n >= len(test):
+        return test
+    return test[torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n]]
 
 
 def masked_mse(x: torch.Tensor, x_hat: torch.Tensor, hidden: torch.Tensor) -> float:
@@ -54,13 +69,15 @@ def imputation_columns(
     draws: int = 1,
     mask: str = "random",
     train: torch.Tensor | None = None,
+    seed: int = MASK_SEED,
 ) -> dict[str, Any]:
     """The imputation columns on `test` with its `mask` entries hidden: impute_mse of the mean of
     `draws` imputations (NaN if the family cannot impute; a sampling imputer's M-draw estimate of
     the conditional mean, a deterministic one repeats itself), impute_energy (the energy score of the
     draws, a proper score of the whole conditional), impute_mse_baseline (the training mean) and,
-    with `train`, impute_mse_knn (KNN_K nearest training examples on the known entries)."""
-    hidden = hidden_mask(len(test), spec, kind=mask)
+    with `train`, impute_mse_knn (KNN_K nearest training examples on the known entries). `seed`
+    draws the mask."""
+    hidden = hidden_mask(len(test), spec, seed=seed, kind=mask)
     row: dict[str, Any] = {
         "impute_mse_baseline": masked_mse(test, train_mean.expand_as(test), hidden),
         "impute_draws": draws,

@@ -23,7 +23,9 @@ INF = math.inf
 HIGHER, LOWER = "higher", "lower"
 # reference families (Family.baseline): they appear in comparisons but never decide a verdict
 BASELINES = tuple(name for name in FAMILIES.names() if FAMILIES.get(name).baseline)
-COPY_FLAG = 0.5  # mean copy_fraction at or above which a model is flagged as memorizing (chance ≈ 1/9 in 2-D)
+# median memorization_p (Meehan et al. 2020's C_T) over a model's seeds below which it is flagged as
+# memorizing: 1 %, as C_T's null is calibrated over test sets, not given one (the controls use it too)
+MEMORIZATION_ALPHA = 0.01
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,9 @@ def curve_rate_key(rows: pd.DataFrame) -> str:
 
 
 def flagged_copiers(rows: pd.DataFrame) -> dict[str, float]:
-    """{label: mean copy_fraction} of the ok models whose mean is at least COPY_FLAG."""
+    """{label: median memorization_p} of the ok models whose median is below MEMORIZATION_ALPHA."""
     ok = rows[rows["status"] == "ok"]
-    means = ok.groupby("label", sort=True)["copy_fraction"].mean()
-    return {str(k): float(v) for k, v in means.items() if np.isfinite(v) and v >= COPY_FLAG}
+    if "memorization_p" not in ok:
+        return {}
+    medians = ok.groupby("label", sort=True)["memorization_p"].median()
+    return {str(k): float(v) for k, v in medians.items() if np.isfinite(v) and v < MEMORIZATION_ALPHA}

@@ -5,7 +5,11 @@ Verdict of one comparison (claim predicts side A `higher` or `lower` than side B
   * inconclusive  when a side has no spread over its seeds (identical values: a t-test would
                   divide by zero and report certainty it does not have),
   * inconclusive  when the decision test's Holm-adjusted two-sided p >= ALPHA (NaN counts as
-                  >= ALPHA; the Holm family is every deciding comparison of the claims table),
+                  >= ALPHA; the Holm family is every deciding comparison of the claims table);
+                  the decision test is Welch t (paired: paired t), or where every side has
+                  power.PERMUTATION_MIN_SEEDS seeds or more the permutation test of the difference
+                  of means (paired: sign flips), exact where its arrangements can be enumerated;
+                  `test` names the one used,
   * inconclusive  when the 95 % intervals of the two means overlap (paired / one-sample
                   comparisons: when the interval of the mean difference contains the reference),
   * otherwise     supported if the observed direction is the predicted one, else contradicted.
@@ -45,7 +49,8 @@ VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED)
 
 ALPHA = 0.05  # two-sided family-wise significance level (Holm) of the decision tests
 RULE = (
-    "A comparison decides when its two-sided Welch t-test (paired t against a paired baseline) is "
+    "A comparison decides when its two-sided test (Welch t, paired t against a paired baseline; the "
+    f"permutation test where each side has {power.PERMUTATION_MIN_SEEDS} seeds or more) is "
     f"significant at its Holm-adjusted level (α = {ALPHA} over the table's deciding comparisons), the "
     "95 % intervals of the two means are disjoint, and the observed direction is the predicted one."
 )
@@ -193,15 +198,17 @@ def compare_means(
     note: str = "",
     reference: bool = False,
 ) -> Evidence:
-    """Two independent groups of seeds: Welch t decides (on log values for a log-scale metric),
-    permutation p reported alongside. Intervals lie inside the metric's range."""
+    """Two independent groups of seeds: Welch t decides (on log values for a log-scale metric), the
+    permutation test where both sides have enough seeds; the permutation p is reported either way.
+    Intervals lie inside the metric's range."""
     x, y = stats.clean(a_values), stats.clean(b_values)
     log = columns.spec(metric).log
     if log:  # throughput: ratios matter, and the spread grows with the mean
         x, y = np.log(x[x > 0]), np.log(y[y > 0])
     a = Side(a_name, columns.interval(np.exp(x) if log else x, metric))
     b = Side(b_name, columns.interval(np.exp(y) if log else y, metric))
-    test = stats.welch_test(x, y)
+    perm = stats.permutation_test(x, y)
+    test = perm if power.uses_permutation(len(x), len(y)) else stats.welch_test(x, y)
     e = Evidence(
         context,
         metric,
@@ -210,7 +217,7 @@ def compare_means(
         expect,
         test.name + (" on log values" if log else ""),
         test.p_value,
-        stats.permutation_test(x, y).p_value,
+        perm.p_value,
         stats.cohen_d(x, y),
         math.exp(x.mean() - y.mean()) if log and len(x) and len(y) else stats.ratio(a.stats.mean, b.stats.mean),
         "",
@@ -235,13 +242,15 @@ def compare_paired(
     expect: str,
     note: str = "",
 ) -> Evidence:
-    """Paired values per trial (e.g. model vs baseline on the same masked inputs): paired t decides;
-    the interval rule uses the t-interval of the mean difference (must exclude 0)."""
+    """Paired values per trial (e.g. model vs baseline on the same masked inputs): paired t decides
+    (the sign-flip test with enough pairs); the interval rule uses the t-interval of the mean
+    difference (must exclude 0)."""
     x, y = np.asarray(a_values, dtype=float), np.asarray(b_values, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
     a, b = Side(a_name, columns.interval(x, metric)), Side(b_name, columns.interval(y, metric))
-    test = stats.paired_t_test(x, y)
+    flips = stats.sign_flip_test(x - y)
+    test = flips if power.uses_permutation(len(x), len(x), paired=True) else stats.paired_t_test(x, y)
     e = Evidence(
         context,
         metric,
@@ -250,7 +259,7 @@ def compare_paired(
         expect,
         test.name,
         test.p_value,
-        stats.sign_flip_test(x - y).p_value,
+        flips.p_value,
         stats.cohen_dz(x - y),
         stats.ratio(a.stats.mean, b.stats.mean),
         "",
@@ -274,11 +283,12 @@ def compare_to_reference(
     expect: str,
     note: str = "",
 ) -> Evidence:
-    """One group of seeds against a fixed reference value: one-sample t decides; the interval of
-    the mean must exclude the reference."""
+    """One group of seeds against a fixed reference value: one-sample t decides (sign flips of
+    x − ref with enough seeds); the interval of the mean must exclude the reference."""
     x = stats.clean(a_values)
     a = Side(a_name, stats.t_interval(x))
-    test = stats.one_sample_t_test(x, ref)
+    flips = stats.sign_flip_test(x - ref)
+    test = flips if power.uses_permutation(len(x), len(x), paired=True) else stats.one_sample_t_test(x, ref)
     e = Evidence(
         context,
         metric,
@@ -287,7 +297,7 @@ def compare_to_reference(
         expect,
         test.name,
         test.p_value,
-        stats.sign_flip_test(x - ref).p_value,
+        flips.p_value,
         stats.cohen_dz(x, ref),
         stats.ratio(a.stats.mean, ref),
         "",

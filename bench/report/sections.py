@@ -94,9 +94,9 @@ def headline(df: pd.DataFrame, results_dir: Path) -> tuple[str, str]:
 def summary_section(summaries: Sequence[DisplayTable]) -> Section:
     note = (
         "Mean ± 95 % interval over the ok seeds (n); bold: best of its column (baselines excluded); "
-        f"— : not applicable or not measured; {tables.COPY_MARK}: memorizes (mean share of samples "
-        f"that copy a training example ≥ {columns.COPY_FLAG}). NLL gap: model − true NLL on the "
-        "scored test examples, paired per example."
+        f"— : not applicable or not measured; {tables.COPY_MARK}: memorizes (median over seeds of the "
+        f"C_T test's p that samples copy the training set < {columns.MEMORIZATION_ALPHA}). "
+        "NLL gap: model − true NLL on the scored test examples, paired per example."
     )
     parts = [note, ""]
     for t in summaries:
@@ -141,10 +141,11 @@ def _estimator_notes(df: pd.DataFrame) -> list[str]:
 def _memorization_note(df: pd.DataFrame) -> str:
     flagged = columns.flagged_copiers(df)
     if not flagged:
-        measured = np.isfinite(df["copy_fraction"].to_numpy(dtype=float)).any()
-        return "No model memorizes (copy fraction below the flag)." if measured else "Copy fraction not measured."
-    names = ", ".join(f"{k} ({v:.2f})" for k, v in flagged.items())
-    return f"Flagged as memorizing (mean copy fraction ≥ {columns.COPY_FLAG}): {names}."
+        measured = "memorization_p" in df and np.isfinite(df["memorization_p"].to_numpy(dtype=float)).any()
+        none = f"No model memorizes (median C_T p ≥ {columns.MEMORIZATION_ALPHA} for every model)."
+        return none if measured else "Memorization (C_T test) not measured."
+    names = ", ".join(f"{k} (p = {v:.2g})" for k, v in flagged.items())
+    return f"Flagged as memorizing (median C_T p over seeds < {columns.MEMORIZATION_ALPHA}): {names}."
 
 
 def _failures(df: pd.DataFrame) -> pd.DataFrame:

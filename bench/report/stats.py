@@ -221,16 +221,27 @@ def _mean(d: np.ndarray, axis: int) -> np.ndarray:
     return np.mean(d, axis=axis)
 
 
+def relabelings(n_a: int, n_b: int) -> int:
+    """Distinct splits of n_a + n_b seeds into sides of n_a and n_b (what a permutation test enumerates)."""
+    return math.comb(n_a + n_b, n_a)
+
+
+def permutation_name(arrangements: int, kind: str = "permutation") -> str:
+    """The test's name as reported: exact where scipy enumerates every arrangement, else Monte Carlo."""
+    return f"exact {kind}" if arrangements <= PERMUTATION_RESAMPLES else f"{kind} ({PERMUTATION_RESAMPLES} draws)"
+
+
 def permutation_test(a: Iterable[float], b: Iterable[float], seed: int = PERMUTATION_SEED) -> TestResult:
     """Two-sided permutation test of the difference of means (labels shuffled across seeds).
 
-    Exact when the number of distinct relabelings is below PERMUTATION_RESAMPLES, otherwise Monte
-    Carlo with a fixed seed. With 3 vs 3 seeds there are only 20 relabelings, so p >= 0.1: this test
-    is reported next to Welch's, it does not decide the verdict.
+    Exact when the number of distinct relabelings is at most PERMUTATION_RESAMPLES, otherwise Monte
+    Carlo with a fixed seed. With 3 vs 3 seeds there are only 20 relabelings, so p >= 0.1; with 6 vs 6,
+    924, so p >= 0.0022. The smallest attainable p is 2 / relabelings (two-sided).
     """
     x, y = clean(a), clean(b)
+    name = permutation_name(relabelings(len(x), len(y)))
     if len(x) < 2 or len(y) < 2:
-        return TestResult("permutation", NAN, NAN)
+        return TestResult(name, NAN, NAN)
     res = stats.permutation_test(
         (x, y),
         _mean_difference,
@@ -239,14 +250,16 @@ def permutation_test(a: Iterable[float], b: Iterable[float], seed: int = PERMUTA
         alternative="two-sided",
         rng=np.random.default_rng(seed),
     )
-    return TestResult("permutation", float(res.statistic), float(res.pvalue))
+    return TestResult(name, float(res.statistic), float(res.pvalue))
 
 
 def sign_flip_test(d: Iterable[float], seed: int = PERMUTATION_SEED) -> TestResult:
-    """Paired permutation test: random sign flips of the differences d, two-sided."""
+    """Paired permutation test: sign flips of the differences d (all 2^n where at most
+    PERMUTATION_RESAMPLES, else random ones), two-sided; the smallest attainable p is 2 / 2^n."""
     x = clean(d)
+    name = permutation_name(2 ** len(x), "sign-flip")
     if len(x) < 2:
-        return TestResult("sign-flip permutation", NAN, NAN)
+        return TestResult(name, NAN, NAN)
     res = stats.permutation_test(
         (x,),
         _mean,
@@ -256,7 +269,7 @@ def sign_flip_test(d: Iterable[float], seed: int = PERMUTATION_SEED) -> TestResu
         alternative="two-sided",
         rng=np.random.default_rng(seed),
     )
-    return TestResult("sign-flip permutation", float(res.statistic), float(res.pvalue))
+    return TestResult(name, float(res.statistic), float(res.pvalue))
 
 
 def fisher_test(k_a: int, n_a: int, k_b: int, n_b: int) -> TestResult:

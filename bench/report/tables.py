@@ -25,7 +25,7 @@ GROUP = ("dataset", "budget", "family", "label")
 DASH = "—"  # a metric that does not apply or was not measured: never shown as 0
 FLOAT_FORMAT = "%.6g"  # fixed float formatting of the CSV files (identical on rerun)
 UNIT_NAMES = {"nats": "nats", "bits_per_dim": "bits/dim"}
-COPY_MARK = "†"  # after a model's name: it memorizes (mean copy_fraction >= columns.COPY_FLAG)
+COPY_MARK = "†"  # after a model's name: it memorizes (median memorization_p < columns.MEMORIZATION_ALPHA)
 Z95 = 1.959963984540054  # normal 97.5 % quantile: one seed's NLL gap interval from its per-example stderr
 
 

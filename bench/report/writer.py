@@ -22,6 +22,7 @@ from bench.report import claims, controls_section, data, figures, latex, plottin
 from bench.report.document import Document, Section, render_html, render_markdown
 from bench.report.sections import claims_section, figures_section, headline, notes_section, summary_section
 from bench.report.tables import FLOAT_FORMAT
+from bench.store.lock import storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +95,18 @@ def _publish(stage: Path, results_dir: Path) -> None:
 
 
 def write_report(results_dir: Path) -> Path:
-    """Write the report files into results_dir (see module docstring); returns report.md's path."""
+    """Write the report files into results_dir (see module docstring); returns report.md's path.
+    A folder that cannot take the files (full disk, read-only, no permission) is a StorageError
+    naming the path, one line; the staging folder is removed on any failure, so a full disk is not
+    left fuller, and the report already in place stays as it was."""
     results_dir = Path(results_dir)
     stage = results_dir / STAGING
     shutil.rmtree(stage, ignore_errors=True)  # left over by a report that was killed
-    (stage / FIGURES).mkdir(parents=True)
-    _build(results_dir, stage)
-    _publish(stage, results_dir)
+    try:
+        with storage_errors(results_dir):
+            (stage / FIGURES).mkdir(parents=True)
+            _build(results_dir, stage)
+            _publish(stage, results_dir)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return results_dir / "report.md"

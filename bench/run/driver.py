@@ -38,6 +38,7 @@ import ray
 from ray import tune
 
 from bench.datasets import make_dataset
+from bench.errors import StorageError
 from bench.metrics.extractors import resolve_extractor
 from bench.run import cluster, tuning
 from bench.run.cell_feed import CellFeed
@@ -216,11 +217,16 @@ def prepare_extractors(cells, cache_dir: Path) -> None:
 
 
 def write_report(results_dir: Path) -> Path | None:
-    """bench.report's report of the folder; logged, not raised, when it fails (rows are safe)."""
+    """bench.report's report of the folder; logged, not raised, when it fails (rows are safe),
+    except a folder that cannot take the files (full, read-only): one line, exit 2."""
     from bench.report import write_report as _write
 
     try:
         return _write(results_dir)
+    except StorageError as exc:
+        raise StorageError(
+            f"{exc}; the rows are kept (once the folder can take files again: genbench report {results_dir})"
+        ) from None
     except Exception:
         log.exception(
             "writing the report failed; the rows are in %s (retry: genbench report %s)", results_dir, results_dir

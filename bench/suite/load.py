@@ -40,6 +40,8 @@ def load_suite(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:  # its message ends "(at line L, column C)"
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    except RecursionError:  # tomllib recurses per nesting level: ~1 000 nested arrays exhaust the stack
+        raise ConfigError(f"{path}: TOML nested too deeply to read (arrays or tables inside each other)") from None
     parser = Parser(str(path), resolve_data_root(data_root), check_machine=check_machine)
     suite = parser.suite(raw)
     if parser.errors:
