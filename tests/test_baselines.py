@@ -88,6 +88,7 @@ def test_gmm_on_images_is_a_dequantized_bound_in_range(covariance):
 EVAL = {
     "n_samples": 300,
     "n_real": 300,
+    "speed_batches": [100],
     "speed_repeats": 2,
     "nll_examples": 200,
     "nll_batch": None,

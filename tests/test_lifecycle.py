@@ -35,6 +35,7 @@ checkpoint_every_steps = 10
 n_samples = 100
 n_real = 100
 sample_batch = 50
+speed_batches = [50]
 speed_repeats = 1
 nll_examples = 100
 iwae_k = 4

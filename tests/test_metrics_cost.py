@@ -148,19 +148,100 @@ def test_unique_memory_is_psutils_uss_and_counts_private_pages_only():
 
 
 # --- sampling speed -------------------------------------------------------------------------------
-def test_samples_per_s_excludes_warmup():
-    sampler = SleepySampler(SPEC, per_batch=0.1, first_extra=0.6)
-    clocks = (sampler.clock, sampler.clock)  # virtual time: the arithmetic, not the machine's load
-    sps, _ = speed.sampling_rates(lambda b: sampler.sample(b), 50, 3, torch.device("cpu"), clocks=clocks)
-    assert sps == pytest.approx(50 / 0.1, rel=1e-9)  # with the warm-up counted it would be ~167
-    assert [n for n, _ in sampler.calls] == [50] * 4  # one warm-up + 3 timed batches
+class LaunchBoundSampler:
+    """sample(b) takes `launch` + `per_sample`·b virtual seconds (× a per-call jitter), of which a
+    per-batch share is CPU time; the first call at each batch size costs 1 s more (a warm-up)."""
+
+    def __init__(self, launch=0.01, per_sample=None, cpu_share=None, jitter=(1.0, 1.1, 0.9, 1.2, 1.0)):
+        self.launch, self.per_sample, self.cpu_share = launch, per_sample or {}, cpu_share or {}
+        self.jitter, self.wall, self.cpu, self.calls = jitter, 0.0, 0.0, []
+
+    def seconds(self, b: int, k: int) -> float:
+        return (self.launch + self.per_sample.get(b, 1e-4) * b) * self.jitter[k % len(self.jitter)]
+
+    def sample(self, b: int):
+        warm = b not in self.calls
+        k = self.calls.count(b) - 1  # index of the timed repeat at this batch
+        self.calls.append(b)
+        seconds = 1.0 if warm else self.seconds(b, k)
+        self.wall += seconds
+        self.cpu += seconds * self.cpu_share.get(b, 1.0)
+        return torch.zeros(b, 2)
+
+    @property
+    def clocks(self):
+        return (lambda: self.wall, lambda: self.cpu)
+
+
+SWEEP = dict(per_sample={10: 1e-4, 100: 1e-4, 1000: 2e-4}, cpu_share={10: 1.0, 100: 1.0, 1000: 0.3})
+
+
+def test_sweep_keeps_the_best_batch_by_the_cpu_clock_with_median_and_spread():
+    """Wall clock: batch 100 is best (launch-bound at 10, slower per sample at 1000); CPU time: 1000
+    is (it waits 70 % of its wall time). On a CPU the CPU clock decides; each repeat is timed alone."""
+    s = LaunchBoundSampler(**SWEEP)
+    got = speed.sweep(s.sample, [1000, 10, 100, 100], 5, torch.device("cpu"), clocks=s.clocks)
+    assert s.calls == [10] * 6 + [100] * 6 + [1000] * 6  # ascending, distinct, one untimed warm-up each
+    assert got.clock == "cpu" and got.batch == 1000
+    call = 0.01 + 2e-4 * 1000  # the median jitter is 1.0
+    assert got.samples_per_s == pytest.approx(1000 / call, rel=1e-9)
+    assert got.samples_per_cpu_s == pytest.approx(1000 / (0.3 * call), rel=1e-9)
+    assert got.spread == pytest.approx((1 / 0.9 - 1 / 1.2) / 1.0, rel=1e-9)  # (max − min) / median
+    assert got.columns()["speed_batch"] == 1000 and got.columns()["speed_clock"] == "cpu"
+
+
+def test_on_an_accelerator_the_wall_clock_decides():
+    s = LaunchBoundSampler(**SWEEP)
+    got = speed.sweep(s.sample, [10, 100, 1000], 5, torch.device("meta"), clocks=s.clocks)  # not a CPU
+    assert got.clock == "wall" and got.batch == 100
+    assert got.samples_per_s == pytest.approx(100 / (0.01 + 1e-4 * 100), rel=1e-9) == got.rate
+    assert speed.deciding_clock(torch.device("cuda")) == "wall" and speed.deciding_clock(torch.device("cpu")) == "cpu"
+
+
+def test_sweep_stops_before_a_batch_predicted_over_the_budget():
+    s = LaunchBoundSampler(**SWEEP)
+    # at 100 a call takes 0.02 s: batch 1000 is predicted at 6 × 0.2 = 1.2 s
+    got = speed.sweep(s.sample, [10, 100, 1000], 5, torch.device("cpu"), budget_s=1.0, clocks=s.clocks)
+    assert s.calls == [10] * 6 + [100] * 6 and got.batch == 100
+    # predicted on the deciding clock: a sampler that waits 90 % of its wall time costs 0.12 CPU-s at 1000
+    waiting = LaunchBoundSampler(per_sample=SWEEP["per_sample"], cpu_share={10: 1.0, 100: 0.1, 1000: 0.1})
+    speed.sweep(waiting.sample, [10, 100, 1000], 5, torch.device("cpu"), budget_s=1.0, clocks=waiting.clocks)
+    assert waiting.calls[-6:] == [1000] * 6
+    with pytest.raises(ValueError):
+        speed.sweep(s.sample, [], 5, torch.device("cpu"), clocks=s.clocks)
+
+
+def test_the_evaluation_draw_supplies_the_first_repeats_of_its_batch():
+    s = LaunchBoundSampler(**SWEEP)
+    x, drawn = speed.timed_draw(s.sample, 350, 100, torch.device("cpu"), clocks=s.clocks)
+    assert x.shape == (350, 2) and s.calls == [100, 100, 100, 50]
+    assert drawn.batch == 100 and drawn.wall_s == pytest.approx((0.02, 0.022))  # not the warm-up, not the 50
+    got = speed.sweep(s.sample, [10, 100], 5, torch.device("cpu"), drawn=drawn, clocks=s.clocks)
+    assert s.calls[4:] == [10] * 6 + [100] * 3  # 2 drawn + 3 new repeats at 100, no second warm-up
+    assert got.batch == 100 and got.samples_per_s == pytest.approx(100 / 0.02, rel=1e-9)
+    assert got.spread == pytest.approx(1 / 0.9 - 1 / 1.2, rel=1e-9)  # all five jitters, as without the draw
+    assert speed.timed_draw(s.sample, 30, 100, torch.device("cpu"), clocks=s.clocks)[1] is None  # no full batch
+
+
+def test_a_batch_out_of_device_memory_ends_the_sweep():
+    s = LaunchBoundSampler(**SWEEP)
+
+    def sample(b):
+        if b >= 1000:
+            raise torch.OutOfMemoryError("no room")
+        return s.sample(b)
+
+    got = speed.sweep(sample, [10, 100, 1000, 4000], 5, torch.device("cpu"), clocks=s.clocks)
+    assert got.batch == 100 and s.calls == [10] * 6 + [100] * 6
+    with pytest.raises(torch.OutOfMemoryError):  # nothing fits: the trial fails, as it would have
+        speed.sweep(sample, [1000], 5, torch.device("cpu"), clocks=s.clocks)
 
 
 def test_sampling_cost_grows_linearly_with_steps():
     sampler = SleepySampler(SPEC, per_step=0.004, T=50)
     per_batch = {}
     for steps in speed.steps_grid((5, 20, 80), sampler.sampling_steps()):
-        sps, _ = speed.sampling_rates(
+        timing = speed.time_batch(
             lambda b, s=steps: sampler.sample(b, steps=s),
             10,
             2,
@@ -168,11 +249,27 @@ def test_sampling_cost_grows_linearly_with_steps():
             warmup=False,
             clocks=(sampler.clock, sampler.clock),
         )
-        per_batch[steps] = 10 / sps
+        per_batch[steps] = 10 / speed.summarize(timing, "wall").samples_per_s
     assert sorted(per_batch) == [5, 20, 50]  # 80 > T dropped, T added
     for steps, seconds in per_batch.items():
         assert seconds == pytest.approx(0.004 * steps, rel=1e-9)
     assert math.isclose(per_batch[50] / per_batch[5], 10, rel_tol=1e-9)
+
+
+def test_flops_of_an_mlp_sampler_are_two_in_out_per_linear_layer():
+    from bench.metrics.evaluate import flops_per_sample
+    from bench.metrics.flops import flops_of
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    closed_form = 2 * (4 * 16 + 16 * 3)  # one multiply-add per weight per example
+
+    def sample(b):
+        return net(torch.randn(b, 4))
+
+    assert flops_of(lambda: sample(50)) == pytest.approx(50 * closed_form, rel=0.01)
+    assert flops_per_sample(sample) == pytest.approx(closed_form, rel=0.01)
+    conv = torch.nn.Conv2d(1, 2, 3)  # 2 · (1·3·3) per output pixel and channel, 6×6 outputs
+    assert flops_of(lambda: conv(torch.zeros(1, 1, 8, 8))) == pytest.approx(2 * 9 * 2 * 36, rel=0.01)
 
 
 def test_draw_returns_exactly_n_normal_tensors():

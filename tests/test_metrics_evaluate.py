@@ -26,7 +26,8 @@ from bench.store import COLUMN_NAMES
 REQUIRED = (
     "nll nll_stderr nll_unit nll_kind nll_estimates true_nll_nats true_nll_stderr_nats "
     "density_mass fid kid_mean kid_std precision recall mode_coverage mode_kl_nats "
-    "sharpness_ratio impute_mse impute_mse_baseline samples_per_s sample_batch nfe steps_curve "
+    "sharpness_ratio impute_mse impute_mse_baseline samples_per_s samples_per_cpu_s "
+    "speed_clock speed_spread speed_batch flops_per_sample sample_batch nfe steps_curve "
     "eval_s sample_s metrics_s nll_s n_real n_fake extractor extractor_hash "
     "samples_png samples_npy"
 ).split()
@@ -37,6 +38,7 @@ def small_cfg(**kw) -> EvalConfig:
         n_samples=300,
         n_real=300,
         sample_batch=100,
+        speed_batches=(100,),
         speed_repeats=1,
         nll_examples=300,
         kid_subsets=5,
@@ -84,6 +86,8 @@ def test_points_row_has_the_schema_columns_and_analytic_nll(ring, tmp_path):
         assert math.isnan(row[col])  # not applicable: NaN, never 0
     assert row["steps_curve"] == "" and row["samples_png"] == "" and row["nfe"] == 1
     assert (row["n_real"], row["n_fake"], row["sample_batch"]) == (300, 300, 100)
+    assert (row["speed_clock"], row["speed_batch"]) == ("cpu", 100)  # on a CPU, CPU time decides
+    assert row["flops_per_sample"] == 0  # the fake samples by arithmetic on its mean: no matmul
     assert np.load(row["samples_npy"]).shape == (300, 2)
     assert row["eval_s"] >= row["nll_s"] + row["sample_s"] + row["metrics_s"] - 1e-6
 
@@ -127,6 +131,7 @@ def test_iterative_sampler_gets_a_steps_curve(ring, tmp_path):
     assert row["nfe"] == 40 and row["samples_per_s"] == curve[-1]["samples_per_s"]
     assert curve[0]["samples_per_s"] > 4 * curve[-1]["samples_per_s"]  # 8× fewer steps, ~8× faster
     assert all(c["fid"] is not None for c in curve)
+    assert all(c["speed_spread"] >= 0 and c["flops_per_sample"] == 0 for c in curve)
     assert row["mode_coverage"] == 0.0 and math.isnan(row["mode_kl_nats"])  # all samples at the origin: off-mode
 
 

@@ -20,6 +20,7 @@ CFG = dict(
     n_samples=200,
     n_real=200,
     sample_batch=100,
+    speed_batches=(100,),
     speed_repeats=1,
     nll_examples=100,
     iwae_k=4,
@@ -74,9 +75,11 @@ def test_evaluate_real_family(family, dataset, data, cache_dir, tmp_path):
         "mode_coverage",
         "samples_per_s",
         "samples_per_cpu_s",
+        "speed_spread",
         "impute_mse_baseline",
     ):
         assert math.isfinite(row[col]), col
+    assert (row["speed_clock"], row["speed_batch"]) == ("cpu", 100) and row["flops_per_sample"] > 0
     # 20 training steps: every family is still told apart from the data (extractor features on images)
     assert 0.5 < row["c2st_accuracy"] <= 1 and 0 <= row["copy_fraction"] <= 1
     assert row["n_fake"] == row["n_real"]
@@ -90,6 +93,8 @@ def test_evaluate_real_family(family, dataset, data, cache_dir, tmp_path):
             20,
         ]
         assert row["nfe"] == 20
+        flops = [c["flops_per_sample"] for c in curve]  # one network per step: FLOPs linear in the steps
+        assert flops[-1] == row["flops_per_sample"] and flops[1] == pytest.approx(2 * flops[0], rel=0.01)
     else:
         assert row["steps_curve"] == "" and row["nfe"] == 1
     if kind == "exact" and not ds.spec.is_image:  # the lecture's claim: a normalised density
@@ -123,13 +128,10 @@ def test_ddpm_sampling_cost_grows_linearly_with_steps(data):
 
     def seconds_per_batch(steps: int) -> float:
         # process CPU time on one thread, best of 3: other processes on shared cores only add time
-        rates = (
-            speed.sampling_rates(
-                lambda b: fam.sample(b, generator=g, steps=steps), 512, 1, torch.device("cpu"), warmup=False
-            )[1]  # samples per second of process CPU time
-            for _ in range(3)
+        timing = speed.time_batch(  # process CPU time of each call: the machine's other load adds no time
+            lambda b: fam.sample(b, generator=g, steps=steps), 512, 3, torch.device("cpu"), warmup=False
         )
-        return min(512 / r for r in rates)
+        return min(timing.cpu_s)
 
     fam.sample(512, generator=g, steps=10)  # warm-up
     grid = (10, 25, 50, 100)

@@ -72,7 +72,15 @@ def test_copy_fraction_of_copies_is_one_and_of_fresh_points_about_one_ninth(gaus
 
 
 def _evaluate(family, ds, tmp_path):
-    cfg = EvalConfig(n_samples=600, n_real=600, sample_batch=300, speed_repeats=1, nll_examples=200, impute=False)
+    cfg = EvalConfig(
+        n_samples=600,
+        n_real=600,
+        sample_batch=300,
+        speed_batches=(300,),
+        speed_repeats=1,
+        nll_examples=200,
+        impute=False,
+    )
     cfg.kid_subset_size, cfg.kid_subsets = 300, 5
     return evaluate(family, ds, cfg, cache_dir=tmp_path / "cache", out_dir=None, seed=0)
 

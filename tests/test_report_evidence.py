@@ -163,6 +163,35 @@ def test_throughput_is_compared_on_the_log_scale_and_prefers_cpu_time():
     assert e.metric == "samples_per_cpu_s" and e.verdict == CONTRADICTED
 
 
+def test_throughput_reads_the_rows_deciding_clock():
+    """Wall clock and CPU time rank ddpm and gan oppositely: the comparison reads the column of the
+    rows' speed_clock; rows without one keep CPU time when measured; mixed clocks are not compared."""
+    fast, slow = [1.0e4, 1.1e4, 0.9e4], [10.0, 11.0, 9.0]
+
+    def rows(ddpm_clock, gan_clock):
+        return rows_from(
+            {
+                "ddpm": {"samples_per_s": slow, "samples_per_cpu_s": fast, "speed_clock": [ddpm_clock] * 3},
+                "gan": {"samples_per_s": fast, "samples_per_cpu_s": slow, "speed_clock": [gan_clock] * 3},
+            }
+        )
+
+    for clock, metric, verdict in (
+        ("wall", "samples_per_s", SUPPORTED),
+        ("cpu", "samples_per_cpu_s", CONTRADICTED),
+        ("", "samples_per_cpu_s", CONTRADICTED),  # older rows: today's rule
+    ):
+        [e] = result(rows(clock, clock), "ddpm-sampling-expensive").evidence
+        assert (e.metric, e.verdict) == (metric, verdict), clock
+        assert columns.throughput_column(normalize(rows(clock, clock))) == metric
+    mixed = result(rows("cpu", "wall"), "ddpm-sampling-expensive")
+    assert columns.throughput_column(normalize(rows("cpu", "wall"))) == "samples_per_s"
+    assert not mixed.evidence and "speed_clock differs (cpu vs wall)" in mixed.reason
+    curve = normalize(rows("cpu", "cpu"))
+    assert columns.curve_rate_key(curve) == "samples_per_cpu_s"
+    assert columns.curve_rate_key(normalize(rows("", ""))) == "samples_per_s"  # old curves: wall clock
+
+
 def test_intervals_stay_inside_their_metric_range():
     df = normalize(
         rows_from({"gan": {"precision": [0.99, 0.9, 1.0], "recall": [0.01, 0.1, 0.0], "fid": [0.01, 0.5, 0.02]}})

@@ -87,3 +87,7 @@ def test_cost_exponent_of_linear_and_flat_curves():
     assert cost_exponent(json.dumps(flat)) == pytest.approx(0.0, abs=1e-12)
     assert math.isnan(cost_exponent(json.dumps(linear[:1])))  # one step count: no slope
     assert math.isnan(cost_exponent(""))
+    # read by the deciding clock's entry: flat on the wall clock, linear in CPU time
+    both = [{"steps": s, "samples_per_s": 5.0, "samples_per_cpu_s": 1.0 / (s * 2e-3)} for s in (10, 50, 200)]
+    assert cost_exponent(json.dumps(both), "samples_per_cpu_s") == pytest.approx(1.0, abs=1e-12)
+    assert cost_exponent(json.dumps(both)) == pytest.approx(0.0, abs=1e-12)

@@ -20,6 +20,7 @@ TINY_EVAL = {  # every measure computed, on as few examples as the metrics accep
     "n_samples": 100,
     "n_real": 100,
     "sample_batch": 100,
+    "speed_batches": [100],
     "speed_repeats": 1,
     "nll_examples": 50,
     "nll_batch": 50,
@@ -30,6 +31,7 @@ TINY_EVAL = {  # every measure computed, on as few examples as the metrics accep
 # The trial tests' smaller evaluation (KID on 20-example subsets, one NLL batch, some imputation).
 TRIAL_EVAL = {
     "sample_batch": 50,
+    "speed_batches": [50],
     "nll_examples": 100,
     "nll_batch": None,
     "kid_subset_size": 20,
@@ -43,6 +45,7 @@ RUN_EVAL = {
     "n_samples": 200,
     "n_real": 200,
     "sample_batch": 100,
+    "speed_batches": [100],
     "speed_repeats": 1,
     "nll_examples": 100,
     "nll_batch": 100,

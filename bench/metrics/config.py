@@ -18,8 +18,12 @@ class EvalConfig:
     # the sample metrics use n_fake = n_real = min(n_samples, n_real, test size) for every family
     n_samples: int = 2000  # generated samples requested for FID/KID/PRC/C2ST/mode coverage
     n_real: int = 2000  # real test examples requested for the same metrics
-    sample_batch: int = 500  # batch size of the samples/s measurement (recorded on the row)
-    speed_repeats: int = 3  # timed sampling batches after one warm-up batch
+    sample_batch: int = 500  # batch size of the draws of the evaluation samples (recorded on the row)
+    # batch sizes of the sampling-speed sweep (the best one is kept: small batches leave a device idle)
+    speed_batches: tuple[int, ...] = (250, 1000, 4000)
+    speed_repeats: int = 5  # calls timed one by one per batch size, after one untimed warm-up call
+    # seconds (deciding clock) one batch size of the sweep may take, predicted from the previous: larger are skipped
+    speed_budget_s: float = 30.0
     nll_examples: int = 1000  # test examples for the NLL (capped at the test-set size)
     iwae_k: int = 64  # importance samples for the VAE's IWAE-K bound
     # step counts of iterative samplers (DDPM) for the cost/quality curve; the family's full count is added
@@ -75,6 +79,12 @@ class EvalConfig:
                 raise ValueError(f"eval.{name} must be positive, got {getattr(self, name)}")
         if self.ode_examples < 0:
             raise ValueError(f"eval.ode_examples must be >= 0 (0 = off), got {self.ode_examples}")
+        if not self.speed_batches or any(b <= 0 for b in self.speed_batches):
+            raise ValueError(
+                f"eval.speed_batches must be a non-empty list of positive batch sizes, got {self.speed_batches}"
+            )
+        if not self.speed_budget_s > 0:
+            raise ValueError(f"eval.speed_budget_s must be positive, got {self.speed_budget_s}")
         if any(s <= 0 for s in self.sampling_steps):
             raise ValueError(f"eval.sampling_steps must be positive, got {self.sampling_steps}")
         if self.impute_mask not in IMPUTE_MASKS:

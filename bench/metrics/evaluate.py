@@ -2,7 +2,7 @@
 
 Order and what each part costs (the row's eval_s splits into these):
 1. nll_s     test NLL in fp32 (and, for 2-D exact likelihoods, the density mass on a grid);
-2. sample_s  the metrics' n samples, the samples/s measurement, the steps curve's samples;
+2. sample_s  the metrics' n samples, the speed sweep and FLOP count, the steps curve's samples;
 3. metrics_s FID/KID/PRC, mode coverage, sharpness, C2ST, copy_fraction, imputation (once per
    dataset: the classifier and the training set's features).
 Equal protocol: every family draws n_fake = n_real = min(n_samples, n_real, test size) samples; a
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from bench.metrics import speed
+from bench.metrics.flops import flops_of
 from bench.metrics.impute import imputation_columns, protocol_seed, scored_examples
 from bench.metrics.nll import density_mass, nll_summary, ode_columns, per_example_nll
 from bench.metrics.reference import Reference
@@ -34,8 +35,9 @@ log = logging.getLogger(__name__)
 
 NPY_MAX = 2000  # samples kept in samples.npy
 PNG_GRID = 64  # samples in the PNG grid (8 × 8)
-# seed offsets keep the NLL, sample, speed and imputation random streams independent of each other
-NLL_SEED, SAMPLE_SEED, SPEED_SEED, IMPUTE_SEED = 0, 1, 2, 3
+# seed offsets keep the NLL, sample, speed, imputation and steps-curve random streams independent of each other
+NLL_SEED, SAMPLE_SEED, SPEED_SEED, IMPUTE_SEED, CURVE_SEED = 0, 1, 2, 3, 4
+FLOP_BATCH = 8  # samples of the FLOP count; sampling FLOPs are linear in the batch, so exact per sample
 
 
 class PhaseClock:
@@ -85,10 +87,13 @@ def _evaluate(
     n_compared = ref.n_real  # = compared_count: the same n on both sides, for every family
     with clock("sample"):
         gen = _generator(device, seed + SAMPLE_SEED)
-        samples = speed.draw(lambda b: family.sample(b, generator=gen), n_compared, cfg.sample_batch)
+        # the draw's calls double as the speed measurement's first repeats at sample_batch (same sampler)
+        samples, drawn = speed.timed_draw(
+            lambda b: family.sample(b, generator=gen), n_compared, cfg.sample_batch, device
+        )
     with clock("metrics"):
         row |= ref.quality(samples)
-    row |= cost_columns(family, cfg, ref, samples, seed, clock)
+    row |= cost_columns(family, cfg, ref, (samples, drawn), seed, clock)
     if cfg.impute:
         with clock("metrics"):
             protocol = protocol_seed(seed)  # examples and mask: the same for every family at this seed
@@ -155,52 +160,74 @@ def _mean_stderr(v: torch.Tensor) -> tuple[float, float]:
     return v.mean().item(), (v.std().item() / math.sqrt(len(v)) if len(v) > 1 else math.nan)
 
 
-def cost_columns(family, cfg, ref: Reference, samples: torch.Tensor, seed: int, clock: PhaseClock) -> dict[str, Any]:
-    """samples_per_s, nfe, steps_curve (iterative samplers: samples/s and FID per step count)."""
-    device = family.device
+def cost_columns(
+    family, cfg, ref: Reference, drawn: tuple[torch.Tensor, speed.Timing | None], seed: int, clock: PhaseClock
+) -> dict[str, Any]:
+    """Sampling speed at the best batch of the sweep (bench.metrics.speed), flops_per_sample, nfe and,
+    for iterative samplers, steps_curve: speed, FLOPs and FID per step count. The sweep runs at the
+    family's own step count T only; the curve's other step counts are timed at the batch it chose.
+    `drawn`: the evaluation samples and the timing of the calls that drew them (the sweep reuses it)."""
+    samples, draw_timing = drawn
+    device, T = family.device, family.sampling_steps()
     gen = _generator(device, seed + SPEED_SEED)
-    T = family.sampling_steps()
+
+    def sample(b: int, steps: int | None = T) -> torch.Tensor:
+        return family.sample(b, generator=gen, steps=steps)
+
+    with clock("sample"):
+        head = speed.sweep(
+            sample, cfg.speed_batches, cfg.speed_repeats, device, budget_s=cfg.speed_budget_s, drawn=draw_timing
+        )
+        flops = flops_per_sample(sample)
+    row = head.columns() | {"flops_per_sample": flops, "nfe": family.nfe_per_sample(None), "steps_curve": ""}
     if T is None:
-        with clock("sample"):
-            sps, cpu_sps = speed.sampling_rates(
-                lambda b: family.sample(b, generator=gen),
-                cfg.sample_batch,
-                cfg.speed_repeats,
-                device,
-            )
-        return {
-            "samples_per_s": sps,
-            "samples_per_cpu_s": cpu_sps,
-            "nfe": family.nfe_per_sample(None),
-            "steps_curve": "",
-        }
+        return row
+    draw_gen = _generator(device, seed + CURVE_SEED)  # the curve's draws do not depend on how often timing sampled
     curve = []
-    for i, steps in enumerate(speed.steps_grid(tuple(cfg.sampling_steps), T)):
-
-        def sample(b, steps=steps):
-            return family.sample(b, generator=gen, steps=steps)
-
-        with clock("sample"):  # the network is the same at every step count: one warm-up is enough
-            sps, cpu_sps = speed.sampling_rates(sample, cfg.sample_batch, cfg.speed_repeats, device, warmup=i == 0)
-            drawn = samples if steps == T else speed.draw(sample, len(samples), cfg.sample_batch)
+    for steps in speed.steps_grid(tuple(cfg.sampling_steps), T):
+        point, point_flops, drawn = head, flops, samples
+        if steps != T:
+            point, point_flops, drawn = _curve_point(family, cfg, head, steps, (gen, draw_gen), len(samples), clock)
         with clock("metrics"):
             fid = ref.fid(drawn)
         curve.append(
             {
                 "steps": steps,
                 "nfe": family.nfe_per_sample(steps),
-                "samples_per_s": sps,
-                "samples_per_cpu_s": cpu_sps,
+                "samples_per_s": point.samples_per_s,
+                "samples_per_cpu_s": point.samples_per_cpu_s,
+                "speed_spread": point.spread,
+                "flops_per_sample": point_flops,
                 "fid": fid if math.isfinite(fid) else None,
             }
         )
-    headline = curve[-1]  # T is the largest step count
-    return {
-        "samples_per_s": headline["samples_per_s"],
-        "samples_per_cpu_s": headline["samples_per_cpu_s"],
-        "nfe": family.nfe_per_sample(None),
-        "steps_curve": json.dumps(curve),
-    }
+    row["steps_curve"] = json.dumps(curve)
+    return row
+
+
+def _curve_point(
+    family, cfg, head: speed.Speed, steps: int, gens: tuple[torch.Generator, torch.Generator], n: int, clock
+) -> tuple[speed.Speed, float, torch.Tensor]:
+    """Speed (at the sweep's batch, already warmed up: the network is the same at every step count),
+    FLOPs per sample and n drawn samples at `steps` sampling steps."""
+    gen, draw_gen = gens
+    with clock("sample"):
+        timing = speed.time_batch(
+            lambda b: family.sample(b, generator=gen, steps=steps),
+            head.batch,
+            cfg.speed_repeats,
+            family.device,
+            warmup=False,
+        )
+        flops = flops_per_sample(lambda b: family.sample(b, generator=gen, steps=steps))
+        drawn = speed.draw(lambda b: family.sample(b, generator=draw_gen, steps=steps), n, cfg.sample_batch)
+    return speed.summarize(timing, head.clock), flops, drawn
+
+
+def flops_per_sample(sample) -> float:
+    """FLOPs of one sample(FLOP_BATCH) call per sample (counted once: the count is deterministic)."""
+    with torch.inference_mode():
+        return flops_of(lambda: sample(FLOP_BATCH)) / FLOP_BATCH
 
 
 def save_samples(samples: torch.Tensor, spec, cfg, out_dir: Path | None) -> dict[str, str]:

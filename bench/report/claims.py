@@ -21,7 +21,7 @@ import pandas as pd
 
 from bench.report import evidence as ev
 from bench.report import instability
-from bench.report.columns import REFERENCES, is_points
+from bench.report.columns import REFERENCES, THROUGHPUT, curve_rate_key, is_points
 from bench.report.data import finite, parse_json
 from bench.report.evidence import HIGHER, LOWER, Evidence
 from bench.report.pairwise import (
@@ -57,16 +57,13 @@ class Composite:
 class Primary:
     """The pre-registered comparison that decides a claim on one kind of data: `metric` (a result
     column or a composite claim's derived measure; throughput: whichever of its columns the context
-    measured) of the claim's family against side `versus` (a family, or a composite's fixed side)."""
+    clock reads) of the claim's family against side `versus` (a family, or a composite's fixed side)."""
 
     metric: tuple[str, ...]  # the comparison's metric is one of these
     versus: str  # side B's family or fixed reference ("" = any side)
 
     def matches(self, e: Evidence) -> bool:
         return e.metric in self.metric and (not self.versus or (e.b_family or e.b.name) == self.versus)
-
-
-THROUGHPUT = ("samples_per_cpu_s", "samples_per_s")
 
 
 def on_both(metric: tuple[str, ...], versus: str) -> dict[str, Primary]:
@@ -161,14 +158,13 @@ def vae_handles_missing_data(df: pd.DataFrame) -> Outcome:
     return found, notes
 
 
-def cost_exponent(curve_text: str) -> float:
-    """Slope of log(seconds per sample) on log(steps) over a steps_curve: 1 = cost linear in the
-    number of sampling steps, 0 = no growth. NaN with fewer than 2 distinct step counts."""
+def cost_exponent(curve_text: str, rate: str = "samples_per_s") -> float:
+    """Slope of log(seconds per sample) on log(steps) over a steps_curve, read by its `rate` entry
+    (the deciding clock's): 1 = cost linear in the number of sampling steps, 0 = no growth. NaN with
+    fewer than 2 distinct step counts."""
     points = parse_json(curve_text) or []
     pairs = [
-        (float(p["steps"]), float(p["samples_per_s"]))
-        for p in points
-        if isinstance(p, dict) and p.get("steps") and p.get("samples_per_s")
+        (float(p["steps"]), float(p[rate])) for p in points if isinstance(p, dict) and p.get("steps") and p.get(rate)
     ]
     pairs = [(s, v) for s, v in pairs if s > 0 and v > 0 and np.isfinite(s) and np.isfinite(v)]
     if len({s for s, _ in pairs}) < 2:
@@ -186,7 +182,8 @@ def ddpm_sampling_expensive(df: pd.DataFrame) -> Outcome:
     found, notes = DDPM_SLOWER.evaluate(df)
     for ctx, rows in contexts(ok_rows(df)):
         for d_name, d_rows in models(rows, ["ddpm"]):
-            exps = np.array([cost_exponent(c) for c in d_rows["steps_curve"]])
+            rate = curve_rate_key(d_rows)
+            exps = np.array([cost_exponent(c, rate) for c in d_rows["steps_curve"]])
             if np.isfinite(exps).any():
                 found.append(
                     ev.compare_to_reference(
@@ -236,7 +233,7 @@ CLAIMS: tuple[Claim, ...] = (
         "gan",
         "Sample generation is faster compared with flow-based methods as it does not need to "
         "generate the full sequence.",
-        "samples/s, GAN vs flow, same batch size and device",
+        "samples per second of the device's clock at each family's best batch, GAN vs flow, same device and clock",
         PairwiseClaim("gan", ("flow",), "throughput", better="a", protocol=SPEED_PROTOCOL),
         on_both(THROUGHPUT, "flow"),
     ),

@@ -64,6 +64,8 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("impute_mse_baseline", "mean-impute MSE", LOWER, low=0.0),
         MetricSpec("samples_per_cpu_s", "samples/CPU-s ↑", HIGHER, low=0.0, log=True),
         MetricSpec("samples_per_s", "samples/s ↑", HIGHER, low=0.0, log=True),
+        MetricSpec("speed_spread", "speed spread", None, low=0.0),  # (max − min) / median over timed calls
+        MetricSpec("flops_per_sample", "FLOPs/sample ↓", LOWER, low=0.0),  # device-independent cost
         MetricSpec("train_s", "train [s] ↓", LOWER, low=0.0),
         MetricSpec("params", "params", None, integer=True),
         MetricSpec("density_mass", "mass", None, low=0.0),
@@ -86,6 +88,7 @@ SUMMARY_COLUMNS = (
     "copy_fraction",
     "samples_per_cpu_s",
     "samples_per_s",
+    "flops_per_sample",
     "train_s",
     "params",
 )
@@ -96,7 +99,9 @@ SUMMARY_COLUMNS = (
 # images FID in the named extractor's features (blur) and the C2ST AUC (blur and noise).
 POINT_QUALITY = ("precision", "recall", "c2st_auc")
 IMAGE_QUALITY = ("fid", "c2st_auc")
-THROUGHPUT = ("samples_per_cpu_s", "samples_per_s")  # CPU-time throughput when measured, else wall
+THROUGHPUT = ("samples_per_cpu_s", "samples_per_s")  # CPU-time and wall-clock throughput
+# speed_clock -> the column that clock's rate is stored in (bench.metrics.speed: the device's own clock)
+CLOCK_COLUMN = {"cpu": "samples_per_cpu_s", "wall": "samples_per_s"}
 
 
 def spec(column: str) -> MetricSpec:
@@ -125,9 +130,23 @@ def quality_columns(rows: pd.DataFrame) -> tuple[str, ...]:
 
 
 def throughput_column(rows: pd.DataFrame) -> str:
-    """samples_per_cpu_s when any row of the context measured it, else wall-clock samples_per_s."""
+    """The throughput column of the rows' deciding clock (`speed_clock`: samples_per_cpu_s for "cpu",
+    samples_per_s for "wall"). Mixed clocks read the wall clock, which every row measured (pairs on
+    different clocks are then not compared: speed_clock is part of the speed protocol). Rows from
+    before speed_clock existed: samples_per_cpu_s when any row measured it, else samples_per_s."""
+    clocks = set(rows["speed_clock"]) - {""}
+    if len(clocks) == 1:
+        return CLOCK_COLUMN.get(clocks.pop(), CLOCK_COLUMN["wall"])
+    if clocks:
+        return CLOCK_COLUMN["wall"]
     x = rows[THROUGHPUT[0]].to_numpy(dtype=float)
     return THROUGHPUT[0] if np.isfinite(x).any() else THROUGHPUT[1]
+
+
+def curve_rate_key(rows: pd.DataFrame) -> str:
+    """The steps_curve entries' rate key of the rows' deciding clock, as throughput_column; rows from
+    before speed_clock existed keep the wall-clock rate their curves were read by."""
+    return throughput_column(rows) if set(rows["speed_clock"]) - {""} else CLOCK_COLUMN["wall"]
 
 
 def flagged_copiers(rows: pd.DataFrame) -> dict[str, float]:

@@ -133,7 +133,8 @@ def nll_per_family(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[F
     return [save(fig, out_dir, name, caption)]
 
 
-def _steps_rows(df: pd.DataFrame) -> pd.DataFrame:
+def _steps_rows(df: pd.DataFrame, rate: str) -> pd.DataFrame:
+    """One record per steps_curve point of the ok rows; its speed is the curve's `rate` entry."""
     records = []
     for _, r in ok_rows(df).iterrows():
         for p in parse_json(r["steps_curve"]) or []:
@@ -144,16 +145,18 @@ def _steps_rows(df: pd.DataFrame) -> pd.DataFrame:
                         "dataset": r["dataset"],
                         "seed": r["seed"],
                         "steps": float(p["steps"]),
-                        "samples_per_s": float(p.get("samples_per_s") or np.nan),
+                        "speed": float(p.get(rate) or np.nan),
                         "fid": float(p.get("fid") if p.get("fid") is not None else np.nan),
                     }
                 )
-    return pd.DataFrame(records, columns=["label", "dataset", "seed", "steps", "samples_per_s", "fid"])
+    return pd.DataFrame(records, columns=["label", "dataset", "seed", "steps", "speed", "fid"])
 
 
 def ddpm_steps(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figure]:
     name, caption = "ddpm_steps", "DDPM: FID and samples/s vs sampling steps (95 % CI over seeds)"
-    rows = _steps_rows(df)
+    rate = columns.curve_rate_key(ok_rows(df))
+    rows = _steps_rows(df, rate)
+    speed_label = "samples per CPU-second" if rate == "samples_per_cpu_s" else "samples/s, wall clock"
     if rows.empty:
         return skip(name, caption, "no ok trial has a steps_curve")
     pal = palette(df)
@@ -161,7 +164,7 @@ def ddpm_steps(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figur
     fig, axes = plt.subplots(2, len(datasets), figsize=(4.5 * len(datasets), 6.4), squeeze=False)
     for j, ds in enumerate(datasets):
         sub = rows[rows["dataset"] == ds]
-        for i, (col, ylabel) in enumerate((("fid", "FID"), ("samples_per_s", "samples/s"))):
+        for i, (col, ylabel) in enumerate((("fid", "FID"), ("speed", speed_label))):
             ax = axes[i, j]
             data = sub[np.isfinite(sub[col].to_numpy(dtype=float))]
             if data.empty:
@@ -179,7 +182,7 @@ def ddpm_steps(df: pd.DataFrame, results_dir: Path, out_dir: Path) -> list[Figur
                 ax=ax,
             )
             ax.set_xscale("log")
-            if col == "samples_per_s":
+            if col == "speed":
                 ax.set_yscale("log")
             ylabel = _fid_label(ok_rows(df)[ok_rows(df)["dataset"] == ds]) if col == "fid" else ylabel
             ax.set(title=ds, xlabel="sampling steps (log)", ylabel=ylabel)

@@ -3,7 +3,7 @@ select models within one dataset/budget context.
 
 A `PairwiseClaim` compares every model (suite label) of family `a` with every model of each family
 in `b` in each context, on one column or on a measure resolved per context (`MEASURES`: sample
-quality by data kind, throughput by what was measured); baseline families are added as
+quality by data kind, throughput by the rows' deciding clock); baseline families are added as
 references. bench.report.claims registers the claims built from these records.
 """
 
@@ -22,7 +22,8 @@ from bench.report.data import finite
 from bench.report.evidence import HIGHER, LOWER, Evidence
 
 SAMPLE_PROTOCOL = ("extractor", "extractor_hash", "n_real", "n_fake")  # sample metrics depend on all four
-SPEED_PROTOCOL = ("sample_batch", "device")  # throughput only compares at equal batch and device
+# throughput compares only on one device and one clock (and, for rows from before the sweep, at one batch)
+SPEED_PROTOCOL = ("sample_batch", "device", "speed_clock")
 Outcome = tuple[list[Evidence], list[str]]  # comparisons made, notes on what could not be compared
 
 
@@ -76,7 +77,7 @@ MEASURES: dict[str, Measure] = {
         columns.quality_columns,
     ),
     "throughput": Measure(
-        "samples per CPU-second (wall-clock samples/s where not measured), log scale",
+        "samples per second of the device's clock (CPU time on a CPU, wall clock on a GPU), log scale",
         lambda rows: (columns.throughput_column(rows),),
     ),
 }

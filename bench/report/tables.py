@@ -126,7 +126,8 @@ def _protocol(rows: pd.DataFrame) -> str:
     weights = _joined(ok["weights_evaluated"])
     return (
         f"features: {extractor}{' @' + hashes if hashes else ''}; n_real {ints['n_real']}, "
-        f"n_fake {ints['n_fake']}; sample batch {ints['sample_batch']}; device "
+        f"n_fake {ints['n_fake']}; sample batch {ints['sample_batch']}; speed clock "
+        f"{_joined(ok['speed_clock']) or 'n/a'}; device "
         f"{_joined(ok['device']) or 'n/a'}; mixed precision {_joined(ok['mixed_precision']) or 'n/a'}"
         + (f"; weights evaluated: {weights}" if weights else "")
     )

@@ -146,16 +146,39 @@ COLUMNS: tuple[Column, ...] = (
     Column("impute_draws", "int", "M: imputations per test example, averaged (the same for every family)"),
     Column("impute_mask", "str", "random (half the positions) | block (one quarter-size rectangle)"),
     # cost
-    Column("samples_per_s", "float", "samples per wall-clock second at sample_batch, after warm-up"),
+    Column(
+        "samples_per_s",
+        "float",
+        "samples per wall-clock second: median over speed_repeats calls timed one by one at speed_batch "
+        "(device synchronised around each call), after a warm-up call",
+    ),
     Column(
         "samples_per_cpu_s",
         "float",
         "samples per second of process CPU time (time.process_time: all threads of the trial process; "
-        "on a GPU only the host side) over the same timed batches as samples_per_s",
+        "on a GPU only the host side): median over the same calls as samples_per_s",
     ),
-    Column("sample_batch", "int", "batch size of the sampling-speed measurement"),
+    Column("speed_clock", "str", "the deciding clock of the sampling speed: cpu (on a CPU) | wall (on a GPU)"),
+    Column(
+        "speed_spread",
+        "float",
+        "(max − min) / median of the deciding clock's per-call rates at speed_batch (dimensionless)",
+    ),
+    Column("speed_batch", "int", "batch size of the speed_batches sweep with the best deciding-clock rate"),
+    Column(
+        "flops_per_sample",
+        "float",
+        "FLOPs of one sample call per sample (torch.utils.flop_counter: matrix products and convolutions; "
+        "work outside torch, e.g. scikit-learn, is not counted)",
+    ),
+    Column("sample_batch", "int", "batch size of the draws of the evaluation samples"),
     Column("nfe", "int", "network function evaluations per sample"),
-    Column("steps_curve", "json", "DDPM: [{steps, nfe, samples_per_s, fid}] over sampling-step counts"),
+    Column(
+        "steps_curve",
+        "json",
+        "DDPM: [{steps, nfe, samples_per_s, samples_per_cpu_s, speed_spread, flops_per_sample, fid}] over "
+        "sampling-step counts (speeds at speed_batch)",
+    ),
     Column("train_s", "float", "training seconds over all attempts (evaluation, reports, checkpoints excluded)"),
     Column("train_steps", "int", "optimizer steps taken"),
     Column(
