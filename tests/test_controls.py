@@ -14,12 +14,12 @@ from report_synth import quick_like, write_folder
 from bench import cli
 from bench.controls import inputs
 from bench.controls.instability import FAST_GAN, PERFECT, instability_controls
-from bench.controls.readings import MEMO_ALPHA
 from bench.controls.run import COLUMNS, _record, imputation_controls, likelihood_controls
 from bench.datasets import make_dataset
 from bench.metrics.quality import blur_index
 from bench.metrics.twosample import c2st_test, memorization_test
 from bench.report import write_report
+from bench.report.columns import MEMORIZATION_ALPHA
 from bench.suite import load_suite
 
 N = 1000  # the quick suite's n on 8gaussians
@@ -85,8 +85,8 @@ def test_copies_and_noisy_copies_are_flagged_and_unseen_data_is_not(kind, gaussi
         )
     test, train = ds.test().flatten(1), ds.train().flatten(1)
     for make in (copies, noisy):
-        assert memorization_test(train, test, draw(make, ds, n).flatten(1)).p_value < MEMO_ALPHA, make.__name__
-    assert memorization_test(train, test, draw(fresh, ds, n, seed=2).flatten(1)).p_value >= MEMO_ALPHA
+        assert memorization_test(train, test, draw(make, ds, n).flatten(1)).p_value < MEMORIZATION_ALPHA, make.__name__
+    assert memorization_test(train, test, draw(fresh, ds, n, seed=2).flatten(1)).p_value >= MEMORIZATION_ALPHA
 
 
 def test_noisy_point_copies_stay_closer_to_their_original_than_unseen_points(gaussians):

@@ -15,7 +15,8 @@ from torch import nn
 
 from bench.datasets.base import DataSpec
 from bench.errors import ConfigError
-from bench.families.ddpm import DDPM, GaussianDiffusion, cosine_betas, linear_betas
+from bench.families.ddpm import DDPM
+from bench.families.diffusion import GaussianDiffusion, cosine_betas, linear_betas
 from bench.hparams import build
 
 POINTS = DataSpec("pts", (2,), "points")

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from bench.families.ddpm import cosine_betas, linear_betas
+from bench.families.diffusion import cosine_betas, linear_betas
 from bench.families.ode import OdeSettings, VPSchedule, exact_divergence, hutchinson_trace, ode_nll
 
 MU = torch.tensor([1.0, -0.5], dtype=torch.float64)
