@@ -79,7 +79,13 @@ def test_evaluate_real_family(family, dataset, data, cache_dir, tmp_path):
         "impute_mse_baseline",
     ):
         assert math.isfinite(row[col]), col
-    assert (row["speed_clock"], row["speed_batch"]) == ("cpu", 100) and row["flops_per_sample"] > 0
+    assert (row["speed_clock"], row["speed_batch"]) == ("cpu", 100)
+    # matrix products and convolutions only: a family that samples without a network (a plugin's
+    # Gaussian) counts 0; every family built on nn.Linear / nn.Conv2d counts some
+    uses_layers = any(
+        isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) for n in fam.modules().values() for m in n.modules()
+    )
+    assert row["flops_per_sample"] > 0 if uses_layers else row["flops_per_sample"] == 0
     # 20 training steps: every family is still told apart from the data (extractor features on images)
     assert 0.5 < row["c2st_accuracy"] <= 1 and 0 <= row["copy_fraction"] <= 1
     assert row["n_fake"] == row["n_real"]
