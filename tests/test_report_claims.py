@@ -290,3 +290,14 @@ def test_a_claims_verdict_does_not_move_when_another_claim_gains_comparisons():
     assert before[0].verdict == after[0].verdict == SUPPORTED
     assert [e.p_adjusted for e in before[0].evidence] == [e.p_adjusted for e in after[0].evidence]
     assert sum(e.role == "secondary" for e in after[1].evidence) == 20 * len(before[1].evidence)
+
+
+def test_instability_decides_on_2d_data_only_where_its_control_runs():
+    """The instability controls run on the suite's 2-D data: on images fid_oscillation is reported
+    as a secondary comparison and cannot decide the claim either way."""
+    values = {"gan": {"fid_oscillation": [0.01, 0.02, 0.015]}, "vae": {"fid_oscillation": [4.0, 4.2, 3.9]}}
+    result = judge("gan-nash-equilibrium-hard", rows_from(values, "digits"))
+    osc = [e for e in result.evidence if e.metric == "fid_oscillation"]
+    assert osc and all(e.role == "secondary" for e in osc) and osc[0].verdict == CONTRADICTED
+    assert result.verdict == NOT_MEASURED
+    assert judge("gan-nash-equilibrium-hard", rows_from(values)).verdict == CONTRADICTED  # 8gaussians decides

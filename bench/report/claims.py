@@ -249,14 +249,17 @@ CLAIMS: tuple[Claim, ...] = (
         "gan-nash-equilibrium-hard",
         "gan",
         "Training a GAN requires finding a Nash equilibrium(hard)",
-        "oscillation of the quality trajectory inside each trial (primary); FID seed spread, divergence "
-        "and collapse rates, tuning-objective spread and collapse rate across configurations (secondary)",
+        "oscillation of the quality trajectory inside each trial (primary on 2-D data, where its control "
+        "runs; secondary on images); FID seed spread, divergence and collapse rates, tuning-objective "
+        "spread and collapse rate across configurations (secondary)",
         Composite(
             "gan vs other families",
             "fid_oscillation; fid (seed spread), status=diverged, collapsed",
             instability.gan_training_unstable,
         ),
-        on_both((instability.OSCILLATION,), instability.OTHERS),
+        # points only: the instability controls (a perfect sampler, a GAN at 10x its learning rate) run
+        # on the suite's 2-D data, so on images no control shows fid_oscillation sees its effect
+        {"points": Primary((instability.OSCILLATION,), instability.OTHERS)},
         tuning=lambda t: [replace(e, b_family=instability.OTHERS) for e in instability.gan_tuning_unstable(t)],
     ),
     Claim(
