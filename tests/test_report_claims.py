@@ -301,3 +301,27 @@ def test_instability_decides_on_2d_data_only_where_its_control_runs():
     assert osc and all(e.role == "secondary" for e in osc) and osc[0].verdict == CONTRADICTED
     assert result.verdict == NOT_MEASURED
     assert judge("gan-nash-equilibrium-hard", rows_from(values)).verdict == CONTRADICTED  # 8gaussians decides
+
+
+def test_a_measure_whose_control_missed_cannot_decide(tmp_path):
+    """controls.csv says fid_oscillation missed its control on 8gaussians: the GAN's large
+    oscillation there is shown as secondary and the claim is no longer decided by it."""
+    from bench.report import controls_section
+
+    values = {"gan": {"fid_oscillation": [4.0, 4.2, 3.9]}, "vae": {"fid_oscillation": [0.5, 0.6, 0.55]}}
+    df = normalize(rows_from(values))
+    claim = [c for c in CLAIMS if c.claim_id == "gan-nash-equilibrium-hard"]
+    assert evaluate_claims(df, claim)[0].verdict == SUPPORTED
+    pd.DataFrame(
+        {
+            "measure": ["fid_oscillation", "fid_oscillation", "c2st_auc"],
+            "dataset": ["8gaussians", "digits", "8gaussians"],
+            "detected": [False, True, False],
+        }
+    ).to_csv(tmp_path / "controls.csv", index=False)
+    blind = controls_section.blind_measures(tmp_path)
+    assert blind == {("fid_oscillation", "8gaussians"), ("c2st_auc", "8gaussians")}
+    (result,) = evaluate_claims(df, claim, blind=blind)
+    osc = [e for e in result.evidence if e.metric == "fid_oscillation"]
+    assert result.verdict == NOT_MEASURED and all(e.role == "secondary" for e in osc)
+    assert "control was not detected" in osc[0].reason

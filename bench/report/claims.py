@@ -315,14 +315,19 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 def evaluate_claims(
-    df: pd.DataFrame, claims: Sequence[Claim] = CLAIMS, tuning: pd.DataFrame | None = None
+    df: pd.DataFrame,
+    claims: Sequence[Claim] = CLAIMS,
+    tuning: pd.DataFrame | None = None,
+    blind: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[ClaimResult]:
     """Evaluate every claim on normalized result rows (bench.report.data.normalize) and, where a
     claim reads them, the tuning rows (secondary evidence), Holm-adjusting the deciding comparisons
-    of all claims together before the verdicts are combined."""
+    of all claims together before the verdicts are combined. `blind`: (measure, dataset) pairs whose
+    control was not detected at the suite's n (controls.csv): a primary on such a measure is
+    reported as secondary, since no control shows it can see its effect there."""
     if len({c.claim_id for c in claims}) != len(claims):
         raise ValueError("duplicate claim_id in the claims registry")
-    outcomes = [c.evaluate(df, tuning) for c in claims]
+    outcomes = [_without_blind(c.evaluate(df, tuning), blind) for c in claims]
     flat = ev.holm_adjust([e for found, _ in outcomes for e in found])  # the family: every claim's primaries
     results, start = [], 0
     for claim, (found, notes) in zip(claims, outcomes):
@@ -330,3 +335,15 @@ def evaluate_claims(
         verdict, reason = ev.combine(mine, notes)
         results.append(ClaimResult(claim, tuple(mine), verdict, reason))
     return results
+
+
+def _without_blind(outcome: Outcome, blind: frozenset[tuple[str, str]]) -> Outcome:
+    found, notes = outcome
+    note = "not deciding: its control was not detected at this n and these seeds (controls.csv)"
+    out = [
+        replace(e, role="secondary", reason=f"{e.reason}; {note}")
+        if ev.deciding(e) and (e.metric, e.context.split("/")[0]) in blind
+        else e
+        for e in found
+    ]
+    return out, notes

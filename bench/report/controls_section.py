@@ -16,6 +16,19 @@ TITLE = "What each measure can see"
 SHOWN = ("measure", "dataset", "control", "expected", "value", "p_value", "detected")
 
 
+def blind_measures(results_dir: Path) -> frozenset[tuple[str, str]]:
+    """(measure, dataset) of every control in the folder's controls.csv that was not detected:
+    such a measure cannot decide a verdict on that dataset (bench.report.claims.evaluate_claims)."""
+    path = Path(results_dir) / CSV
+    if not path.is_file():
+        return frozenset()
+    df = pd.read_csv(path)
+    if not {"measure", "dataset", "detected"} <= set(df.columns):
+        return frozenset()
+    missed = df[~df["detected"].astype(str).str.lower().isin(["true", "1"])]
+    return frozenset(zip(missed["measure"].astype(str), missed["dataset"].astype(str)))
+
+
 def section(results_dir: Path) -> Section:
     path = Path(results_dir) / CSV
     if not path.is_file():

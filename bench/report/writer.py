@@ -77,7 +77,8 @@ def _build(results_dir: Path, stage: Path) -> None:
     df = data.normalize(rows)
     log.info("report on %d trials in %s", len(df), results_dir)
     summary = tables.summarize(df)
-    results = claims.evaluate_claims(df, tuning=load_tuning(results_dir))
+    blind = controls_section.blind_measures(results_dir)  # measures whose control missed: never deciding
+    results = claims.evaluate_claims(df, tuning=load_tuning(results_dir), blind=blind)
     (stage / "summary.csv").write_text(_csv(summary), encoding="utf-8")
     (stage / "claims.csv").write_text(_csv(tables.claims_frame(results)), encoding="utf-8")
     (stage / "claims_detail.csv").write_text(_csv(tables.claims_detail(results)), encoding="utf-8")
