@@ -77,9 +77,11 @@ def test_the_permutation_tests_smallest_p_caps_power_at_a_strict_holm_step():
     assert power.rule_power(50.0, 6, 6, alpha_step=0.05 / 25) == 0.0
     assert power.detectable_effect(6, 6, alpha_step=0.05 / 25) == math.inf
     assert power.rule_power(50.0, 7, 7, alpha_step=0.05 / 25) == 1.0
-    assert power.rule_power(50.0, 6, 0, alpha_step=0.05, paired=True) == 1.0  # 1/32 < 0.05
-    assert power.rule_power(50.0, 6, 0, alpha_step=0.02, paired=True) == 0.0
-    assert power.rule_power(50.0, 6, 0, alpha_step=0.02, paired=True, test="t") == 1.0
+    assert power.rule_power(50.0, 6, 0, alpha_step=0.05, paired=True, test="permutation") == 1.0  # 1/32 < 0.05
+    assert power.rule_power(50.0, 6, 0, alpha_step=0.02, paired=True, test="permutation") == 0.0
+    # which is why paired comparisons keep the t test at any n: more pairs never lose a decision
+    assert not power.uses_permutation(7, 7, paired=True)
+    assert power.rule_power(50.0, 7, 0, alpha_step=0.02, paired=True) == 1.0
 
 
 def test_the_comparison_names_the_test_that_decided_it():

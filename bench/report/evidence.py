@@ -6,9 +6,9 @@ Verdict of one comparison (claim predicts side A `higher` or `lower` than side B
                   divide by zero and report certainty it does not have),
   * inconclusive  when the decision test's Holm-adjusted two-sided p >= ALPHA (NaN counts as
                   >= ALPHA; the Holm family is every deciding comparison of the claims table);
-                  the decision test is Welch t (paired: paired t), or where every side has
-                  power.PERMUTATION_MIN_SEEDS seeds or more the permutation test of the difference
-                  of means (paired: sign flips), exact where its arrangements can be enumerated;
+                  the decision test is Welch t (paired: paired t), or where both independent
+                  sides have power.PERMUTATION_MIN_SEEDS seeds or more the permutation test of
+                  the difference of means, exact where its arrangements can be enumerated;
                   `test` names the one used,
   * inconclusive  when the 95 % intervals of the two means overlap (paired / one-sample
                   comparisons: when the interval of the mean difference contains the reference),
@@ -243,8 +243,8 @@ def compare_paired(
     note: str = "",
 ) -> Evidence:
     """Paired values per trial (e.g. model vs baseline on the same masked inputs): paired t decides
-    (the sign-flip test with enough pairs); the interval rule uses the t-interval of the mean
-    difference (must exclude 0)."""
+    (the sign-flip p is reported); the interval rule uses the t-interval of the mean difference
+    (must exclude 0)."""
     x, y = np.asarray(a_values, dtype=float), np.asarray(b_values, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
@@ -283,8 +283,8 @@ def compare_to_reference(
     expect: str,
     note: str = "",
 ) -> Evidence:
-    """One group of seeds against a fixed reference value: one-sample t decides (sign flips of
-    x − ref with enough seeds); the interval of the mean must exclude the reference."""
+    """One group of seeds against a fixed reference value: one-sample t decides (the sign-flip p of
+    x − ref is reported); the interval of the mean must exclude the reference."""
     x = stats.clean(a_values)
     a = Side(a_name, stats.t_interval(x))
     flips = stats.sign_flip_test(x - ref)
