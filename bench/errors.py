@@ -23,3 +23,11 @@ class ConfigErrors(ConfigError):
 
 class StorageError(GenbenchError, OSError):
     """The results folder cannot be used: not a folder, not writable, full, or in use by another run."""
+
+
+class FieldProblems(ConfigError):
+    """Every problem of one typed table that a `problems()` method found, each with its field."""
+
+    def __init__(self, owner: str, problems: list[tuple[str, str]]):
+        super().__init__("; ".join(f"{owner}: {key} {msg}" for key, msg in problems))
+        self.problems = list(problems)

@@ -13,7 +13,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, FieldProblems
 
 H = TypeVar("H")
 log = logging.getLogger(__name__)
@@ -87,6 +87,9 @@ def build(cls: type[H], mapping: Mapping[str, Any] | None, *, owner: str, noun: 
             mapping[new] = mapping.pop(old)
     mapping = {k: tuple(v) if isinstance(v, list) else v for k, v in mapping.items()}
     obj = cls(**mapping)
+    listed = getattr(obj, "problems", None)  # a class that lists every problem: one error per field
+    if listed is not None and (found := listed()):
+        raise FieldProblems(owner, found)
     check = getattr(obj, "validate", None)
     if check is not None:
         try:

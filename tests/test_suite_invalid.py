@@ -433,3 +433,16 @@ def test_a_datasets_bad_option_hides_no_model_error_and_makes_no_follow_on_error
     check_lines(
         capsys.readouterr().err, path, ("datasets[0].options.ntest", "models[0].hparams.lr", "models[1].hparams")
     )
+
+
+def test_every_bad_eval_setting_is_its_own_line(tmp_path, capsys):
+    """Four bad [eval] values: four lines, each naming its setting (not one line for the table)."""
+    path = tmp_path / "eval.toml"
+    path.write_text(
+        'name = "q"\nseeds = [0]\n[[datasets]]\nname = "8gaussians"\n[[models]]\nfamily = "gan"\n'
+        '[[budgets]]\nname = "b"\nsteps = 10\n'
+        '[eval]\nn_samples = -1\nsample_batch = 0\niwae_k = -3\nimpute_mask = "stripes"\n'
+    )
+    assert cli.main(["validate", str(path)]) == 2
+    fields = ("eval.n_samples", "eval.sample_batch", "eval.iwae_k", "eval.impute_mask")
+    check_lines(capsys.readouterr().err, path, fields)

@@ -5,6 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+POSITIVE = (  # settings that must be > 0
+    "n_samples",
+    "n_real",
+    "sample_batch",
+    "speed_repeats",
+    "speed_budget_s",
+    "nll_examples",
+    "iwae_k",
+    "kid_subset_size",
+    "prc_neighborhood",
+    "impute_examples",
+    "impute_draws",
+    "nll_batch",
+    "kid_subsets",
+    "classifier_steps",
+    "ode_rtol",
+    "ode_atol",
+    "ode_probes",
+)
 EXTRACTORS = ("raw", "classifier", "inception-v3-compat")  # eval.feature_extractor besides "auto"
 AUTO_EXTRACTOR = {"points": "raw", "image": "classifier"}  # what "auto" means per data kind
 IMPUTE_MASKS = ("random", "block")  # eval.impute_mask (bench.metrics.impute.MASKS implements them)
@@ -52,48 +71,35 @@ class EvalConfig:
     trajectory_points: int = 8  # 0 = off (no quality_curve, fid_oscillation; collapsed only on divergence)
     trajectory_samples: int = 2000  # samples and real test examples per trajectory FID (capped at the test size)
 
-    def validate(self) -> None:
-        for name in (
-            "n_samples",
-            "n_real",
-            "sample_batch",
-            "speed_repeats",
-            "nll_examples",
-            "iwae_k",
-            "kid_subset_size",
-            "prc_neighborhood",
-            "impute_examples",
-            "impute_draws",
-            "nll_batch",
-            "kid_subsets",
-            "classifier_steps",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"eval.{name} must be positive, got {getattr(self, name)}")
-        if self.trajectory_points < 0:
-            raise ValueError(f"eval.trajectory_points must be >= 0 (0 = off), got {self.trajectory_points}")
-        if self.trajectory_samples < 2:  # a covariance needs two samples
-            raise ValueError(f"eval.trajectory_samples must be >= 2, got {self.trajectory_samples}")
-        for name in ("ode_rtol", "ode_atol", "ode_probes"):
+    def problems(self) -> list[tuple[str, str]]:
+        """(setting, what is wrong) for every invalid setting: validation lists them all, one line each."""
+        out = []
+        for name in POSITIVE:
             if not getattr(self, name) > 0:
-                raise ValueError(f"eval.{name} must be positive, got {getattr(self, name)}")
-        if self.ode_examples < 0:
-            raise ValueError(f"eval.ode_examples must be >= 0 (0 = off), got {self.ode_examples}")
+                out.append((name, f"must be positive, got {getattr(self, name)}"))
+        for name in ("trajectory_points", "ode_examples"):
+            if getattr(self, name) < 0:
+                out.append((name, f"must be >= 0 (0 = off), got {getattr(self, name)}"))
+        if self.trajectory_samples < 2:  # a covariance needs two samples
+            out.append(("trajectory_samples", f"must be >= 2, got {self.trajectory_samples}"))
         if not self.speed_batches or any(b <= 0 for b in self.speed_batches):
-            raise ValueError(
-                f"eval.speed_batches must be a non-empty list of positive batch sizes, got {self.speed_batches}"
-            )
-        if not self.speed_budget_s > 0:
-            raise ValueError(f"eval.speed_budget_s must be positive, got {self.speed_budget_s}")
+            out.append(("speed_batches", f"must be a non-empty list of positive batch sizes, got {self.speed_batches}"))
         if any(s <= 0 for s in self.sampling_steps):
-            raise ValueError(f"eval.sampling_steps must be positive, got {self.sampling_steps}")
+            out.append(("sampling_steps", f"must be positive, got {self.sampling_steps}"))
         if self.impute_mask not in IMPUTE_MASKS:
-            raise ValueError(f"eval.impute_mask must be one of {', '.join(IMPUTE_MASKS)}, got {self.impute_mask!r}")
+            out.append(("impute_mask", f"must be one of {', '.join(IMPUTE_MASKS)}, got {self.impute_mask!r}"))
         allowed = ("auto", *EXTRACTORS)
         if self.feature_extractor not in allowed:
-            raise ValueError(f"eval.feature_extractor must be one of {allowed}, got {self.feature_extractor!r}")
+            out.append(("feature_extractor", f"must be one of {allowed}, got {self.feature_extractor!r}"))
         if self.feature_extractor == "inception-v3-compat" and not self.feature_extractor_weights_path:
-            raise ValueError("eval.feature_extractor_weights_path is required for inception-v3-compat")
+            out.append(("feature_extractor_weights_path", "is required for inception-v3-compat"))
+        return out
+
+    def validate(self) -> None:
+        """The first problem as a ValueError (for callers that build an EvalConfig by hand)."""
+        found = self.problems()
+        if found:
+            raise ValueError(f"eval.{found[0][0]} {found[0][1]}")
 
     def extractor_for(self, kind: str) -> str:
         """The feature extractor used on data of `kind` ("points" | "image"), "auto" resolved."""

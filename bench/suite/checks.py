@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, FieldProblems
 from bench.hparams import build, field_errors
 from bench.registry import Registry
 
@@ -135,6 +135,10 @@ class Checks:
         good = {k: v for k, v in mapping.items() if k not in dict(bad) and self.finite(field(k))}
         try:
             built = build(cls, good, owner=owner, noun=noun)
+        except FieldProblems as exc:  # every problem at its own field
+            for key, msg in exc.problems:
+                self.error(field(key), f"{owner} {noun} {key!r} {msg}")
+            return None
         except ConfigError as exc:
             self.error(where, str(exc), exact=True)  # non-finite values were left out of `good`
             return None
