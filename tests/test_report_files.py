@@ -201,3 +201,13 @@ def test_no_best_nll_across_estimators_of_different_kinds():
     )
     assert _best_mask(summary, "nll").tolist() == [True, False, False, False]
     assert not _best_mask(summary.iloc[:3], "nll").any()  # one row per kind: nothing to compare
+
+
+def test_the_headline_counts_every_status_so_the_parts_sum_to_the_trials():
+    """A no-steps row (or any status outside ok/failed/diverged) is counted, not dropped: 2 + 0 + 0 + 1 = 3."""
+    from report_synth import frame, row
+
+    from bench.report.sections import _trial_counts
+
+    df = frame([row("gan", seed=0), row("gan", seed=1), row("gan", seed=2, status="no-steps")])
+    assert _trial_counts(df) == "3 trials (2 ok, 0 failed, 0 diverged, 1 no-steps)"

@@ -131,3 +131,14 @@ def test_bf16_trains_under_autocast_and_evaluation_runs_without_it():
     fam.net(torch.randn(2, 4))
     assert probe.autocast_seen is False and fam.accelerator is None  # evaluation: fp32
     assert fam.net(torch.randn(2, 4)).dtype == torch.float32
+
+
+def test_a_budget_that_allows_no_step_is_a_no_steps_row_not_an_ok_one(cell, tmp_path):
+    """seconds = 1e-9 ends before the first optimizer step: the row says no-steps and why, and
+    nothing is measured (an untrained model's numbers would otherwise pass as an ok trial)."""
+    from bench.store import TRIALS
+    from bench.store.schema import NO_STEPS
+
+    row = run_trial(dataclasses.replace(cell, steps=None, seconds=1e-9), results_dir=tmp_path)
+    assert row["status"] == NO_STEPS and row["train_steps"] == 0 and "before the first optimizer step" in row["error"]
+    assert math.isnan(row["nll"]) and math.isnan(row["fid"]) and NO_STEPS in TRIALS.finished

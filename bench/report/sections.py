@@ -62,10 +62,7 @@ ESTIMATORS = {
 
 def _trial_counts(df: pd.DataFrame) -> str:
     counts = df["status"].value_counts()
-    return (
-        f"{len(df)} trials ({int(counts.get('ok', 0))} ok, {int(counts.get('failed', 0))} failed, "
-        f"{int(counts.get('diverged', 0))} diverged)"
-    )
+    return f"{len(df)} trials ({_status_counts(counts)})"
 
 
 def _budgets(df: pd.DataFrame) -> str:
@@ -184,3 +181,10 @@ def notes_section(df: pd.DataFrame) -> Section:
     if len(fails):
         parts += ["**Failed and diverged trials.**", "", tables.to_markdown(fails), ""]
     return Section("Notes", "\n".join(parts))
+
+
+def _status_counts(counts) -> str:
+    """ok, failed, diverged always, then any other status present (no-steps, ...): they sum to the trials."""
+    known = ("ok", "failed", "diverged")
+    others = sorted(str(k) for k in counts.index if k not in known)
+    return ", ".join(f"{int(counts.get(k, 0))} {k}" for k in (*known, *others))

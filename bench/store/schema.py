@@ -33,7 +33,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("dataset", "str", "registered dataset name"),
     Column("budget", "str", "budget name from the suite"),
     Column("seed", "int", "trial seed (torch/numpy/python)"),
-    Column("status", "str", "ok | failed | diverged"),
+    Column("status", "str", "ok | failed | diverged | no-steps (the budget allowed no optimizer step)"),
     Column("error", "str", "error text of a failed/diverged trial, else ''"),
     Column("warnings", "str", "'; '-joined notes (e.g. fp16 on CPU fell back to fp32)"),
     Column("config_hash", "str", "hash of family hparams + dataset options + budget + eval config"),
@@ -318,14 +318,16 @@ class Schema:
         return {c.name: PANDAS_DTYPE[c.dtype] for c in self.columns}
 
 
-# ok and diverged are measurements; "failed" reruns
+NO_STEPS = "no-steps"  # a trial whose budget ended before its first optimizer step (nothing measured)
+# ok and diverged are measurements, no-steps a property of the budget (a new budget is a new cell);
+# "failed" reruns
 TRIALS = Schema(
     COLUMNS,
     "trial_id",
     "rows",
     "trials.parquet",
     "trials.csv",
-    ("ok", "diverged"),
+    ("ok", "diverged", NO_STEPS),
     ("label", "dataset", "budget", "seed", "trial_id"),
 )
 # a finished tuning trial ran the budget (ok), was stopped early by the scheduler (stopped) or

@@ -1,7 +1,8 @@
 """One trial = one grid cell: seed, build, train for the budget, evaluate, save, return the row.
 
 `run_trial(cell, results_dir=...)` never raises for a problem of the trial itself: an exception
-becomes a row with status "failed" and its error text, a divergence a row with status "diverged"
+becomes a row with status "failed" and its error text, a divergence a row with status "diverged",
+a budget that allowed no optimizer step a row with status "no-steps" (nothing is measured)
 (training stops, evaluation is skipped). Every column of `bench.store.schema` is present on the row.
 
 Inside: Accelerate places the model and runs mixed precision for training only; evaluation (NLL
@@ -47,7 +48,7 @@ from bench.metrics.cost import process_peak_mb, process_unique_mb, reset_process
 from bench.metrics.trajectory import Trajectory
 from bench.store.files import atomic_write_bytes
 from bench.store.rows import empty_row, normalize_row
-from bench.store.schema import COLUMN_NAMES
+from bench.store.schema import COLUMN_NAMES, NO_STEPS
 from bench.suite.model import Cell
 from bench.trial import checkpoint
 from bench.trial.provenance import device_name, versions
@@ -169,6 +170,12 @@ def _run(
     _save_weights(family, results_dir / "weights" / f"{cell.trial_id}.pt", row, results_dir)
     if monitor.diverged_reason is not None:
         row.update(status="diverged", error=f"diverged at step {monitor.diverged_step}: {monitor.diverged_reason}")
+        return
+    if not row.get("train_steps"):  # e.g. seconds = 1e-9: measuring an untrained model would pass as ok
+        budget = f"steps={cell.steps}, seconds={cell.seconds}"
+        row.update(
+            status=NO_STEPS, error=f"the budget ({budget}) ended before the first optimizer step: nothing to measure"
+        )
         return
 
     family.train(False)
