@@ -277,3 +277,77 @@ def test_draw_returns_exactly_n_normal_tensors():
     x = speed.draw(lambda b: sampler.sample(b), 23, 10)
     assert x.shape == (23, 2) and not x.is_inference()
     assert [n for n, _ in sampler.calls] == [10, 10, 3]
+
+
+class VirtualClocks:
+    """(wall, CPU) clocks a test advances by hand."""
+
+    def __init__(self):
+        self.wall = self.cpu = 0.0
+
+    def tick(self, wall: float, cpu: float) -> None:
+        self.wall += wall
+        self.cpu += cpu
+
+
+def test_a_stopped_process_is_a_stall_not_training_time():
+    """100 steps of 10 ms (CPU busy), then one step across a 77 s stop (no CPU time), then 100 more:
+    stalled_s is the stop minus a typical step and train_s leaves it out. A slow step that computes
+    (CPU time growing with wall time) is training, however long."""
+    c = VirtualClocks()
+    mon = TrainMonitor(family(), "cpu", batch_size=1, clocks=(lambda: c.wall, lambda: c.cpu))
+    mon.start()
+    for i in range(201):
+        c.tick(77.01, 0.01) if i == 100 else c.tick(0.01, 0.01)
+        mon.step(i, {"loss": 1.0})
+    c.tick(5.0, 5.0)  # a slow step that computes
+    mon.step(201, {"loss": 1.0})
+    mon.stop()
+    summary = mon.summary()
+    assert summary["stalled_s"] == pytest.approx(77.0, abs=1e-6)
+    assert summary["train_s"] == pytest.approx(200 * 0.01 + 0.01 + 5.0, abs=1e-6)
+    state = mon.state_dict()
+    resumed = TrainMonitor(family(), "cpu", batch_size=1)
+    resumed.load_state_dict(state)
+    assert resumed.summary()["stalled_s"] == pytest.approx(77.0, abs=1e-6)  # carried over a resume
+
+
+STOPPED_CHILD = """
+import sys, time, torch
+from metrics_fakes import GaussianFamily
+from bench.metrics import TrainMonitor
+mon = TrainMonitor(GaussianFamily.__new__(GaussianFamily), "cpu", batch_size=1)
+mon.family.check_divergence = lambda losses: None
+x = torch.randn(128, 128)
+mon.start()
+print("go", flush=True)
+t0, i = time.perf_counter(), 0
+while time.perf_counter() - t0 < 4.0:
+    for _ in range(20):
+        x = torch.tanh(x @ x.T / 128)  # real CPU work per step
+    mon.step(i, {"loss": float(x[0, 0])})
+    i += 1
+mon.stop()
+print(mon.stalled_s, mon.train_s, flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SIGSTOP/SIGCONT on Linux")
+def test_a_sigstopped_training_process_is_flagged_and_its_stop_is_not_train_time(tmp_path):
+    import os
+    import signal
+    import subprocess
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": f"{tests}{os.pathsep}{tests.parent}", "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen([sys.executable, "-c", STOPPED_CHILD], stdout=subprocess.PIPE, text=True, env=env)
+    assert child.stdout.readline().strip() == "go"
+    time.sleep(1.0)
+    child.send_signal(signal.SIGSTOP)
+    time.sleep(2.5)
+    child.send_signal(signal.SIGCONT)
+    stalled, train = map(float, child.stdout.readline().split())
+    assert child.wait(timeout=60) == 0
+    assert 2.0 < stalled < 3.0, stalled  # the stop, less about one step
+    assert train < 4.0 - 2.0, train  # 4 s of wall clock, 2.5 s of it stopped

@@ -24,6 +24,12 @@ taken by the interrupted attempt (steps, losses, divergence, training seconds so
 then covers all attempts. train_s stands still during a `paused()` block, so a state taken there
 (a checkpoint) holds the training time up to the pause.
 
+Stalls: a step that took more than STALL_FACTOR × the typical step and at least STALL_MIN_S of
+wall time while the process used under STALL_CPU_SHARE of it in CPU time did not run (SIGSTOP, a
+suspended VM, a starved container): the excess over a typical step is `stalled_s`, not training
+time (train_s excludes it), and the trial warns with its id. A slow step that computes (CPU time
+grows with wall time) is training, however long.
+
 `step` must stay cheap (the harness loop targets <= 1.03× a bare loop): it appends floats and
 polls RSS only every `RSS_EVERY` steps. Training memory growth (train_mem_growth_mb) on CPU is the
 growth of the process's peak RSS over its value at start(); on a GPU, torch.cuda.max_memory_allocated
@@ -56,11 +62,24 @@ import numpy as np
 import psutil
 import torch
 
+STALL_FACTOR = 20.0  # a step this many times the typical step's wall time ...
+STALL_MIN_S = 1.0  # ... and at least this long ...
+STALL_CPU_SHARE = 0.1  # ... with less than this share of it in process CPU time: the process did not run
+TYPICAL_DECAY = 0.9  # the typical step time: an exponential average of the non-stalled steps
+
 RSS_EVERY = 50  # steps between RSS polls (ru_maxrss catches peaks between polls once it exceeds the start)
 
 
 class TrainMonitor:
-    def __init__(self, family, device: torch.device | str, batch_size: int, max_points: int = 300):
+    def __init__(
+        self,
+        family,
+        device: torch.device | str,
+        batch_size: int,
+        max_points: int = 300,
+        *,
+        clocks: tuple = (time.perf_counter, time.process_time),  # (wall, CPU); tests pass virtual ones
+    ):
         self.family = family
         self.device = torch.device(device)
         self.batch_size = batch_size  # examples per optimizer step (for examples/s)
@@ -73,6 +92,11 @@ class TrainMonitor:
         self._paused_s = 0.0
         self._pause_t: float | None = None  # start of the pause in progress (train_s stands still)
         self._earlier_s = 0.0  # training seconds of earlier attempts (load_state_dict)
+        self._wall, self._cpu = clocks
+        self.stalled_s = 0.0  # wall seconds the process did not run during training (module doc)
+        self._earlier_stalled_s = 0.0
+        self._last: tuple[float, float] | None = None  # (wall, CPU) at the end of the last step
+        self._typical: float | None = None  # typical wall seconds per step
         self._proc = psutil.Process()
         self._rss0 = self._rss_max = 0
         self._maxrss0 = 0
@@ -86,12 +110,13 @@ class TrainMonitor:
         self._maxrss0 = _ru_maxrss_bytes()
         self._paused_s = 0.0
         self._t1 = None
-        self._t0 = time.perf_counter()
+        self._t0 = self._wall()
+        self._last = (self._t0, self._cpu())
 
     def stop(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        self._t1 = time.perf_counter()
+        self._t1 = self._wall()
         self._poll_rss()
 
     @contextlib.contextmanager
@@ -99,25 +124,28 @@ class TrainMonitor:
         """Time spent inside is not training time (evaluation, checkpointing, sample previews)."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        t = self._pause_t = time.perf_counter()
+        t = self._pause_t = self._wall()
         try:
             yield
         finally:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
-            self._paused_s += time.perf_counter() - t
+            now = self._wall()
+            self._paused_s += now - t
             self._pause_t = None
+            self._last = (now, self._cpu())  # the next step is timed from here, not across the pause
 
     @property
     def train_s(self) -> float:
         if self._t0 is None:
             return math.nan
-        end = self._t1 if self._t1 is not None else (self._pause_t or time.perf_counter())
-        return self._earlier_s + end - self._t0 - self._paused_s
+        end = self._t1 if self._t1 is not None else (self._pause_t or self._wall())
+        return self._earlier_s + end - self._t0 - self._paused_s - self.stalled_s
 
     # --- per step ------------------------------------------------------------------------------
     def step(self, step: int, losses: dict[str, float]) -> str | None:
         """Record this step's losses; return the family's divergence reason (first one is kept)."""
+        self._time_step()
         self.steps.append(step)
         for name, value in losses.items():
             series = self.losses.setdefault(name, [])
@@ -130,6 +158,19 @@ class TrainMonitor:
             self.diverged_step, self.diverged_reason = step, reason
         return reason
 
+    def _time_step(self) -> None:
+        """The step's wall and CPU time since the last one: a stall (module doc) is set aside."""
+        if self._last is None:
+            return
+        wall, cpu = self._wall(), self._cpu()
+        dw, dc = wall - self._last[0], cpu - self._last[1]
+        self._last = (wall, cpu)
+        typical = self._typical
+        if typical is not None and dw >= max(STALL_MIN_S, STALL_FACTOR * typical) and dc < STALL_CPU_SHARE * dw:
+            self.stalled_s += dw - typical
+            return
+        self._typical = dw if typical is None else TYPICAL_DECAY * typical + (1 - TYPICAL_DECAY) * dw
+
     # --- resume -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """What a resumed attempt needs to continue the record: steps, losses, divergence, train_s."""
@@ -139,6 +180,7 @@ class TrainMonitor:
             "diverged_step": self.diverged_step,
             "diverged_reason": self.diverged_reason,
             "train_s": self.train_s if self._t0 is not None else self._earlier_s,
+            "stalled_s": self._earlier_stalled_s + self.stalled_s,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -147,6 +189,7 @@ class TrainMonitor:
         self.losses = {name: v.tolist() for name, v in state["losses"].items()}
         self.diverged_step, self.diverged_reason = state["diverged_step"], state["diverged_reason"]
         self._earlier_s = float(state["train_s"])
+        self._earlier_stalled_s = float(state.get("stalled_s", 0.0))  # checkpoints of older versions lack it
 
     def _poll_rss(self) -> None:
         self._rss_max = max(self._rss_max, self._proc.memory_info().rss)
@@ -178,6 +221,7 @@ class TrainMonitor:
         n = len(self.steps)
         return {
             "train_s": train_s,
+            "stalled_s": self._earlier_stalled_s + self.stalled_s,
             "train_steps": n,
             "examples_per_s": n * self.batch_size / train_s if train_s > 0 else math.nan,
             "train_mem_growth_mb": self.peak_mem_mb(),

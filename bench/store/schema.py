@@ -180,6 +180,12 @@ COLUMNS: tuple[Column, ...] = (
         "sampling-step counts (speeds at speed_batch)",
     ),
     Column("train_s", "float", "training seconds over all attempts (evaluation, reports, checkpoints excluded)"),
+    Column(
+        "stalled_s",
+        "float",
+        "wall seconds during training when the process did not run (stopped by SIGSTOP, suspended, starved): "
+        "excluded from train_s; > 0 comes with a warning",
+    ),
     Column("train_steps", "int", "optimizer steps taken"),
     Column(
         "attempts",

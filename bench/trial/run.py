@@ -160,6 +160,11 @@ def _run(
         dataset = TuningView(dataset)
     monitor = _Training(family, dataset, cell, accelerator, lifecycle, trajectory).run(row)
     row.update(monitor.summary())
+    if row.get("stalled_s"):
+        stall = f"training stalled for {row['stalled_s']:.1f} s (the process did not run: stopped or starved)"
+        stall += "; not counted in train_s"
+        log.warning("trial %s: %s", cell.name, stall)
+        warnings.append(stall)
     row.update(_trajectory_columns(trajectory, diverged=monitor.diverged_reason is not None))
     if validation is not None:  # the reports were the result
         row["status"] = "ok" if monitor.diverged_reason is None else "diverged"
