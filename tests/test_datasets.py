@@ -19,7 +19,7 @@ from sklearn.datasets import load_digits
 
 from bench.datasets import make_dataset
 from bench.datasets.base import OptionError
-from bench.datasets.images import DEBIAN_FASHION_MNIST
+from bench.datasets.stored import DEBIAN_FASHION_MNIST
 from bench.errors import ConfigError, DataError
 
 SMALL = {"n_train": 4000, "n_test": 1000}

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from bench.datasets.base import Dataset, DataSpec, Facts, OptionError
-from bench.datasets.images import CIFAR10, MNIST, Digits, FashionMNIST, ImageFolder
+from bench.datasets.images import Digits, ImageFolder
+from bench.datasets.stored import CIFAR10, MNIST, FashionMNIST
 from bench.datasets.toy import Checkerboard, EightGaussians, Moons
 from bench.hparams import build
 from bench.registry import Registry
