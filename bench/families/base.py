@@ -148,6 +148,9 @@ class Family(ABC):
         """Network function evaluations to draw one sample (1 for one-shot generators)."""
         return 1
 
+    # samplers of bench.families.samplers.SAMPLERS whose `sampler=` this family's sample accepts; () = one-shot
+    samplers: ClassVar[tuple[str, ...]] = ()
+
     def sampling_steps(self) -> int | None:
         """Default number of sampling steps for iterative samplers (DDPM: T), None for one-shot."""
         return None

@@ -19,6 +19,7 @@ from bench.families.base import CommonHparams, Family, every_kind
 from bench.families.diffusion import BETA_SCHEDULES, GaussianDiffusion, cosine_betas, linear_betas
 from bench.families.nets import SmallUNet, TimeMLP
 from bench.families.ode import OdeNll, OdeSettings, VPSchedule, family_ode_nll
+from bench.families.samplers import SAMPLERS, diffusers_sample
 
 __all__ = ["DDPM", "DDPMHparams", "GaussianDiffusion", "cosine_betas", "linear_betas"]
 
@@ -65,6 +66,7 @@ class DDPM(Family):
     Hparams = DDPMHparams
     tiny_hparams = MappingProxyType({"hidden": 32, "width": 8, "timesteps": 20})
     nll_kinds = every_kind("vlb")
+    samplers = SAMPLERS  # every sampler of the vocabulary drives its ε-network
     lecture = True  # a lecture family: its claims are tested, it decides "other families" comparisons
 
     def __init__(self, spec: DataSpec, hparams: DDPMHparams):
@@ -120,13 +122,19 @@ class DDPM(Family):
         return self._respaced[steps]
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None) -> torch.Tensor:
-        """(n, *shape) float32 by ancestral sampling on `steps` strided timesteps (None: all T)."""
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None, sampler: str = "ancestral"
+    ) -> torch.Tensor:
+        """(n, *shape) float32 in `steps` network calls (None: all T) by `sampler` (bench.families.samplers):
+        ancestral sampling on strided timesteps, or a diffusers scheduler on the full β schedule."""
         clip = self.spec.is_image and self.hp.clip_x0
+        shape = (n, *self.spec.shape)
         with self.fp32():  # one autocast context for the whole loop: the network runs in fp32
-            x = self._schedule(steps).sample_loop(
-                self._predictor(), self._noise(generator), (n, *self.spec.shape), clip
-            )
+            if sampler == "ancestral":
+                x = self._schedule(steps).sample_loop(self._predictor(), self._noise(generator), shape, clip)
+            else:
+                betas, k = self.diffusion.betas, steps or self.diffusion.T
+                x = diffusers_sample(sampler, betas, self._predictor(), self._noise(generator), shape, k, clip)
         return self.to_data_range(x)
 
     def nfe_per_sample(self, steps: int | None = None) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from bench.families.samplers import DEFAULT_SAMPLERS, SAMPLERS
+
 POSITIVE = (  # settings that must be > 0
     "n_samples",
     "n_real",
@@ -47,6 +49,8 @@ class EvalConfig:
     iwae_k: int = 64  # importance samples for the VAE's IWAE-K bound
     # step counts of iterative samplers (DDPM) for the cost/quality curve; the family's full count is added
     sampling_steps: tuple[int, ...] = (10, 50, 200)
+    # samplers of iterative families (bench.families.samplers.SAMPLERS: ancestral | ddim | dpm-solver++)
+    samplers: tuple[str, ...] = DEFAULT_SAMPLERS
     # auto | raw | classifier | inception-v3-compat ("auto": raw for points, classifier for images)
     feature_extractor: str = "auto"
     feature_extractor_weights_path: str = ""  # local Inception weights; required for inception-v3-compat
@@ -86,6 +90,8 @@ class EvalConfig:
             out.append(("speed_batches", f"must be a non-empty list of positive batch sizes, got {self.speed_batches}"))
         if any(s <= 0 for s in self.sampling_steps):
             out.append(("sampling_steps", f"must be positive, got {self.sampling_steps}"))
+        if not self.samplers or any(s not in SAMPLERS for s in self.samplers):
+            out.append(("samplers", f"must be a non-empty list of {', '.join(SAMPLERS)}, got {list(self.samplers)}"))
         if self.impute_mask not in IMPUTE_MASKS:
             out.append(("impute_mask", f"must be one of {', '.join(IMPUTE_MASKS)}, got {self.impute_mask!r}"))
         allowed = ("auto", *EXTRACTORS)
